@@ -1,0 +1,50 @@
+"""mmmic: a declarative language and compiler for multimodal datasets with exact mutual information.
+
+Pipeline (one module per stage, data flowing one way)::
+
+    parse (text -> syntax tree) -> lower (-> frozen IR) -> check -> analysis (exact MI)
+    -> backend (torch sampler) -> output (bundles, datasets) -> cli
+
+Quick use::
+
+    from mmmi_dsl import load
+    model = load("specs/two_views.mmi", overrides={"d": "64"})
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import MmmicError, SpecError, UsageError
+from .ir import Model
+
+__version__ = "0.1.0"
+
+
+def load(path: str | Path, overrides: dict[str, str] | None = None) -> Model:
+    """Parse, lower and check a spec file; return its frozen IR.
+
+    Raises:
+        SpecError: every problem found in the spec (with spans).
+        UsageError: a bad override.
+    """
+    from .check import check
+    from .lower import lower
+    from .parse import parse_file
+
+    program = parse_file(path)
+    return check(lower(program, overrides), {program.file: program.text})
+
+
+def loads(text: str, overrides: dict[str, str] | None = None, file: str = "<string>",
+          base_dir: str | Path | None = None) -> Model:
+    """Like :func:`load` for spec text; relative file paths resolve against ``base_dir``."""
+    from .check import check
+    from .lower import lower
+    from .parse import parse_text
+
+    program = parse_text(text, file)
+    return check(lower(program, overrides, Path(base_dir) if base_dir else None), {file: text})
+
+
+__all__ = ["load", "loads", "Model", "MmmicError", "SpecError", "UsageError", "__version__"]

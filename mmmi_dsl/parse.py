@@ -1,0 +1,513 @@
+"""Stage 1, parse: .mmi text -> a syntax tree (:class:`Program`) with spans.
+
+The grammar is ``grammar/mmi.lark`` (shipped inside the wheel as
+``mmmi_dsl/grammar/mmi.lark``). This stage knows only syntax: names are not
+resolved and families are not expanded; :mod:`mmmi_dsl.lower` does that.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Union
+
+import lark
+from lark import Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .errors import Collector, Diagnostic, SpecError
+from .ir import Span
+
+# ---------------------------------------------------------------- syntax tree
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+    is_int: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Shape:
+    dims: tuple[int, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class String:
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    index: "Node | None"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Kwarg:
+    name: str
+    value: "Node"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Binder:
+    var: str
+    lo: "Node"
+    hi: "Node"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple["Node | Kwarg | Binder", ...]
+    span: Span
+    func_span: Span
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    op: str  # + - * / ^ @
+    left: "Node"
+    right: "Node"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Negate:
+    operand: "Node"
+    span: Span
+
+
+@dataclass(frozen=True)
+class ListLit:
+    items: tuple["Node", ...]
+    span: Span
+
+
+Node = Union[Number, Shape, String, Name, Call, BinaryOp, Negate, ListLit]
+
+
+@dataclass(frozen=True)
+class Decl:
+    """``name``, ``name[index]`` (inside a loop) or ``name[lo..hi]`` (a family)."""
+
+    name: str
+    index: Node | None
+    range: tuple[Node, Node] | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class TypeAnn:
+    name: str
+    args: tuple[Node, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class IntervalAst:
+    lo: Node
+    hi: Node
+    lo_open: bool
+    hi_open: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class VarRef:
+    name: str
+    index: Node | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class QueryAst:
+    op: str
+    groups: tuple[tuple[VarRef, ...], ...]
+    given: tuple[VarRef, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement; ``kind`` is the keyword (``param``, ``latent``, ...).
+
+    Fields used per kind: ``name``/``decl``, ``value`` (right-hand side), ``type``,
+    ``interval``, ``query``, ``unit``, ``compare``/``rhs`` (labels), ``body`` (for).
+    """
+
+    kind: str
+    span: Span
+    name: str = ""
+    name_span: Span | None = None
+    decl: Decl | None = None
+    value: Node | None = None
+    type: TypeAnn | None = None
+    interval: IntervalAst | None = None
+    query: QueryAst | None = None
+    unit: str = "nats"
+    compare: str = ""
+    rhs: Node | None = None
+    loop_range: tuple[Node, Node] | None = None
+    body: tuple["Statement", ...] = ()
+    report: "Statement | None" = None
+
+
+@dataclass(frozen=True)
+class Program:
+    file: str
+    text: str
+    statements: tuple[Statement, ...] = field(default_factory=tuple)
+
+
+# ---------------------------------------------------------------- grammar
+
+
+def grammar_text() -> str:
+    """The grammar: the packaged copy in a wheel, else the repository's ``grammar/``."""
+    packaged = resources.files("mmmi_dsl").joinpath("grammar/mmi.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "grammar" / "mmi.lark").read_text(encoding="utf-8")
+
+
+class _BracketNewlines:
+    """Post-lexer: drop newlines inside ( ) and [ ] so expressions may span lines."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(0, depth - 1)
+            elif tok.type == "_NL" and depth > 0:
+                continue
+            yield tok
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True,
+                     maybe_placeholders=True, postlex=_BracketNewlines())
+
+
+# ---------------------------------------------------------------- tree -> AST
+
+
+def _span(file: str, meta_or_tok) -> Span:
+    m = meta_or_tok
+    return Span(file=file, line=m.line, column=m.column, end_line=m.end_line, end_column=m.end_column)
+
+
+class _ToAst(Transformer):
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def sp(self, meta) -> Span:
+        return _span(self.file, meta)
+
+    # --- expressions
+    @v_args(meta=True)
+    def number(self, meta, children):
+        (tok,) = children
+        is_int = tok.type == "INT"
+        return Number(float(int(tok)) if is_int else float(tok), is_int, self.sp(meta))
+
+    @v_args(meta=True)
+    def shape(self, meta, children):
+        return Shape(tuple(int(p) for p in str(children[0]).split("x")), self.sp(meta))
+
+    @v_args(meta=True)
+    def string(self, meta, children):
+        return String(str(children[0])[1:-1], self.sp(meta))
+
+    @v_args(meta=True)
+    def name(self, meta, children):
+        return Name(str(children[0]), children[1], self.sp(meta))
+
+    @v_args(meta=True)
+    def kwarg(self, meta, children):
+        return Kwarg(str(children[0]), children[1], self.sp(meta))
+
+    @v_args(meta=True)
+    def binder(self, meta, children):
+        lo, hi = children[1]
+        return Binder(str(children[0]), lo, hi, self.sp(meta))
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        tok = children[0]
+        args = tuple(a for a in children[1:] if a is not None)
+        return Call(str(tok), args, self.sp(meta), _span(self.file, tok))
+
+    def _bin(op):  # noqa: N805 - helper building the binary-operator callbacks
+        @v_args(meta=True)
+        def f(self, meta, children):
+            return BinaryOp(op, children[0], children[1], self.sp(meta))
+        return f
+
+    add = _bin("+")
+    sub = _bin("-")
+    mul = _bin("*")
+    div = _bin("/")
+    matmul = _bin("@")
+    pow = _bin("^")
+
+    @v_args(meta=True)
+    def neg(self, meta, children):
+        return Negate(children[0], self.sp(meta))
+
+    def pos(self, children):
+        return children[0]
+
+    @v_args(meta=True)
+    def list(self, meta, children):
+        return ListLit(tuple(c for c in children if c is not None), self.sp(meta))
+
+    # --- pieces of statements
+    def range(self, children):
+        return (children[0], children[1])
+
+    @v_args(meta=True)
+    def decl(self, meta, children):
+        name, sub = str(children[0]), children[1]
+        if isinstance(sub, tuple):
+            return Decl(name, None, sub, self.sp(meta))
+        return Decl(name, sub, None, self.sp(meta))
+
+    @v_args(meta=True)
+    def interval(self, meta, children):
+        open_tok, lo, _comma, hi, close_tok = children
+        return IntervalAst(lo, hi, str(open_tok) == "(", str(close_tok) == ")", self.sp(meta))
+
+    @v_args(meta=True)
+    def type(self, meta, children):
+        return TypeAnn(str(children[0]), tuple(c for c in children[1:] if c is not None), self.sp(meta))
+
+    @v_args(meta=True)
+    def var(self, meta, children):
+        return VarRef(str(children[0]), children[1], self.sp(meta))
+
+    def varlist(self, children):
+        return tuple(children)
+
+    @v_args(meta=True)
+    def query(self, meta, children):
+        op, *lists, given = children
+        return QueryAst(str(op), tuple(lists), given or (), self.sp(meta))
+
+    def given(self, children):
+        return children[0]
+
+    # --- statements
+    def _stmt(self, kind, meta, **kw):
+        return Statement(kind=kind, span=self.sp(meta), **kw)
+
+    @v_args(meta=True)
+    def model_stmt(self, meta, c):
+        return self._stmt("model", meta, name=str(c[0]), name_span=_span(self.file, c[0]))
+
+    @v_args(meta=True)
+    def param_stmt(self, meta, c):
+        return self._stmt("param", meta, name=str(c[0]), name_span=_span(self.file, c[0]),
+                          value=c[1], interval=c[2])
+
+    @v_args(meta=True)
+    def derived_stmt(self, meta, c):
+        return self._stmt("derived", meta, name=str(c[0]), name_span=_span(self.file, c[0]), value=c[1])
+
+    @v_args(meta=True)
+    def dim_stmt(self, meta, c):
+        return self._stmt("dim", meta, name=str(c[0]), name_span=_span(self.file, c[0]), value=c[1])
+
+    @v_args(meta=True)
+    def proto_stmt(self, meta, c):
+        return self._stmt("proto", meta, decl=c[0], type=c[1])
+
+    def _decl_value(kind):  # noqa: N805
+        @v_args(meta=True)
+        def f(self, meta, c):
+            return self._stmt(kind, meta, decl=c[0], type=c[1], value=c[2])
+        return f
+
+    template_stmt = _decl_value("template")
+    matrix_stmt = _decl_value("matrix")
+    target_stmt = _decl_value("target")
+    latent_stmt = _decl_value("latent")
+
+    @v_args(meta=True)
+    def flow_stmt(self, meta, c):
+        return self._stmt("flow", meta, decl=c[0], value=c[1], type=c[2])
+
+    @v_args(meta=True)
+    def label_stmt(self, meta, c):
+        return self._stmt("label", meta, decl=c[0], value=c[1], compare=str(c[2]), rhs=c[3])
+
+    @v_args(meta=True)
+    def report_stmt(self, meta, c):
+        return self._stmt("report", meta, query=c[0], unit=str(c[1]) if c[1] else "nats")
+
+    @v_args(meta=True)
+    def solve_stmt(self, meta, c):
+        return self._stmt("solve", meta, name=str(c[0]), name_span=_span(self.file, c[0]),
+                          interval=c[1], query=c[2], value=c[3], unit=str(c[4]) if c[4] else "nats")
+
+    @v_args(meta=True)
+    def sweep_stmt(self, meta, c):
+        return self._stmt("sweep", meta, name=str(c[0]), name_span=_span(self.file, c[0]),
+                          value=c[1], report=c[2])
+
+    @v_args(meta=True)
+    def for_stmt(self, meta, c):
+        var, rng, rest = c[0], c[1], c[2:]
+        body = rest[-1] if rest and isinstance(rest[-1], tuple) else tuple(r for r in rest if r is not None)
+        return self._stmt("for", meta, name=str(var), name_span=_span(self.file, var),
+                          loop_range=rng, body=tuple(body))
+
+    def block(self, children):
+        return tuple(c for c in children if c is not None)
+
+    def start(self, children):
+        return tuple(c for c in children if c is not None)
+
+
+# ---------------------------------------------------------------- errors
+
+_READABLE = {
+    "_NL": "end of line", "NAME": "a name", "INT": "an integer", "FLOAT": "a number",
+    "SHAPE": "a shape like 3x32x32", "STRING": 'a "string"', "LPAR": "`(`", "RPAR": "`)`",
+    "LSQB": "`[`", "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`",
+    "COLON": "`:`", "SEMICOLON": "`;`", "EQUAL": "`=`", "PLUS": "`+`", "MINUS": "`-`",
+    "STAR": "`*`", "SLASH": "`/`", "CIRCUMFLEX": "`^`", "AT": "`@`", "VBAR": "`|`",
+    "COMPARE": "a comparison (`>`, `<`)", "UNIT": "`bits` or `nats`", "QUERY_OP": "I(...)",
+    "$END": "end of file", "__ANON_0": "`:=`", "__ANON_1": "`..`",
+}
+
+STATEMENT_KEYWORDS = ("model", "param", "dim", "proto", "template", "matrix", "target",
+                      "latent", "flow", "label", "report", "solve", "sweep", "for")
+RESERVED = STATEMENT_KEYWORDS + ("in", "such", "that", "bits", "nats")
+
+
+def _readable(term: str) -> str:
+    if term in _READABLE:
+        return _READABLE[term]
+    pattern = _parser().get_terminal(term).pattern if term in {t.name for t in _parser().terminals} else None
+    if pattern is not None and pattern.type == "str":
+        return f"`{pattern.value}`"
+    return term.lower()
+
+
+def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
+    line = err.line if err.line and err.line > 0 else text.count("\n") + 1
+    column = err.column if err.column and err.column > 0 else 1
+    width = 1
+    hint = ""
+    if isinstance(err, UnexpectedToken):
+        tok = err.token
+        expected = sorted({_readable(t) for t in err.expected})
+        if tok.type == "$END":
+            what = "unexpected end of file"
+        elif tok.type == "_NL":
+            what = "unexpected end of line"
+        else:
+            what = f"unexpected `{tok}`"
+            width = max(1, len(str(tok)))
+        message = f"{what}; expected {_one_of(expected)}"
+        if str(tok) in RESERVED:
+            hint = f"`{tok}` is a reserved word; choose another name"
+        elif tok.type == "NAME" and "`*`" in expected:
+            hint = "put `*` between a coefficient and a variable (`rho * u`)"
+        elif tok.type == "_NL" and "`)`" in expected:
+            hint = "a `(` is not closed"
+    elif isinstance(err, UnexpectedCharacters):
+        ch = text.splitlines()[line - 1][column - 1] if line <= len(text.splitlines()) else "?"
+        message = f"unexpected character `{ch}`"
+        allowed = sorted({_readable(t) for t in (err.allowed or ())})
+        if allowed:
+            message += f"; expected {_one_of(allowed)}"
+        if ch == "|":
+            hint = "`|` appears only inside I(...); absolute value is abs(x)"
+        elif ch in "'":
+            hint = 'strings use double quotes: "file.png"'
+        elif ch == ".":
+            hint = "ranges are written lo..hi and numbers 0.5"
+    elif isinstance(err, UnexpectedEOF):
+        message = "unexpected end of file"
+    else:  # pragma: no cover - lark has no other kinds
+        message = str(err)
+    span = Span(file=file, line=line, column=column, end_line=line, end_column=column + width)
+    return Diagnostic("E0001", message, span, "", hint or "see docs/language.md for the syntax")
+
+
+def _one_of(items: list[str]) -> str:
+    if len(items) > 8:
+        items = items[:8] + ["..."]
+    return items[0] if len(items) == 1 else "one of " + ", ".join(items)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def parse_text(text: str, file: str = "<string>", max_errors: int = 20) -> Program:
+    """Parse .mmi source text.
+
+    Syntax errors are collected: after each one the offending line is blanked and
+    the text parsed again, so one run reports up to ``max_errors`` of them.
+
+    Raises:
+        SpecError: with one E0001 diagnostic per syntax error.
+    """
+    errors = Collector()
+    work = text if text.endswith("\n") else text + "\n"
+    for _ in range(max_errors):
+        try:
+            tree = _parser().parse(work)
+        except UnexpectedInput as err:
+            diag = _syntax_diagnostic(err, file, text)
+            errors.diagnostics.append(diag)
+            lines = work.split("\n")
+            idx = diag.span.line - 1 if diag.span else 0
+            if not (0 <= idx < len(lines)) or not lines[idx].strip():
+                break
+            lines[idx] = ""
+            work = "\n".join(lines)
+            continue
+        if errors.diagnostics:
+            break
+        statements = _ToAst(file).transform(tree)
+        return Program(file=file, text=text, statements=statements)
+    raise SpecError(errors.diagnostics, {file: text})
+
+
+def parse_file(path: str | Path) -> Program:
+    """Read and parse a spec file (UTF-8)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SpecError([Diagnostic("E0002", f"cannot read `{path}`: {err.strerror or err}",
+                                    hint="check the path")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        span = Span(file=str(path), line=line, column=col, end_line=line, end_column=col + 1)
+        raise SpecError([Diagnostic("E0002", "the file is not valid UTF-8", span,
+                                    hint="save the spec as UTF-8 text")]) from None
+    return parse_text(text, str(path))
+
+
+__all__ = ["Program", "Statement", "parse_text", "parse_file", "grammar_text", "SpecError"]
