@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 from . import builtins
@@ -34,24 +35,86 @@ class _Skip(Exception):
 # ---------------------------------------------------------------- coefficient algebra
 
 
+# Coefficient nodes are hash-consed: each distinct subexpression is built (and
+# validated) once per lowering run and shared, since IR nodes are immutable. A
+# family of N^2 terms then costs a few hundred node constructions, not N^2.
+_NODES: dict[tuple, Expr] = {}
+
+
+def _num(v: float) -> Num:
+    key = ("num", float(v))
+    node = _NODES.get(key)
+    if node is None:
+        node = _NODES[key] = Num(value=float(v))
+    return node  # type: ignore[return-value]
+
+
+def _sym(name: str) -> Sym:
+    key = ("sym", name)
+    node = _NODES.get(key)
+    if node is None:
+        node = _NODES[key] = Sym(name=name)
+    return node  # type: ignore[return-value]
+
+
+def _bin(op: str, a: Expr, b: Expr) -> BinOp:
+    key = ("bin", op, id(a), id(b))
+    node = _NODES.get(key)
+    if node is None:
+        node = _NODES[key] = BinOp(op=op, left=a, right=b)
+    return node  # type: ignore[return-value]
+
+
+def _neg(a: Expr) -> Neg:
+    key = ("neg", id(a))
+    node = _NODES.get(key)
+    if node is None:
+        node = _NODES[key] = Neg(operand=a)
+    return node  # type: ignore[return-value]
+
+
+class _T(NamedTuple):
+    """A term while it is being built; turned into an :class:`ir.Term` at the end."""
+
+    coef: Expr
+    op: str
+    sources: tuple[str, ...]
+    template: str | None = None
+    matrix: str | None = None
+    span: Span | None = None
+
+    def to_ir(self) -> ir.Term:
+        return ir.Term(coef=self.coef, op=self.op, sources=self.sources, template=self.template,
+                       matrix=self.matrix, span=self.span)
+
+
+def _term(coef: Expr, op: str, sources: tuple[str, ...], template: str | None = None,
+          matrix: str | None = None, span: Span | None = None) -> _T:
+    return _T(coef, op, tuple(sources), template, matrix, span)
+
+
+def _with(t: _T, **update) -> _T:
+    return t._replace(**update)
+
+
 def mul(a: Expr, b: Expr) -> Expr:
     """Product with the obvious simplifications (1*x, -1*x, constant folding)."""
     if isinstance(a, Num) and isinstance(b, Num):
-        return Num(value=a.value * b.value)
+        return _num(a.value * b.value)
     for x, y in ((a, b), (b, a)):
         if isinstance(x, Num) and x.value == 1:
             return y
         if isinstance(x, Num) and x.value == -1:
             return neg(y)
-    return BinOp(op="*", left=a, right=b)
+    return _bin("*", a, b)
 
 
 def neg(a: Expr) -> Expr:
     if isinstance(a, Num):
-        return Num(value=-a.value)
+        return _num(-a.value)
     if isinstance(a, Neg):
         return a.operand
-    return Neg(operand=a)
+    return _neg(a)
 
 
 def binop(op: str, a: Expr, b: Expr) -> Expr:
@@ -66,15 +129,15 @@ def binop(op: str, a: Expr, b: Expr) -> Expr:
         except (OverflowError, ZeroDivisionError):
             v = math.nan
         if math.isfinite(v):
-            return Num(value=v)
+            return _num(v)
     if op == "^" and isinstance(b, Num):
         if b.value == 0:
-            return Num(value=1.0)
+            return _num(1.0)
         if b.value == 1:
             return a
     if op == "/" and isinstance(b, Num) and b.value == 1:
         return a
-    return BinOp(op=op, left=a, right=b)  # type: ignore[arg-type]
+    return _bin(op, a, b)  # type: ignore[arg-type]
 
 
 def _pow(a: float, b: float) -> float:
@@ -94,7 +157,7 @@ class _Lin:
     """
 
     const: Expr | None = None
-    terms: list[ir.Term] | None = None
+    terms: list[_T] | None = None
     template: tuple[Expr, str] | None = None
     matrix: tuple[Expr, str] | None = None
     concat: tuple[str, ...] | None = None
@@ -119,8 +182,8 @@ def _scale(lin: _Lin, c: Expr, span: Span | None = None) -> _Lin:
     if lin.const is not None:
         return _Lin(const=mul(c, lin.const), span=span or lin.span)
     if lin.terms is not None:
-        upd = (lambda t: {"coef": mul(c, t.coef), "span": span}) if span else (lambda t: {"coef": mul(c, t.coef)})
-        return _Lin(terms=[t.model_copy(update=upd(t)) for t in lin.terms], span=span or lin.span)
+        return _Lin(terms=[_with(t, coef=mul(c, t.coef), span=span or t.span) for t in lin.terms],
+                    span=span or lin.span)
     if lin.template is not None:
         return _Lin(template=(mul(c, lin.template[0]), lin.template[1]), span=lin.span)
     if lin.matrix is not None:
@@ -163,6 +226,7 @@ class Lowerer:
         self.matrices: dict[str, ir.Matrix] = {}
         self.protos: dict[str, ir.Proto] = {}
         self.sizes: dict[str, int] = {}
+        self._constant: dict[int, bool] = {}
 
     # --------------------------------------------------------- entry point
 
@@ -578,7 +642,7 @@ class Lowerer:
         if t.name == "scalar":
             if t.args:
                 self.fail("E0209", "`scalar` takes no size", t.span)
-            return "scalar", 1, Num(value=1)
+            return "scalar", 1, _num(1)
         if t.name in ("vector", "image"):
             if len(t.args) != 1:
                 self.fail("E0209", f"`{t.name}` takes one size: {t.name}[d]", t.span)
@@ -586,7 +650,7 @@ class Lowerer:
             size = math.prod(self.shape_of(node, env))
             if size <= 0:
                 self.fail("E0206", f"size must be positive, got {size}", node.span)
-            sym: Expr = Sym(name=node.name) if isinstance(node, Name) and node.index is None else Num(value=size)
+            sym: Expr = _sym(node.name) if isinstance(node, Name) and node.index is None else _num(size)
             return "vector", size, sym
         self.fail("E0209", f"unknown type `{t.name}`", t.span, "", did_you_mean(t.name, builtins.TYPES))
 
@@ -670,7 +734,7 @@ class Lowerer:
             size = self.int_value(a["size"], env, "size")
             node = a["size"]
             if isinstance(node, Name) and node.index is None and node.name in self.dims:
-                size_expr = Sym(name=node.name)
+                size_expr = _sym(node.name)
             if size <= 0 or size > MAX_VECTOR_SIZE:
                 self.fail("E0215" if size > 0 else "E0206", f"template size {size:,} is out of range",
                           a["size"].span, "", f"sizes run from 1 to {MAX_VECTOR_SIZE:,}")
@@ -724,7 +788,7 @@ class Lowerer:
             args["of"] = t.name
         if name is None:
             name = _canonical_call_text(call, self, env)
-        return ir.Template(name=name, kind=kind, size=size, size_expr=size_expr or Num(value=size), args=args,
+        return ir.Template(name=name, kind=kind, size=size, size_expr=size_expr or _num(size), args=args,
                            path=path, span=span or call.span)
 
     def template_of(self, node, env) -> ir.Template:
@@ -825,27 +889,60 @@ class Lowerer:
 
     def linear(self, node, env) -> _Lin:
         """Linearise an equation's right-hand side into terms, or a constant."""
+        if self._is_constant(node):
+            return _Lin(const=self._const(node, env), span=node.span)
+        return self._linear(node, env)
+
+    def _is_constant(self, node) -> bool:
+        """Whether a subtree uses only numbers, parameters, dims, loop variables and math functions."""
+        hit = self._constant.get(id(node))
+        if hit is None:
+            hit = self._constant[id(node)] = _constant_tree(node, self)
+        return hit
+
+    def _const(self, node, env) -> Expr:
+        """Fast path of :meth:`linear` for constant subtrees (checked by ``_is_constant``)."""
+        if isinstance(node, BinaryOp):
+            return binop(node.op, self._const(node.left, env), self._const(node.right, env))
+        if isinstance(node, Name):
+            if node.name in env:
+                return _num(env[node.name])
+            if node.name in self.values or node.name in self.dims:
+                return _sym(node.name)
+            return self._linear(node, env).const  # an unknown name: reports E0101
+        if isinstance(node, Number):
+            return _num(node.value)
+        if isinstance(node, Negate):
+            return neg(self._const(node.operand, env))
+        if isinstance(node, Call) and len(node.args) == ir.MATH_FUNCTIONS[node.func][0]:
+            args = tuple(self._const(a, env) for a in node.args)
+            if node.func == "abs" and isinstance(args[0], Num):
+                return _num(abs(args[0].value))
+            return Func(name=node.func, args=args)
+        return self._linear(node, env).const  # reports the problem
+
+    def _linear(self, node, env) -> _Lin:
         span = getattr(node, "span", None)
         if isinstance(node, Number):
-            return _Lin(const=Num(value=node.value), span=span)
+            return _Lin(const=_num(node.value), span=span)
         if isinstance(node, Name):
             kind, ref = self._kind(node, env)
             if kind == "loop":
-                return _Lin(const=Num(value=float(env[ref])), span=span)
+                return _Lin(const=_num(float(env[ref])), span=span)
             if kind in ("dim", "param"):
-                return _Lin(const=Sym(name=ref), span=span)
+                return _Lin(const=_sym(ref), span=span)
             if kind in VARIABLE_KINDS:
-                return _Lin(terms=[ir.Term(coef=Num(value=1), op="identity", sources=(ref,), span=span)], span=span)
+                return _Lin(terms=[_term(coef=_num(1), op="identity", sources=(ref,), span=span)], span=span)
             if kind == "template":
-                return _Lin(template=(Num(value=1), ref), span=span)
+                return _Lin(template=(_num(1), ref), span=span)
             if kind == "matrix":
-                return _Lin(matrix=(Num(value=1), ref), span=span)
+                return _Lin(matrix=(_num(1), ref), span=span)
             if kind == "flow":
                 self.fail("E0103", f"`{ref}` is a modality (an output); equations use latents", span, "",
                           f"use the latent that flow `{ref}` reads")
             self.fail("E0103", f"`{ref}` is a {kind} and cannot appear in an equation", span)
         if isinstance(node, Negate):
-            return _scale(self.linear(node.operand, env), Num(value=-1))
+            return _scale(self.linear(node.operand, env), _num(-1))
         if isinstance(node, BinaryOp):
             return self._linear_binop(node, env)
         if isinstance(node, Call):
@@ -861,7 +958,7 @@ class Lowerer:
             if a.const is not None and b.const is not None:
                 return _Lin(const=binop(node.op, a.const, b.const), span=span)
             if a.terms is not None and b.terms is not None:
-                rhs = b.terms if node.op == "+" else _scale(b, Num(value=-1)).terms
+                rhs = b.terms if node.op == "+" else _scale(b, _num(-1)).terms
                 return _Lin(terms=a.terms + rhs, span=span)
             if a.const is not None or b.const is not None:
                 self.fail("E0201", "a constant added to a variable", span, "latents have mean zero",
@@ -886,7 +983,7 @@ class Lowerer:
             if b.const is None:
                 self.fail("E0201", f"division by {b.describe()} is not linear", node.right.span, "",
                           "divide by constants only")
-            return _scale(a, binop("/", Num(value=1), b.const), span)
+            return _scale(a, binop("/", _num(1), b.const), span)
         if node.op == "^":
             if a.const is not None and b.const is not None:
                 return _Lin(const=binop("^", a.const, b.const), span=span)
@@ -897,9 +994,9 @@ class Lowerer:
                       "declare one with `matrix M = uniform(rows, cols, seed)`")
         coef, mname = a.matrix
         if b.concat is not None:
-            return _Lin(terms=[ir.Term(coef=coef, op="matrix", sources=b.concat, matrix=mname, span=span)], span=span)
+            return _Lin(terms=[_term(coef=coef, op="matrix", sources=b.concat, matrix=mname, span=span)], span=span)
         if b.terms is not None and all(t.op == "identity" for t in b.terms):
-            return _Lin(terms=[ir.Term(coef=mul(coef, t.coef), op="matrix", sources=t.sources, matrix=mname,
+            return _Lin(terms=[_term(coef=mul(coef, t.coef), op="matrix", sources=t.sources, matrix=mname,
                                        span=span) for t in b.terms], span=span)
         self.fail("E0201", f"`@` needs variables on its right, found {b.describe()}", node.right.span, "",
                   "M @ z or M @ concat(z1, z2)")
@@ -916,7 +1013,7 @@ class Lowerer:
             if size not in (1, None):
                 self.fail("E0201", f"template `{tname}` multiplies vector `{src}` (size {size})", span,
                           "a template spreads a scalar cause", "use a scalar proto-latent or latent: rho * u * T")
-            out.append(ir.Term(coef=mul(coef, t.coef), op="template", sources=t.sources, template=tname, span=span))
+            out.append(_term(coef=mul(coef, t.coef), op="template", sources=t.sources, template=tname, span=span))
         return _Lin(terms=out, span=span)
 
     def _linear_call(self, node: Call, env) -> _Lin:
@@ -944,7 +1041,7 @@ class Lowerer:
             v = self.linear(node.args[1], env)
             if v.terms is None or any(x.op != "identity" for x in v.terms):
                 self.fail("E0201", "dot() needs a vector variable as its second argument", node.args[1].span)
-            return _Lin(terms=[x.model_copy(update={"op": "dot", "template": t.name}) for x in v.terms],
+            return _Lin(terms=[_with(x, op="dot", template=t.name) for x in v.terms],
                         span=node.span)
         if f == "concat":
             names = []
@@ -960,7 +1057,7 @@ class Lowerer:
             return _Lin(concat=tuple(names), span=node.span)
         if f in builtins.TEMPLATES:
             t = self.template_of(node, env)
-            return _Lin(template=(Num(value=1), t.name), span=node.span)
+            return _Lin(template=(_num(1), t.name), span=node.span)
         if f in ir.MATH_FUNCTIONS:
             arity = ir.MATH_FUNCTIONS[f][0]
             if len(node.args) != arity or any(isinstance(a, (Kwarg, Binder)) for a in node.args):
@@ -972,10 +1069,10 @@ class Lowerer:
                               "functions apply to constants only")
             consts = [a.const for a in args]
             if f == "abs" and isinstance(consts[0], Num):
-                return _Lin(const=Num(value=abs(consts[0].value)), span=node.span)
+                return _Lin(const=_num(abs(consts[0].value)), span=node.span)
             return _Lin(const=Func(name=f, args=tuple(consts)), span=node.span)
         if f == "size":
-            return _Lin(const=Num(value=self.value(node, env)), span=node.span)
+            return _Lin(const=_num(self.value(node, env)), span=node.span)
         if f in builtins.FLOWS:
             self.fail("E0103", f"`{f}` is a flow; flows belong in `flow` statements", node.span)
         self.fail("E0209", f"unknown function `{f}`", node.func_span, "",
@@ -991,7 +1088,7 @@ class Lowerer:
         if lin.terms is None:
             self.fail("E0201", f"an equation must be a sum of terms, found {lin.describe()}", node.span, "",
                       "e.g. latent z = rho * u * T + n")
-        return lin.terms
+        return [t.to_ir() for t in lin.terms]
 
     def _lower_variables(self, eqs) -> dict[str, ir.Variable]:
         """Infer each latent's size from its terms (latents may use latents, order-free)."""
@@ -1111,7 +1208,7 @@ class Lowerer:
             self.fail("E0213", "a label thresholds a linear function of variables", s.value.span, "",
                       "label y = dot(w, z) > 0  or  label y = theta > 0")
         threshold = self.constant_expr(s.rhs, env)
-        return ir.Label(name=name, terms=tuple(lin.terms), comparison=s.compare, threshold=threshold,
+        return ir.Label(name=name, terms=tuple(t.to_ir() for t in lin.terms), comparison=s.compare, threshold=threshold,
                         span=s.decl.span)
 
     # --------------------------------------------------------- queries, solve, sweep
@@ -1225,6 +1322,24 @@ def _names_in(node) -> set[str]:
     return out
 
 
+def _constant_tree(node, low: "Lowerer") -> bool:
+    """Whether a syntax subtree is a coefficient: numbers, params, dims, loop variables
+    (any plain name that is not declared as something else) and math functions."""
+    if isinstance(node, Number):
+        return True
+    if isinstance(node, Name):
+        return node.index is None and node.name not in low.names or node.name in low.values or \
+            node.name in low.dims
+    if isinstance(node, Negate):
+        return _constant_tree(node.operand, low)
+    if isinstance(node, BinaryOp):
+        return node.op != "@" and _constant_tree(node.left, low) and _constant_tree(node.right, low)
+    if isinstance(node, Call):
+        return node.func in ir.MATH_FUNCTIONS and all(
+            not isinstance(a, (Kwarg, Binder)) and _constant_tree(a, low) for a in node.args)
+    return False
+
+
 def _parse_shape(text: str) -> tuple[int, ...] | None:
     parts = text.strip().split("x")
     if not all(p.isdigit() for p in parts):
@@ -1280,4 +1395,8 @@ def lower(program: Program, overrides: dict[str, str] | None = None, base_dir: P
         SpecError: all the problems found, each with a span.
         UsageError: a bad ``--set``.
     """
-    return Lowerer(program, overrides, base_dir).run()
+    _NODES.clear()
+    try:
+        return Lowerer(program, overrides, base_dir).run()
+    finally:
+        _NODES.clear()

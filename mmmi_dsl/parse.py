@@ -198,8 +198,9 @@ class _BracketNewlines:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
+    # cache=True keeps the built LALR tables in the temp dir, keyed by the grammar's hash.
     return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True,
-                     maybe_placeholders=True, postlex=_BracketNewlines())
+                     maybe_placeholders=True, postlex=_BracketNewlines(), cache=True)
 
 
 # ---------------------------------------------------------------- tree -> AST
