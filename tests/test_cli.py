@@ -1,0 +1,95 @@
+"""The CLI contract: exit codes (0 ok, 1 spec error, 2 usage), stderr format, --set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mmmi_dsl.cli import main
+
+from .conftest import ROOT
+
+TWO_VIEWS = str(ROOT / "specs" / "two_views.mmi")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mmmi_dsl", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_check_all_specs_exit_0():
+    specs = sorted(str(p) for p in (ROOT / "specs").glob("*.mmi"))
+    r = run("check", *specs)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ok ") == len(specs)
+
+
+def test_spec_error_exit_1_with_position_and_caret(tmp_path):
+    bad = tmp_path / "bad.mmi"
+    bad.write_text("model m\nproto u : scalar\nlatent z = u * u\n")
+    r = run("check", str(bad))
+    assert r.returncode == 1
+    assert "error[E0201]" in r.stderr and f"--> {bad}:3:12" in r.stderr
+    assert "3 | latent z = u * u" in r.stderr and "^^^^^" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_check_reports_every_bad_spec_and_still_checks_good_ones(tmp_path):
+    bad = tmp_path / "bad.mmi"
+    bad.write_text("model m\nproto u : scalr\n")
+    r = run("check", str(bad), TWO_VIEWS)
+    assert r.returncode == 1
+    assert "unknown type `scalr`" in r.stderr and "did you mean `scalar`?" in r.stderr
+    assert "ok " in r.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["check"], ["nope"], ["compile"], ["check", TWO_VIEWS, "--bogus"]])
+def test_usage_errors_exit_2(args):
+    r = run(*args)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+
+
+def test_set_unknown_name_exit_2_lists_known():
+    r = run("check", TWO_VIEWS, "--set", "rho=1")
+    assert r.returncode == 2
+    assert "unknown name rho" in r.stderr and "d, eta, rho_h1, rho_h2, rho_t1, rho_t2" in r.stderr
+
+
+def test_set_malformed_exit_2():
+    assert run("check", TWO_VIEWS, "--set", "d").returncode == 2
+
+
+def test_set_overrides_dim_and_param(tmp_path, capsys):
+    assert main(["compile", TWO_VIEWS, "--set", "d=64", "--set", "rho_t1=0.5"]) == 0
+    ir = json.loads(capsys.readouterr().out)
+    assert ir["dims"]["d"]["value"] == 64
+    assert ir["params"]["rho_t1"]["value"] == 0.5
+    assert ir["protos"]["n1"]["size"] == 64
+
+
+def test_missing_spec_file_exit_1(tmp_path):
+    r = run("check", str(tmp_path / "absent.mmi"))
+    assert r.returncode == 1 and "error[E0002]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_non_utf8_spec_exit_1(tmp_path):
+    bad = tmp_path / "latin.mmi"
+    bad.write_bytes(b"model m\n# caf\xe9\n")
+    r = run("check", str(bad))
+    assert r.returncode == 1 and "not valid UTF-8" in r.stderr and f"{bad}:2:" in r.stderr
+
+
+def test_compile_output_dir(tmp_path):
+    r = run("compile", TWO_VIEWS, "-o", str(tmp_path / "bundle"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "bundle" / "ir.json").read_text())["name"] == "two_views"
+
+
+def test_paths_resolve_relative_to_the_spec_not_the_cwd(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mmmi_dsl", "check", str(ROOT / "specs" / "telescopes.mmi")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr

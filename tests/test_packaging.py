@@ -1,0 +1,43 @@
+"""The wheel carries the grammar, and an installed copy runs `mmmic check` outside the repo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.fail(f"building the wheel failed:\n{r.stdout}\n{r.stderr}")
+    (path,) = out.glob("*.whl")
+    return path
+
+
+def test_wheel_contains_the_grammar(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "mmmi_dsl/grammar/mmi.lark" in names
+    packaged = zipfile.ZipFile(wheel).read("mmmi_dsl/grammar/mmi.lark").decode()
+    assert packaged == (ROOT / "grammar" / "mmi.lark").read_text()
+
+
+def test_installed_wheel_checks_specs_outside_the_repo(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    code = ("import mmmi_dsl, sys; assert mmmi_dsl.__file__.startswith(sys.argv[1]), mmmi_dsl.__file__;"
+            "from mmmi_dsl.cli import main; raise SystemExit(main(['check', *sys.argv[2:]]))")
+    specs = [str(p) for p in sorted((ROOT / "specs").glob("*.mmi"))]
+    r = subprocess.run([sys.executable, "-c", code, str(target), *specs], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
