@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__, load
 from .errors import MmmicError, SpecError, UsageError
+from .output import dumps_json
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, str]:
@@ -49,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="DIR", help="write the bundle here (default: print the IR)")
     _add_set(p)
     p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("mi", help="exact mutual information of a spec's reports or of --query")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--query", "-q", action="append", default=[], metavar='"I(a; b | c)"',
+                   help="a query (repeatable); default: the spec's reports, else I(target; x) and all pairs")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_set(p)
+    p.set_defaults(run=cmd_mi)
     return parser
 
 
@@ -65,6 +74,28 @@ def cmd_check(args) -> int:
             continue
         print(f"ok {spec}: {summary(model)}")
     return 1 if failed else 0
+
+
+def cmd_mi(args) -> int:
+    from .analysis import Analysis, default_queries
+    from .lower import resolve_query
+    from .output import mi_json, mi_table
+    model = load(args.spec, _parse_sets(args.set))
+    queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
+    engine = Analysis(model)
+    results = []
+    for q in queries:
+        try:
+            results.append(engine.evaluate(q))
+        except SpecError as err:
+            if q.span is not None and q.span.file == "--query":
+                err.sources["--query"] = q.text
+            raise
+    if args.json:
+        print(dumps_json(mi_json(model, results)))
+    else:
+        print(mi_table(model, queries, results))
+    return 0
 
 
 def cmd_compile(args) -> int:

@@ -71,6 +71,8 @@ class Diagnostic:
             s = self.span
             lines.append(f"  --> {s.file}:{s.line}:{s.column}")
             text = (sources or {}).get(s.file)
+            if text is None:
+                text = _read_source(s.file)
             if text is not None:
                 src_lines = text.splitlines()
                 if 1 <= s.line <= len(src_lines):
@@ -135,8 +137,8 @@ class Collector:
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """A hint naming the closest known names, or listing a few if none is close."""
-    known = sorted(set(known))
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    known = sorted(k for k in set(known) if "(" not in k)  # inline templates are not names
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     if close:
         return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
     if not known:
@@ -157,3 +159,12 @@ def _dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
             out.append(d)
     out.sort(key=lambda d: (d.span is None, d.span and (d.span.file, d.span.line, d.span.column)))
     return out
+
+
+def _read_source(file: str) -> str | None:
+    """The text of a spec file named in a span, for rendering (None if unreadable)."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None

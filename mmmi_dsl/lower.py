@@ -882,7 +882,7 @@ class Lowerer:
         self._unknown(node.name, node.span, "a variable")
 
     def _unknown(self, name: str, span: Span, what: str):
-        known = [n for n in self.names if "[" not in n] + list(self.families)
+        known = list(self.names) + list(self.families)
         self.fail("E0101", f"unknown name `{name}`", span, f"expected {what}", did_you_mean(name, known))
 
     # --------------------------------------------------------- linearisation
@@ -1234,13 +1234,6 @@ class Lowerer:
             self.fail("E0211", "II(...) takes three groups", q.span)
         if q.op in ("TC", "II") and given:
             self.fail("E0211", f"{q.op}(...) takes no `| given` part", q.span)
-        seen: dict[str, int] = {}
-        for i, g in enumerate(groups + (given,)):
-            for n in g:
-                if n in seen and seen[n] != i:
-                    self.fail("E0211", f"`{n}` appears in two groups of the query", q.span, "",
-                              "each variable belongs to one side")
-                seen[n] = i
         if text is None:
             body = "; ".join(", ".join(g) for g in groups)
             if given:
@@ -1386,6 +1379,39 @@ def _arg_text(node, low: Lowerer, env) -> str:
         return _canonical_call_text(node, low, env)
     v = low.value(node, env, allow_params=False)
     return str(int(v)) if v.is_integer() else repr(v)
+
+
+def resolve_query(model: ir.Model, text: str, file: str = "--query") -> ir.Query:
+    """Resolve a query string against a lowered model (for ``--query``).
+
+    The query's text is kept as given. Raises SpecError (E0001, E0101, E0211).
+    """
+    from .check import check_query
+    from .parse import parse_query
+
+    text = text.strip()
+    q, unit = parse_query(text, file)
+    low = Lowerer(Program(file=file, text=text), base_dir=Path.cwd())
+    low.dims = dict(model.dims)
+    low.values = {k: p.value for k, p in model.params.items()}
+    for fam, members in model.families.items():
+        low.families[fam] = list(members)
+        low.names[fam] = _Decl("family", Span(file=file, line=1, column=1, end_line=1, end_column=1))
+    kinds = [("proto", model.protos), ("flow", model.flows), ("label", model.labels)]
+    for kind, table in kinds:
+        for name, node in table.items():
+            low.names[name] = _Decl(kind, node.span)
+    for name, v in model.variables.items():
+        low.names[name] = _Decl(v.role, v.span)
+    for table, kind in ((model.templates, "template"), (model.matrices, "matrix"), (model.params, "param"),
+                        (model.dims, "dim")):
+        for name, node in table.items():
+            low.names.setdefault(name, _Decl(kind, node.span))
+    query = low._try(low._lower_query, q, unit, {}, text)
+    if query is not None:
+        check_query(model, query, low.errors)
+    low.errors.raise_if_any({file: text})
+    return query
 
 
 def lower(program: Program, overrides: dict[str, str] | None = None, base_dir: Path | None = None) -> ir.Model:

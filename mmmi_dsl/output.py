@@ -7,6 +7,7 @@ written atomically (temp file, then rename) so a killed run never leaves half a 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -35,12 +36,43 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise
 
 
+def mi_json(model: ir.Model, results) -> dict:
+    """The JSON of ``mmmic mi --json`` and of ``mi.json`` in a bundle."""
+    return {"model": model.name,
+            "params": {k: p.value for k, p in model.params.items()},
+            "dims": {k: d.value for k, d in model.dims.items()},
+            "results": [r.to_json() for r in results]}
+
+
+def mi_table(model: ir.Model, queries, results) -> str:
+    """A plain-text table of exact MI values (nats and bits)."""
+    rows = [(r.query, _fmt(r.nats), _fmt(r.bits), r.reason if r.reason and math.isinf(r.nats) else "")
+            for r in results]
+    w = max([len("query")] + [len(r[0]) for r in rows])
+    lines = [f"# model {model.name}: exact mutual information",
+             f"{'query':<{w}}  {'nats':>12}  {'bits':>12}", f"{'-' * w}  {'-' * 12}  {'-' * 12}"]
+    for q, nats, bits, note in rows:
+        lines.append(f"{q:<{w}}  {nats:>12}  {bits:>12}" + (f"  ({note})" if note else ""))
+    return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    if math.isinf(x):
+        return "inf"
+    return f"{x:.6f}" if x == 0 or abs(x) >= 1e-4 else f"{x:.6e}"
+
+
 def write_bundle(model: ir.Model, out_dir: Path) -> list[Path]:
-    """Write the compiled bundle; returns the files written."""
+    """Write the compiled bundle (ir.json, mi.json); returns the files written."""
+    from .analysis import Analysis, default_queries
+
     out_dir = Path(out_dir)
     target = out_dir / "ir.json"
     write_atomic(target, ir_json(model) + "\n")
-    return [target]
+    results = Analysis(model).evaluate_all(default_queries(model))
+    mi_path = out_dir / "mi.json"
+    write_atomic(mi_path, dumps_json(mi_json(model, results)) + "\n")
+    return [target, mi_path]
 
 
 def summary(model: ir.Model) -> str:

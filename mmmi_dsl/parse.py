@@ -199,7 +199,7 @@ class _BracketNewlines:
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
     # cache=True keeps the built LALR tables in the temp dir, keyed by the grammar's hash.
-    return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True,
+    return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True, start=["start", "query_only"],
                      maybe_placeholders=True, postlex=_BracketNewlines(), cache=True)
 
 
@@ -474,7 +474,7 @@ def parse_text(text: str, file: str = "<string>", max_errors: int = 20) -> Progr
     work = text if text.endswith("\n") else text + "\n"
     for _ in range(max_errors):
         try:
-            tree = _parser().parse(work)
+            tree = _parser().parse(work, start="start")
         except UnexpectedInput as err:
             diag = _syntax_diagnostic(err, file, text)
             errors.diagnostics.append(diag)
@@ -490,6 +490,22 @@ def parse_text(text: str, file: str = "<string>", max_errors: int = 20) -> Progr
         statements = _ToAst(file).transform(tree)
         return Program(file=file, text=text, statements=statements)
     raise SpecError(errors.diagnostics, {file: text})
+
+
+def parse_query(text: str, file: str = "--query") -> tuple[QueryAst, str]:
+    """Parse a query such as ``I(x1; x2 | theta) bits``; returns (query, unit).
+
+    Raises:
+        SpecError: E0001 with the position inside ``text``.
+    """
+    try:
+        tree = _parser().parse(text.strip() + "\n", start="query_only")
+    except UnexpectedInput as err:
+        raise SpecError([_syntax_diagnostic(err, file, text.strip())], {file: text.strip()}) from None
+    ast = _ToAst(file)
+    query = ast.transform(tree.children[0])
+    unit = str(tree.children[1]) if len(tree.children) > 1 and tree.children[1] is not None else "nats"
+    return query, unit
 
 
 def parse_file(path: str | Path) -> Program:

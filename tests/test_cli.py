@@ -93,3 +93,54 @@ def test_paths_resolve_relative_to_the_spec_not_the_cwd(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mmmi_dsl", "check", str(ROOT / "specs" / "telescopes.mmi")],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_mi_json_contract():
+    r = run("mi", TWO_VIEWS, "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["model"] == "two_views"
+    assert data["params"] == {"eta": 1.0, "rho_t1": 0.3, "rho_t2": 0.3, "rho_h1": 0.1, "rho_h2": 0.2}
+    got = {x["query"]: x for x in data["results"]}
+    assert list(got) == ["I(theta; x1)", "I(theta; x2)", "I(x1; x2)"]
+    assert got["I(theta; x1)"]["nats"] == pytest.approx(5.11367, abs=1e-5)
+    assert got["I(x1; x2)"]["bits"] == pytest.approx(4.30901 / 0.6931471805599453, abs=1e-5)
+
+
+def test_mi_query_text_as_given_and_inf(tmp_path):
+    spec = tmp_path / "det.mmi"
+    spec.write_text("proto u : scalar\ndim d = 3\nlatent z = u * ones(d)\ntarget t = u\nflow x = identity(z)\n")
+    r = run("mi", str(spec), "--json", "--query", "I(t;x)", "--query", "I(t; x | t)")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)["results"]
+    assert res[0]["query"] == "I(t;x)" and res[0]["nats"] == "inf" and res[0]["bits"] == "inf"
+    assert "deterministic" in res[0]["reason"]
+    assert res[1]["nats"] == 0.0
+
+
+def test_mi_table_and_default_queries(tmp_path):
+    spec = tmp_path / "noreports.mmi"
+    spec.write_text((ROOT / "specs" / "two_views.mmi").read_text().split("report")[0])
+    r = run("mi", str(spec), "--set", "d=8")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any(l.startswith("I(theta; x1)") for l in lines) and any(l.startswith("I(x1; x2)") for l in lines)
+
+
+def test_mi_bad_query_is_an_error_with_caret():
+    r = run("mi", TWO_VIEWS, "--query", "I(theta; x3)")
+    assert r.returncode == 1
+    assert "--> --query:1:10" in r.stderr and "1 | I(theta; x3)" in r.stderr and "did you mean" in r.stderr
+
+
+def test_compile_bundle_has_mi_json(tmp_path):
+    assert main(["compile", TWO_VIEWS, "-o", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "mi.json").read_text())
+    assert [x["query"] for x in data["results"]] == ["I(theta; x1)", "I(theta; x2)", "I(x1; x2)"]
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "specs").glob("*.mmi")), ids=lambda p: p.stem)
+def test_mi_on_every_spec_is_finite_or_justified(spec, capsys):
+    assert main(["mi", str(spec), "--json"]) == 0
+    for res in json.loads(capsys.readouterr().out)["results"]:
+        assert res["nats"] == "inf" and res.get("reason") or isinstance(res["nats"], float)

@@ -1,0 +1,252 @@
+"""Stage 4, analysis: exact information quantities of a checked IR.
+
+Each latent, target and label score is reduced, by substituting latents into one
+another along the DAG, to a linear form of the proto-latents
+
+    v = sum_j a_j p_j  +  L u  +  sum_j D_j p_j
+
+(identity-scaled vector protos p_j, loadings L (size, K) on the K scalar protos u,
+dense maps D_j only where `M @ ...` or `dot(...)` mixes components). The forms are
+handed to :class:`mmmi_dsl.gaussian.GaussianSystem`, which computes log
+pseudo-determinants with the Kronecker + low-rank structure (no d x d matrix for
+identity-scaled blocks). Modalities have their latent's MI: flows are per-block
+bijections.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ir
+from .errors import Diagnostic, SpecError
+from .gaussian import Block, GaussianSystem, MIValue, TooLargeError
+from .realize import matrix_array, template_vector
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class _Form:
+    """A linear form under construction (see the module docstring)."""
+
+    size: int
+    identity: dict[str, float] = field(default_factory=dict)
+    loadings: np.ndarray | None = None  # (size, K)
+    dense: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add_dense(self, proto: str, mat: np.ndarray) -> None:
+        self.dense[proto] = self.dense[proto] + mat if proto in self.dense else mat
+
+
+@dataclass(frozen=True)
+class Result:
+    """One answered query; ``nats`` may be ``math.inf``."""
+
+    query: str
+    nats: float
+    reason: str | None = None
+
+    @property
+    def bits(self) -> float:
+        return self.nats / LN2
+
+    def value(self, unit: str) -> float:
+        return self.bits if unit == "bits" else self.nats
+
+    def to_json(self) -> dict:
+        def num(x: float):
+            return "inf" if math.isinf(x) else x
+        out = {"query": self.query, "nats": num(self.nats), "bits": num(self.bits)}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+class Analysis:
+    """The exact-MI engine of one model (at its parameter values).
+
+    Args:
+        model: a checked IR.
+        dense_limit: the largest total size the dense fallback may factor.
+    """
+
+    def __init__(self, model: ir.Model, dense_limit: int = 8192):
+        self.model = model
+        self.env = model.env()
+        self._templates: dict[str, np.ndarray] = {}
+        self._matrices: dict[str, np.ndarray] = {}
+        self.scalar_protos = [p.name for p in model.protos.values() if p.kind == "scalar"]
+        self._k_index = {name: i for i, name in enumerate(self.scalar_protos)}
+        self.K = len(self.scalar_protos)
+        self._forms: dict[str, _Form] = {}
+        blocks = {}
+        for name in list(model.protos) + list(model.variables):
+            blocks[name] = self._block(name, self.form(name))
+        for lab in model.labels.values():
+            blocks[self.score_block(lab.name)] = self._block(self.score_block(lab.name),
+                                                             self._terms_form(lab.terms, 1))
+        vector_protos = {p.name: p.size for p in model.protos.values() if p.kind == "vector"}
+        self.system = GaussianSystem(self.scalar_protos, vector_protos, blocks, dense_limit=dense_limit)
+
+    # ----------------------------------------------------------- linear forms
+
+    @staticmethod
+    def score_block(label: str) -> str:
+        return f"score of {label}"
+
+    def block_of(self, name: str) -> str:
+        """The block a query name denotes: modalities map to their latent."""
+        m = self.model
+        if name in m.flows:
+            return m.flows[name].latent
+        if name in m.labels:
+            return self.score_block(name)
+        return name
+
+    def _coef(self, expr: ir.Expr) -> float:
+        return ir.evaluate(expr, self.env)
+
+    def form(self, name: str) -> _Form:
+        """The linear form of a proto-latent, latent or target (memoised)."""
+        hit = self._forms.get(name)
+        if hit is not None:
+            return hit
+        m = self.model
+        if name in m.protos:
+            p = m.protos[name]
+            f = _Form(p.size, loadings=np.zeros((p.size, self.K)))
+            if p.kind == "scalar":
+                f.loadings[0, self._k_index[name]] = 1.0
+            else:
+                f.identity[name] = 1.0
+        else:
+            v = m.variables[name]
+            f = self._terms_form(v.terms, v.size)
+        self._forms[name] = f
+        return f
+
+    def _template(self, name: str) -> np.ndarray:
+        return template_vector(self.model.templates[name], self.model, self._templates)
+
+    def _terms_form(self, terms, size: int) -> _Form:
+        out = _Form(size, loadings=np.zeros((size, self.K)))
+        for t in terms:
+            c = self._coef(t.coef)
+            if c == 0.0:
+                continue
+            if t.op == "identity":
+                src = self.form(t.sources[0])
+                for p, a in src.identity.items():
+                    out.identity[p] = out.identity.get(p, 0.0) + c * a
+                out.loadings += c * src.loadings
+                for p, d in src.dense.items():
+                    out.add_dense(p, c * d)
+            elif t.op == "template":
+                # a scalar source spread over the template: T (size,) times the source's row
+                col = c * self._template(t.template)[:, None]
+                src = self.form(t.sources[0])
+                out.loadings += col * src.loadings  # (size, 1) * (1, K)
+                for p, a in src.identity.items():  # a size-1 vector proto
+                    out.add_dense(p, col * a)
+                for p, d in src.dense.items():
+                    out.add_dense(p, col @ d)
+            elif t.op == "dot":
+                row = c * self._template(t.template)[None, :]
+                src = self.form(t.sources[0])
+                out.loadings += row @ src.loadings
+                for p, a in src.identity.items():
+                    out.add_dense(p, row * a)
+                for p, d in src.dense.items():
+                    out.add_dense(p, row @ d)
+            else:  # matrix @ concat(sources)
+                mat = c * matrix_array(self.model.matrices[t.matrix], self._matrices)
+                start = 0
+                for s in t.sources:
+                    src = self.form(s)
+                    block = mat[:, start:start + src.size]
+                    start += src.size
+                    out.loadings += block @ src.loadings
+                    for p, a in src.identity.items():
+                        out.add_dense(p, block * a)
+                    for p, d in src.dense.items():
+                        out.add_dense(p, block @ d)
+        # a proto both identity-scaled and dense becomes dense only
+        for p in [p for p in out.identity if p in out.dense]:
+            out.dense[p] = out.dense[p] + out.identity.pop(p) * np.eye(size)
+        out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
+        return out
+
+    def _block(self, name: str, f: _Form) -> Block:
+        return Block(name=name, size=f.size, identity=f.identity, loadings=f.loadings, dense=f.dense)
+
+    # ----------------------------------------------------------- queries
+
+    def evaluate(self, q: ir.Query) -> Result:
+        """Answer one query exactly."""
+        try:
+            value = self._evaluate(q)
+        except TooLargeError as err:
+            raise SpecError([Diagnostic("E0215", f"{q.text} needs the dense path, which is too large: {err}",
+                                        q.span, "", "reduce the sizes of the variables mixed by matrices")]) from None
+        except ValueError as err:  # e.g. II = inf - inf, which is undefined
+            raise SpecError([Diagnostic("E0211", f"{q.text} is undefined: {err}", q.span, "",
+                                        "ask for the two MI terms separately")]) from None
+        return Result(q.text, value.nats, value.reason)
+
+    def _evaluate(self, q: ir.Query) -> MIValue:
+        m = self.model
+        groups = [[self.block_of(n) for n in g] for g in q.groups]
+        given = [self.block_of(n) for n in q.given]
+        if q.kind == "TC":
+            return self.system.total_correlation([_unique(g) for g in groups])
+        if q.kind == "II":
+            return self.system.interaction_information(*[_unique(g) for g in groups])
+        a_names, b_names = q.groups
+        labels_a = [n for n in a_names if n in m.labels]
+        labels_b = [n for n in b_names if n in m.labels]
+        if labels_a or labels_b:
+            label = (labels_a or labels_b)[0]
+            others = groups[1] if labels_a else groups[0]
+            lab = m.labels[label]
+            t = self._coef(lab.threshold)
+            given_set = _unique(g for g in given if g not in others)
+            return self.system.label_mi(self.score_block(label), t, _unique(others), given_set)
+        c = _unique(given)
+        a = [x for x in _unique(groups[0]) if x not in c]
+        b = [x for x in _unique(groups[1]) if x not in c]
+        shared = sorted(set(a) & set(b))
+        if shared:
+            return MIValue(math.inf, f"`{shared[0]}` is on both sides (a modality and its latent are one "
+                                     "variable up to a bijection)", "identical")
+        if not a or not b:
+            return MIValue(0.0, "a side is fully determined by the conditioning set", "independent")
+        return self.system.mi(a, b, c)
+
+    def evaluate_all(self, queries) -> list[Result]:
+        return [self.evaluate(q) for q in queries]
+
+
+def _unique(names) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def default_queries(model: ir.Model) -> list[ir.Query]:
+    """The spec's reports, or I(target; each modality) and I(x_i; x_j) for all pairs."""
+    if model.reports:
+        return list(model.reports)
+    out = []
+    for t in model.targets:
+        for x in model.modalities:
+            out.append(ir.Query(kind="I", groups=((t,), (x,)), text=f"I({t}; {x})"))
+    mods = model.modalities
+    for i, a in enumerate(mods):
+        for b in mods[i + 1:]:
+            out.append(ir.Query(kind="I", groups=((a,), (b,)), text=f"I({a}; {b})"))
+    return out

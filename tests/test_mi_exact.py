@@ -1,0 +1,259 @@
+"""Exact MI, checked three ways at small d: against an independent dense reference
+(random specs from hypothesis), against the closed forms of science.md §5, and
+against the Gaussian plug-in estimate on 200,000 samples."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mmmi_dsl import load, loads
+from mmmi_dsl.analysis import Analysis, default_queries
+from mmmi_dsl.lower import resolve_query
+
+from .conftest import ROOT
+from .dense_reference import dense_mi, dense_rows
+
+SPECS = ROOT / "specs"
+
+
+# ------------------------------------------------------------------ random specs
+
+
+@st.composite
+def random_specs(draw):
+    """Small specs with every kind of term: templates, latents of latents, dot, matrices."""
+    d = draw(st.integers(1, 6))
+    n_s = draw(st.integers(1, 3))
+    lines = [f"dim d = {d}", "param a = 0.7", "param b = 1.3"]
+    lines += [f"proto u{k} : scalar" for k in range(n_s)]
+    n_v = draw(st.integers(1, 3))
+    lines += [f"proto n{j} : vector[d]" for j in range(n_v)]
+    lines += ["proto w : vector[2]"]
+    coef = st.sampled_from(["a", "b", "0.5", "-1.2", "2 * a", "a / b", "0"])
+    tmpl = st.sampled_from(["ones(d)", "random(d, 3)", "random(d, 4)", "onehot(d, 1)", "normalize(random(d, 5))"])
+    latents = []
+    for i in range(draw(st.integers(1, 4))):
+        terms = []
+        for _ in range(draw(st.integers(1, 4))):
+            kind = draw(st.integers(0, 4 if latents else 2))
+            c = draw(coef)
+            if kind == 0:
+                terms.append(f"{c} * u{draw(st.integers(0, n_s - 1))} * {draw(tmpl)}")
+            elif kind in (1, 2):
+                terms.append(f"{c} * n{draw(st.integers(0, n_v - 1))}")
+            elif kind == 3:
+                terms.append(f"{c} * z{draw(st.integers(0, len(latents) - 1))}")
+            else:
+                src = f"z{draw(st.integers(0, len(latents) - 1))}"
+                seed = draw(st.integers(0, 9))
+                terms.append(f"{c} * uniform(d, d + 2, seed = {seed}) @ concat({src}, w)".replace(
+                    f"uniform(d, d + 2, seed = {seed})", f"M{seed}"))
+                lines.append(f"matrix M{seed} = uniform(d, d + 2, seed = {seed})")
+        latents.append(f"z{i}")
+        lines.append(f"latent z{i} = " + " + ".join(terms))
+    lines.append("target theta = " + " + ".join(f"{draw(coef)} * u{k}" for k in range(n_s)))
+    if draw(st.booleans()):
+        lines.append(f"target phi = a * dot(random(d, 7), z{draw(st.integers(0, len(latents) - 1))}) + u0")
+    lines += [f"flow x{i} = identity(z{i})" for i in range(len(latents))]
+    return "\n".join(dict.fromkeys(lines)) + "\n", len(latents)
+
+
+def _close(x: float, y: float) -> bool:
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=random_specs(), data=st.data())
+def test_engine_matches_dense_reference(spec, data):
+    text, n = spec
+    model = loads(text, file="random.mmi")
+    engine = Analysis(model)
+    names = [f"x{i}" for i in range(n)] + [t for t in model.targets] + ["u0", "n0"]
+    a = data.draw(st.sampled_from(names))
+    b = data.draw(st.sampled_from([x for x in names if x != a]))
+    rest = [x for x in names if x not in (a, b)]
+    c = data.draw(st.lists(st.sampled_from(rest), max_size=2, unique=True)) if rest else []
+    query = f"I({a}; {b}" + (f" | {', '.join(c)}" if c else "") + ")"
+    got = engine.evaluate(resolve_query(model, query)).nats
+    blocks = lambda xs: [model.flows[x].latent if x in model.flows else x for x in xs]  # noqa: E731
+    want = dense_mi(model, blocks([a]), blocks([b]), blocks(c))
+    assert _close(got, want), f"{query}: engine {got} vs dense {want}\n{text}"
+
+
+@pytest.mark.parametrize("spec,sets", [
+    ("two_views", {"d": "12"}), ("decay", {"d": "8", "N": "5"}), ("ablation", {"img": "1x12x12", "row1": "4", "col1": "4", "row2": "9", "col2": "9"}),
+    ("disentangled", {"k": "6"})])
+def test_specs_match_dense_reference(spec, sets):
+    model = load(SPECS / f"{spec}.mmi", sets)
+    engine = Analysis(model)
+    for q in default_queries(model):
+        if any(n in model.labels for g in q.groups for n in g):
+            continue
+        got = engine.evaluate(q).nats
+        blocks = lambda xs: [model.flows[x].latent if x in model.flows else x for x in xs]  # noqa: E731
+        want = dense_mi(model, blocks(q.groups[0]), blocks(q.groups[1]), blocks(q.given))
+        assert math.isclose(got, want, rel_tol=1e-8, abs_tol=1e-9), (q.text, got, want)
+
+
+# ------------------------------------------------------------------ closed forms
+
+
+def test_two_views_closed_forms_at_d_3072():
+    model = load(SPECS / "two_views.mmi")
+    got = {r.query: r.nats for r in Analysis(model).evaluate_all(model.reports)}
+    assert got["I(theta; x1)"] == pytest.approx(5.11367, abs=5e-6)
+    assert got["I(theta; x2)"] == pytest.approx(4.42058, abs=5e-6)
+    assert got["I(x1; x2)"] == pytest.approx(4.30901, abs=5e-6)
+    d, rt1, rt2, rh1, rh2 = 3072, 0.3, 0.3, 0.1, 0.2
+    assert got["I(theta; x1)"] == pytest.approx(-0.5 * math.log1p(-d * rt1**2 / (rh1**2 + d * rt1**2)), rel=1e-9)
+    pair = -0.5 * math.log1p(-d**2 * rt1**2 * rt2**2 / ((rh1**2 + d * rt1**2) * (rh2**2 + d * rt2**2)))
+    assert got["I(x1; x2)"] == pytest.approx(pair, rel=1e-9)
+
+
+@given(rt1=st.floats(0.01, 2), rt2=st.floats(0.01, 2), rh1=st.floats(0.05, 2), rh2=st.floats(0.05, 2),
+       d=st.integers(1, 5000))
+@settings(max_examples=40, deadline=None)
+def test_two_views_closed_form_anywhere(rt1, rt2, rh1, rh2, d):
+    model = load(SPECS / "two_views.mmi", {"d": str(d), "rho_t1": repr(rt1), "rho_t2": repr(rt2),
+                                           "rho_h1": repr(rh1), "rho_h2": repr(rh2)})
+    got = {r.query: r.nats for r in Analysis(model).evaluate_all(model.reports)}
+    want = -0.5 * math.log1p(-d * rt1**2 / (rh1**2 + d * rt1**2))
+    assert got["I(theta; x1)"] == pytest.approx(want, rel=1e-9)
+    pair = -0.5 * math.log1p(-d**2 * rt1**2 * rt2**2 / ((rh1**2 + d * rt1**2) * (rh2**2 + d * rt2**2)))
+    assert got["I(x1; x2)"] == pytest.approx(pair, rel=1e-9)
+
+
+def test_general_bimodal_closed_form_with_two_causes():
+    """science.md §5 with K = 2 causes and correlated noises (all-ones templates)."""
+    text = """
+param e1 = 0.8
+param e2 = -0.4
+dim d = 50
+proto u1 : scalar
+proto u2 : scalar
+proto m1 : vector[d]
+proto m2 : vector[d]
+target theta = e1 * u1 + e2 * u2
+latent z1 = 0.3 * u1 * ones(d) + 0.2 * u2 * ones(d) + 0.5 * m1 + 0.1 * m2
+latent z2 = -0.1 * u1 * ones(d) + 0.4 * u2 * ones(d) + 0.3 * m1 + 0.6 * m2
+flow x1 = identity(z1)
+flow x2 = identity(z2)
+"""
+    model = loads(text)
+    e = np.array([0.8, -0.4]); t1 = np.array([0.3, 0.2]); t2 = np.array([-0.1, 0.4])
+    h1 = np.array([0.5, 0.1]); h2 = np.array([0.3, 0.6]); d = 50
+    a = e @ e; r1 = e @ t1; o = t1 @ t1; q = t2 @ t2; p = t1 @ t2
+    b = o + h1 @ h1; c = q + h2 @ h2; f = p + h1 @ h2
+    want_t1 = -0.5 * math.log(1 - d * r1**2 / (a * (b + (d - 1) * o)))
+    want_12 = ((d - 1) / 2 * math.log((b - o) * (c - q) / ((b - o) * (c - q) - (f - p) ** 2))
+               + 0.5 * math.log((b + (d - 1) * o) * (c + (d - 1) * q)
+                                / ((b + (d - 1) * o) * (c + (d - 1) * q) - (f + (d - 1) * p) ** 2)))
+    engine = Analysis(model)
+    assert engine.evaluate(resolve_query(model, "I(theta; x1)")).nats == pytest.approx(want_t1, rel=1e-9)
+    assert engine.evaluate(resolve_query(model, "I(x1; x2)")).nats == pytest.approx(want_12, rel=1e-9)
+
+
+# ------------------------------------------------------------------ zeros and infinities
+
+
+def test_exact_zero_for_independent_variables():
+    model = load(SPECS / "telescopes.mmi")
+    r = Analysis(model).evaluate(resolve_query(model, "I(u_atm; x2)"))
+    assert r.nats == 0.0
+
+
+def test_conditional_independence_is_zero_not_roundoff():
+    model = load(SPECS / "disentangled.mmi")
+    r = Analysis(model).evaluate(resolve_query(model, "I(x1; x2 | z_c)"))
+    assert r.nats == 0.0
+
+
+def test_noiseless_shared_factor_is_infinite_with_reason():
+    text = """
+dim d = 4
+proto u : scalar
+proto n : vector[d]
+latent z1 = u * ones(d)
+latent z2 = u * ones(d) + n
+target theta = u
+flow x1 = identity(z1)
+flow x2 = identity(z2)
+"""
+    model = loads(text)
+    engine = Analysis(model)
+    r = engine.evaluate(resolve_query(model, "I(theta; x1)"))
+    assert math.isinf(r.nats) and r.reason
+    # degenerate but finite: x1 is rank one, yet shares only u with x2
+    r2 = engine.evaluate(resolve_query(model, "I(x1; x2)")).nats
+    assert math.isfinite(r2) and r2 == pytest.approx(dense_mi(model, ["z1"], ["z2"]), rel=1e-9)
+
+
+def test_modality_and_its_latent_are_infinitely_informative():
+    model = load(SPECS / "two_views.mmi", {"d": "3"})
+    r = Analysis(model).evaluate(resolve_query(model, "I(x1; z1)"))
+    assert math.isinf(r.nats)
+
+
+def test_disentangled_without_noise_is_infinite():
+    model = load(SPECS / "disentangled.mmi", {"sigma": "1e-300"})
+    r = Analysis(model).evaluate(resolve_query(model, "I(x1; x2)"))
+    assert math.isinf(r.nats) or r.nats > 50
+
+
+# ------------------------------------------------------------------ samples
+
+
+def test_plugin_mi_of_200k_samples_agrees_within_error():
+    """The Gaussian plug-in MI of sampled latents (dense reference sampler) agrees within 5 s.e."""
+    model = load(SPECS / "two_views.mmi", {"d": "3", "rho_t1": "0.5", "rho_t2": "0.4",
+                                            "rho_h1": "1", "rho_h2": "1.2"})
+    exact = {r.query: r.nats for r in Analysis(model).evaluate_all(model.reports)}
+    rows, P = dense_rows(model)
+    rng = np.random.default_rng(0)
+    n = 200_000
+    u = rng.standard_normal((n, P))
+    x1, x2, th = u @ rows["z1"].T, u @ rows["z2"].T, u @ rows["theta"].T
+
+    def plugin(a, b):
+        cov = np.cov(np.hstack([a, b]), rowvar=False)
+        ka = a.shape[1]
+        return 0.5 * (np.linalg.slogdet(cov[:ka, :ka])[1] + np.linalg.slogdet(cov[ka:, ka:])[1]
+                      - np.linalg.slogdet(cov)[1])
+
+    # standard error by batch means over 20 batches
+    for key, (a, b) in {"I(theta; x1)": (th, x1), "I(x1; x2)": (x1, x2)}.items():
+        est = plugin(a, b)
+        batches = [plugin(a[i::20], b[i::20]) for i in range(20)]
+        se = np.std(batches, ddof=1) / math.sqrt(20)
+        assert abs(est - exact[key]) < 5 * se + 1e-3, (key, est, exact[key], se)
+
+
+# ------------------------------------------------------------------ labels and PMI
+
+
+def test_label_mi_matches_monte_carlo():
+    model = load(SPECS / "disentangled.mmi", {"k": "4"})
+    engine = Analysis(model)
+    exact = engine.evaluate(resolve_query(model, "I(y_c; z_c)")).nats
+    # y_c is a threshold of a function of z_c: I = H(y) = log 2 (threshold 0, symmetric)
+    assert exact == pytest.approx(math.log(2), rel=1e-9)
+    r = engine.evaluate(resolve_query(model, "I(y_c; x1)")).nats
+    assert 0 < r < math.log(2)
+
+
+def test_pmi_mean_is_mi():
+    model = load(SPECS / "two_views.mmi", {"d": "5"})
+    engine = Analysis(model)
+    rng = np.random.default_rng(1)
+    samples = engine.system.sample(100_000, rng)
+    pmi = engine.system.pmi(["z1"], ["z2"], samples)
+    exact = engine.evaluate(resolve_query(model, "I(x1; x2)")).nats
+    assert pmi.shape == (100_000,)
+    assert abs(pmi.mean() - exact) < 5 * pmi.std() / math.sqrt(len(pmi))
