@@ -194,7 +194,38 @@ class Analysis:
         except ValueError as err:  # e.g. II = inf - inf, which is undefined
             raise SpecError([Diagnostic("E0211", f"{q.text} is undefined: {err}", q.span, "",
                                         "ask for the two MI terms separately")]) from None
-        return Result(q.text, value.nats, value.reason)
+        reason = value.reason
+        if math.isinf(value.nats) and reason:
+            reason += self._noiseless_note(q)
+        return Result(q.text, value.nats, reason)
+
+    def _noiseless_note(self, q: ir.Query) -> str:
+        """Name the equations that make a covariance singular: latents without noise."""
+        notes = []
+        for name in [n for g in (*q.groups, q.given) for n in g]:
+            block = self.block_of(name)
+            v = self.model.variables.get(block)
+            f = self._forms.get(block)
+            if v is None or f is None or f.identity or f.dense:
+                continue
+            if v.size > 1 or v.role == "latent":
+                line = f" (line {v.span.line})" if v.span else ""
+                notes.append(f"`{block}`{line} has no noise term: it is a deterministic function of "
+                             f"{self.K} scalar cause{'s' * (self.K != 1)}")
+        return ("; " + "; ".join(dict.fromkeys(notes))) if notes else ""
+
+    def pmi(self, a: list[str], b: list[str], samples: dict[str, np.ndarray]) -> np.ndarray:
+        """Exact pointwise MI ``log p(a,b) - log p(a) - log p(b)`` per sample, (n,).
+
+        Args:
+            a, b: names of modalities, latents, targets or proto-latents.
+            samples: latent samples by IR name (a modality's latent under its latent's
+                name), each (n, size).
+        """
+        blocks = {n: self.block_of(n) for n in [*a, *b]}
+        data = {blocks[n]: np.asarray(samples[blocks[n]] if blocks[n] in samples else samples[n], dtype=np.float64)
+                for n in blocks}
+        return self.system.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
 
     def _evaluate(self, q: ir.Query) -> MIValue:
         m = self.model
