@@ -1,0 +1,335 @@
+"""Stage 5, backend: the IR compiled to a torch sampler (CPU or CUDA).
+
+Sampling follows the block structure, never a dense A: for the outputs of one size
+d, the identity-scaled part is ``einsum('vp,cpd->cvd', mix, protos)`` (an n_v x n_p
+mixing of d-vectors), the template part ``einsum('ck,vdk->cvd', u, loadings)``, and
+only `M @ ...` / `dot(...)` terms use dense maps. Then, per modality, an optional
+standardisation (an invertible affine map of that block) and its flow.
+
+Determinism: samples are drawn in fixed-size chunks; chunk c uses a generator seeded
+by ``SeedSequence([seed, c])`` and draws every proto-latent in IR order. Sample k
+therefore depends only on (spec, params, seed, k): batch size, shard count and
+resume points never change a byte on the same device type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import ir
+from .analysis import Analysis, _Form
+from .errors import Diagnostic, SpecError, UsageError
+from .flows import build_flow
+
+STANDARDIZE = ("none", "scale", "whiten")
+MAX_CHUNK = 1024
+CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 drawn per chunk
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The 63-bit generator seed of one chunk (counter-based, platform independent)."""
+    return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; a usage error if CUDA is asked for but absent."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise UsageError(f"--device {name!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: only cpu and cuda are supported")
+    return dev
+
+
+@dataclass
+class _Group:
+    """Outputs of one size d: (n_v, n_p) identity mixing, (n_v, d, K) loadings."""
+
+    size: int
+    names: list[str]
+    protos: list[str]
+    mix: torch.Tensor
+    loadings: torch.Tensor | None
+
+
+class Sampler(torch.nn.Module):
+    """A compiled model that draws tuples.
+
+    Args:
+        model: a checked IR.
+        device: ``torch.device`` or name.
+        dtype: ``torch.float32`` (default) or ``torch.float64``.
+        standardize: ``none``, ``scale`` (unit variance per component) or ``whiten``
+            (exactly N(0, I) marginally) before each modality's flow.
+        save_latents: also output every latent and target.
+        pmi: pairs (a, b) whose exact pointwise MI is added as a column ``pmi:a;b``.
+        seed: the dataset seed.
+        chunk_size: samples per deterministic chunk (default: from the model's size).
+
+    Outputs (``sample_range``): modality ``x`` -> (n, *shape) of ``dtype``; target ->
+    (n,); label -> (n,) uint8; with ``save_latents`` each latent -> (n, size);
+    PMI columns -> (n,) float64.
+    """
+
+    def __init__(self, model: ir.Model, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 standardize: str = "none", save_latents: bool = False,
+                 pmi: list[tuple[str, str]] | None = None, seed: int = 0, chunk_size: int | None = None):
+        super().__init__()
+        if standardize not in STANDARDIZE:
+            raise UsageError(f"--standardize {standardize!r}: choose one of {', '.join(STANDARDIZE)}")
+        self.model = model
+        self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+        self.dtype = dtype
+        self.seed = int(seed)
+        self.standardize = standardize
+        self.analysis = Analysis(model)
+        self.pmi_pairs = list(pmi or [])
+        self.proto_order = list(model.protos)
+        self.scalar_protos = [p for p in self.proto_order if model.protos[p].kind == "scalar"]
+
+        # which Gaussian variables must be computed
+        wanted: list[str] = [f.latent for f in model.flows.values()] + model.targets
+        if save_latents:
+            wanted += [v for v in model.variables]
+        for a, b in self.pmi_pairs:
+            wanted += [self.analysis.block_of(a), self.analysis.block_of(b)]
+        self.gaussians = list(dict.fromkeys(w for w in wanted if w in model.variables or w in model.protos))
+        self.saved_latents = [v for v in model.variables if v in self.gaussians and
+                              (save_latents or model.variables[v].role == "target")]
+        self._build_groups()
+        self._dense = [(v, p, torch.as_tensor(d.T, dtype=dtype, device=self.device))
+                       for v in self.gaussians for p, d in self.analysis.form(v).dense.items()]
+        self.labels = {name: (self.analysis.score_block(name), lab.comparison,
+                              ir.evaluate(lab.threshold, self.analysis.env))
+                       for name, lab in model.labels.items()}
+        self._label_forms = {name: self.analysis._terms_form(lab.terms, 1) for name, lab in model.labels.items()}
+        self.flows = torch.nn.ModuleDict()
+        self._standardizers: dict[str, tuple] = {}
+        for name, f in model.flows.items():
+            size = model.size_of(name)
+            self.flows[_key(name)] = build_flow(f, size).to(self.device)
+            self._standardizers[name] = self._standardizer(f.latent)
+        per_sample = sum(p.size for p in model.protos.values()) + sum(model.size_of(v) for v in self.gaussians)
+        per_sample += sum(model.size_of(x) for x in model.flows)
+        self.chunk_size = int(chunk_size or max(1, min(MAX_CHUNK, 2 ** int(math.log2(max(1, CHUNK_FLOATS // per_sample))))))
+        self.variables = self._variables()
+
+    # ----------------------------------------------------------- structure
+
+    def _build_groups(self) -> None:
+        by_size: dict[int, list[str]] = {}
+        for v in self.gaussians:
+            if v in self.model.variables:  # proto-latents are drawn, not computed
+                by_size.setdefault(self.model.size_of(v), []).append(v)
+        self.groups: list[_Group] = []
+        K = len(self.scalar_protos)
+        for size, names in by_size.items():
+            forms = [self.analysis.form(v) for v in names]
+            protos = sorted({p for f in forms for p in f.identity})
+            mix = np.array([[f.identity.get(p, 0.0) for p in protos] for f in forms]).reshape(len(names), len(protos))
+            loads = np.stack([f.loadings for f in forms]) if K else None  # (n_v, d, K)
+            if loads is not None and not np.any(loads):
+                loads = None
+            self.groups.append(_Group(size, names, protos,
+                                      torch.as_tensor(mix, dtype=self.dtype, device=self.device),
+                                      None if loads is None else torch.as_tensor(loads, dtype=self.dtype,
+                                                                                 device=self.device)))
+
+    def _standardizer(self, latent: str) -> tuple:
+        """The per-block invertible map applied before the flow."""
+        if self.standardize == "none":
+            return ("none",)
+        f: _Form = self.analysis.form(latent)
+        var = sum(a * a for a in f.identity.values()) + np.sum(f.loadings ** 2, axis=1)
+        var = var + sum(np.sum(d ** 2, axis=1) for d in f.dense.values()) if f.dense else var
+        if self.standardize == "scale":
+            if np.any(var <= 0):
+                raise self._singular(latent, "a component has zero variance")
+            return ("scale", torch.as_tensor(1.0 / np.sqrt(var), dtype=self.dtype, device=self.device))
+        # whiten: Σ^{-1/2} z
+        if not f.dense:
+            fvar = sum(a * a for a in f.identity.values())
+            u, s, _ = np.linalg.svd(f.loadings, full_matrices=False)  # (d, K)
+            if fvar <= 0:
+                raise self._singular(latent, "it has no noise term")
+            coef = 1.0 / np.sqrt(fvar + s ** 2) - 1.0 / math.sqrt(fvar)
+            return ("whiten-lowrank", 1.0 / math.sqrt(fvar),
+                    torch.as_tensor(u, dtype=self.dtype, device=self.device),
+                    torch.as_tensor(coef, dtype=self.dtype, device=self.device))
+        cov = self.analysis.system.covariance([latent])
+        w, v = np.linalg.eigh(cov)
+        if w[0] <= 1e-12 * max(w[-1], 1e-300):
+            raise self._singular(latent, "its covariance is singular")
+        inv_sqrt = (v / np.sqrt(w)[None, :]) @ v.T
+        return ("whiten-dense", torch.as_tensor(inv_sqrt, dtype=self.dtype, device=self.device))
+
+    def _singular(self, latent: str, why: str) -> SpecError:
+        v = self.model.variables.get(latent)
+        return SpecError([Diagnostic("E0203", f"cannot {self.standardize} `{latent}`: {why}",
+                                     v.span if v else None, "", "use --standardize none")])
+
+    def _variables(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        np_dtype = "float32" if self.dtype == torch.float32 else "float64"
+        out: dict[str, tuple[tuple[int, ...], str]] = {}
+        for name, f in self.model.flows.items():
+            out[name] = (tuple(f.shape), np_dtype)
+        for t in self.model.targets:
+            out[t] = ((), np_dtype)
+        for lab in self.model.labels:
+            out[lab] = ((), "uint8")
+        for v in self.saved_latents:
+            if v not in out:
+                out[v] = ((self.model.size_of(v),) if self.model.size_of(v) > 1 else (), np_dtype)
+        for a, b in self.pmi_pairs:
+            out[pmi_column(a, b)] = ((), "float64")
+        return out
+
+    # ----------------------------------------------------------- sampling
+
+    def _chunk(self, index: int) -> dict[str, torch.Tensor]:
+        C, dev, dt = self.chunk_size, self.device, self.dtype
+        g = torch.Generator(device=dev)
+        g.manual_seed(chunk_seed(self.seed, index))
+        protos = {p: torch.randn((C, self.model.protos[p].size), generator=g, device=dev, dtype=dt)
+                  for p in self.proto_order}
+        u = torch.cat([protos[p] for p in self.scalar_protos], dim=1) if self.scalar_protos else None
+        z: dict[str, torch.Tensor] = {}
+        for grp in self.groups:
+            if grp.protos:
+                stacked = torch.stack([protos[p] for p in grp.protos], dim=1)  # (C, n_p, d)
+                out = torch.einsum("vp,cpd->cvd", grp.mix, stacked)
+            else:
+                out = torch.zeros((C, len(grp.names), grp.size), device=dev, dtype=dt)
+            if grp.loadings is not None and u is not None:
+                out = out + torch.einsum("ck,vdk->cvd", u, grp.loadings)
+            for i, v in enumerate(grp.names):
+                z[v] = out[:, i, :]
+        for v, p, d_t in self._dense:
+            z[v] = z[v] + protos[p] @ d_t
+        for p in self.gaussians:
+            if p in protos:
+                z[p] = protos[p]
+        result: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for name, f in self.model.flows.items():
+                x = self.flows[_key(name)](self._standardized(name, z[f.latent]))
+                result[name] = x.reshape((C, *f.shape))
+        for t in self.model.targets:
+            result[t] = z[t][:, 0]
+        for name, (score, cmp, thr) in self.labels.items():
+            s = self._score(name, protos, u)
+            result[name] = _compare(s, cmp, thr).to(torch.uint8)
+        for v in self.saved_latents:
+            if v not in result:
+                result[v] = z[v] if z[v].shape[1] > 1 else z[v][:, 0]
+        if self.pmi_pairs:
+            lat = {k: t.detach().cpu().double().numpy() for k, t in z.items()}
+            for a, b in self.pmi_pairs:
+                col = self.analysis.pmi([a], [b], lat)
+                result[pmi_column(a, b)] = torch.from_numpy(col)
+        return result
+
+    def _standardized(self, name: str, z: torch.Tensor) -> torch.Tensor:
+        st = self._standardizers[name]
+        if st[0] == "none":
+            return z
+        if st[0] == "scale":
+            return z * st[1]
+        if st[0] == "whiten-lowrank":
+            _, inv_sqrt_f, u, coef = st
+            return z * inv_sqrt_f + ((z @ u) * coef) @ u.T
+        return z @ st[1].T
+
+    def _score(self, label: str, protos: dict, u) -> torch.Tensor:
+        f = self._label_forms[label]
+        s = torch.zeros(self.chunk_size, device=self.device, dtype=torch.float64)
+        if u is not None:
+            s = s + (u.double() @ torch.as_tensor(f.loadings[0], device=self.device))
+        for p, a in f.identity.items():
+            s = s + a * protos[p][:, 0].double()
+        for p, d in f.dense.items():
+            s = s + protos[p].double() @ torch.as_tensor(d[0], device=self.device)
+        return s
+
+    def sample_range(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Samples ``start..stop-1`` as numpy arrays (the dataset writer's protocol)."""
+        return {k: v.detach().cpu().numpy() for k, v in self.sample_tensors(start, stop).items()}
+
+    def sample_tensors(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        """Samples ``start..stop-1`` as tensors on the sampler's device."""
+        if not 0 <= start <= stop:
+            raise ValueError(f"bad range {start}..{stop}")
+        C = self.chunk_size
+        parts: list[dict[str, torch.Tensor]] = []
+        for c in range(start // C, (stop - 1) // C + 1 if stop > start else start // C):
+            chunk = self._chunk(c)
+            lo, hi = max(start - c * C, 0), min(stop - c * C, C)
+            parts.append({k: v[lo:hi] for k, v in chunk.items()})
+        if not parts:
+            return {k: torch.empty((0, *shape)) for k, (shape, _) in self.variables.items()}
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def sample(self, n: int, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """``n`` tuples; with ``seed`` a different dataset seed for this call."""
+        if seed is not None and seed != self.seed:
+            old, self.seed = self.seed, int(seed)
+            try:
+                return self.sample_tensors(0, n)
+            finally:
+                self.seed = old
+        return self.sample_tensors(0, n)
+
+
+def _compare(s: torch.Tensor, cmp: str, thr: float) -> torch.Tensor:
+    return {">": s > thr, ">=": s >= thr, "<": s < thr, "<=": s <= thr}[cmp]
+
+
+def _key(name: str) -> str:
+    """A ModuleDict key for a modality name such as ``x[3]``."""
+    return name.replace("[", "_").replace("]", "_").replace(".", "_")
+
+
+def pmi_column(a: str, b: str) -> str:
+    return f"pmi:{a};{b}"
+
+
+class TupleStream(torch.utils.data.IterableDataset):
+    """Fresh tuples on the fly for training without disk.
+
+    Iterates over chunks ``start_chunk, start_chunk + 1, ...`` (split across
+    DataLoader workers by chunk index), yielding one dict of tensors per sample;
+    ``n=None`` streams forever. Deterministic in (sampler seed, chunk index).
+    """
+
+    def __init__(self, sampler: Sampler, n: int | None = None, start_chunk: int = 0):
+        super().__init__()
+        self.sampler, self.n, self.start_chunk = sampler, n, start_chunk
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, workers = (info.id, info.num_workers) if info else (0, 1)
+        C = self.sampler.chunk_size
+        c = self.start_chunk + wid
+        produced = 0
+        while True:
+            first = (c - self.start_chunk) * C
+            if self.n is not None and first >= self.n:
+                return
+            chunk = self.sampler._chunk(c)
+            count = C if self.n is None else min(C, self.n - first)
+            for i in range(count):
+                yield {k: v[i] for k, v in chunk.items()}
+                produced += 1
+            c += workers
+
+
+def compile_model(model: ir.Model, **kwargs) -> Sampler:
+    """Compile a checked IR to a :class:`Sampler` (see its arguments)."""
+    return Sampler(model, **kwargs)

@@ -1,0 +1,171 @@
+"""The torch sampler: exact covariance, determinism, standardisation, flows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmmi_dsl import load, loads
+from mmmi_dsl.analysis import Analysis
+from mmmi_dsl.backend import Sampler, TupleStream, chunk_seed
+from mmmi_dsl.errors import SpecError, UsageError
+from mmmi_dsl.flows import REGISTRY
+from mmmi_dsl.lower import resolve_query
+
+from .conftest import ROOT
+
+SPECS = ROOT / "specs"
+
+
+def plugin_mi(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    cov = np.cov(np.hstack([a, b]), rowvar=False)
+    k = a.shape[1]
+    ld = lambda m: np.linalg.slogdet(np.atleast_2d(m))[1]  # noqa: E731
+    return 0.5 * (ld(cov[:k, :k]) + ld(cov[k:, k:]) - ld(cov))
+
+
+def plugin_check(a, b, exact, batches=20):
+    """|plug-in - exact| within 5 batch-means standard errors plus the plug-in bias."""
+    est = plugin_mi(a, b)
+    parts = [plugin_mi(a[i::batches], b[i::batches]) for i in range(batches)]
+    se = np.std(parts, ddof=1) / math.sqrt(batches)
+    p, q = a.reshape(len(a), -1).shape[1], b.reshape(len(b), -1).shape[1]
+    bias = p * q / (2 * len(a))
+    assert abs(est - bias - exact) < 5 * se + 1e-3, (est, exact, se)
+
+
+@pytest.mark.parametrize("spec,sets", [("two_views", {"d": "4"}), ("disentangled", {"k": "3"}),
+                                       ("decay", {"d": "3", "N": "4"}), ("ablation", {"img": "1x6x6",
+                                       "row1": "2", "col1": "2", "row2": "5", "col2": "5"})])
+def test_generated_latents_have_the_exact_covariance(spec, sets):
+    model = load(SPECS / f"{spec}.mmi", sets)
+    s = Sampler(model, dtype=torch.float64, save_latents=True, seed=11)
+    out = s.sample_range(0, 60_000)
+    names = s.saved_latents
+    x = np.hstack([out[v].reshape(len(out[v]), -1) for v in names])
+    exact = s.analysis.system.covariance(names)
+    emp = np.cov(x, rowvar=False)
+    # entrywise standard error of a sample covariance: sqrt((s_ii s_jj + s_ij^2) / n)
+    d = np.sqrt(np.diag(exact))
+    se = np.sqrt((np.outer(d, d) ** 2 + exact ** 2) / len(x))
+    assert np.all(np.abs(emp - exact) < 6 * se + 1e-12)
+
+
+def test_plugin_mi_of_generated_data_matches_exact():
+    model = load(SPECS / "two_views.mmi", {"d": "3", "rho_t1": "0.5", "rho_t2": "0.4", "rho_h1": "1",
+                                            "rho_h2": "1.2"})
+    out = Sampler(model, seed=5).sample_range(0, 100_000)
+    exact = {r.query: r.nats for r in Analysis(model).evaluate_all(model.reports)}
+    plugin_check(out["x1"], out["x2"], exact["I(x1; x2)"])
+    plugin_check(out["theta"], out["x1"], exact["I(theta; x1)"])
+
+
+@pytest.mark.parametrize("how", ["scale", "whiten"])
+def test_standardisation_keeps_mi(how):
+    model = load(SPECS / "two_views.mmi", {"d": "3", "rho_t1": "0.5", "rho_t2": "0.4", "rho_h1": "1",
+                                            "rho_h2": "1.2"})
+    out = Sampler(model, standardize=how, seed=7).sample_range(0, 100_000)
+    exact = Analysis(model).evaluate(resolve_query(model, "I(x1; x2)")).nats
+    plugin_check(out["x1"], out["x2"], exact)
+    if how == "whiten":
+        cov = np.cov(out["x1"], rowvar=False)
+        assert np.allclose(cov, np.eye(3), atol=0.02)
+    else:
+        assert np.allclose(np.var(out["x1"], axis=0), 1, atol=0.02)
+
+
+def test_whiten_with_dense_maps():
+    model = load(SPECS / "disentangled.mmi", {"k": "3"})
+    out = Sampler(model, standardize="whiten", seed=2, dtype=torch.float64).sample_range(0, 50_000)
+    assert np.allclose(np.cov(out["x1"], rowvar=False), np.eye(6), atol=0.05)
+
+
+def test_whiten_refuses_a_noiseless_latent():
+    model = loads("proto u : scalar\ndim d = 3\nlatent z = u * ones(d)\nflow x = identity(z)\n")
+    with pytest.raises(SpecError, match="no noise"):
+        Sampler(model, standardize="whiten")
+
+
+@pytest.mark.parametrize("batch", [1, 7, 100, 1000])
+def test_batch_size_never_changes_a_byte(batch):
+    model = load(SPECS / "decay.mmi", {"d": "5", "N": "3"})
+    s = Sampler(model, seed=1, chunk_size=64, save_latents=True)
+    whole = s.sample_range(0, 500)
+    parts = [s.sample_range(i, min(500, i + batch)) for i in range(0, 500, batch)]
+    for k in whole:
+        assert np.concatenate([p[k] for p in parts]).tobytes() == whole[k].tobytes()
+
+
+def test_seed_changes_data_and_chunk_seeds_differ():
+    model = load(SPECS / "two_views.mmi", {"d": "4"})
+    a = Sampler(model, seed=1).sample_range(0, 10)["x1"]
+    b = Sampler(model, seed=2).sample_range(0, 10)["x1"]
+    assert not np.array_equal(a, b)
+    assert len({chunk_seed(s, c) for s in range(5) for c in range(100)}) == 500
+
+
+def test_labels_and_pmi_columns():
+    model = load(SPECS / "disentangled.mmi", {"k": "3"})
+    s = Sampler(model, seed=3, pmi=[("x1", "x2")])
+    out = s.sample_range(0, 40_000)
+    assert out["y_c"].dtype == np.uint8 and set(np.unique(out["y_c"])) == {0, 1}
+    assert abs(out["y_c"].mean() - 0.5) < 0.02
+    exact = Analysis(model).evaluate(resolve_query(model, "I(x1; x2)")).nats
+    col = out["pmi:x1;x2"]
+    assert abs(col.mean() - exact) < 5 * col.std() / math.sqrt(len(col))
+
+
+def test_tuple_stream_yields_the_same_tuples():
+    model = load(SPECS / "two_views.mmi", {"d": "4"})
+    s = Sampler(model, seed=9, chunk_size=16)
+    stream = list(TupleStream(s, n=40))
+    ref = s.sample_range(0, 40)
+    assert len(stream) == 40
+    assert np.array_equal(np.stack([t["x1"].numpy() for t in stream]), ref["x1"])
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_flow_round_trip(name):
+    torch.manual_seed(0)
+    cls = REGISTRY[name]
+    f = cls(6, **({"seed": 3} if name == "affine" else {}))
+    z = torch.randn(500, 6, dtype=torch.float64)
+    if name == "sinh":
+        z = z.clamp(-3, 3)
+    x = f(z)
+    assert torch.allclose(f.inverse(x), z, atol=1e-9)
+
+
+def test_affine_flow_keeps_mi():
+    text = (SPECS / "two_views.mmi").read_text().replace("identity(z2)", "affine(z2, seed = 4, scale = 3)")
+    model = loads(text, {"d": "3", "rho_t1": "0.5", "rho_t2": "0.4", "rho_h1": "1", "rho_h2": "1.2"})
+    out = Sampler(model, seed=4).sample_range(0, 100_000)
+    exact = Analysis(model).evaluate(resolve_query(model, "I(x1; x2)")).nats
+    plugin_check(out["x1"], out["x2"], exact)
+
+
+def test_unavailable_flow_is_a_clear_error():
+    text = (SPECS / "two_views.mmi").read_text().replace("identity(z2)", "cnf(z2)")
+    with pytest.raises(SpecError, match="not available"):
+        Sampler(loads(text, {"d": "4"}))
+
+
+def test_cuda_absent_is_a_usage_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(UsageError, match="CUDA is not available"):
+        Sampler(load(SPECS / "two_views.mmi", {"d": "4"}), device="cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu_statistics():
+    model = load(SPECS / "two_views.mmi", {"d": "4"})
+    gpu = Sampler(model, device="cuda", seed=1).sample_range(0, 50_000)
+    again = Sampler(model, device="cuda", seed=1).sample_range(0, 50_000)
+    assert np.array_equal(gpu["x1"], again["x1"])
+    exact = Analysis(model).evaluate(resolve_query(model, "I(x1; x2)")).nats
+    plugin_check(gpu["x1"], gpu["x2"], exact)
