@@ -103,7 +103,18 @@ class Sampler(torch.nn.Module):
         self.gaussians = list(dict.fromkeys(w for w in wanted if w in model.variables or w in model.protos))
         self.saved_latents = [v for v in model.variables if v in self.gaussians and
                               (save_latents or model.variables[v].role == "target")]
+        self._proto_cols: dict[str, tuple[int, int]] = {}
+        width = 0
+        for p in self.proto_order:
+            self._proto_cols[p] = (width, width + model.protos[p].size)
+            width += model.protos[p].size
+        self._proto_width = width
         self._build_groups()
+        self._consecutive = {}
+        for grp in self.groups:
+            cols = [self._proto_cols[p] for p in grp.protos]
+            if cols and all(cols[i][1] == cols[i + 1][0] for i in range(len(cols) - 1)):
+                self._consecutive[tuple(grp.protos)] = cols[0][0]
         self._dense = [(v, p, torch.as_tensor(d.T, dtype=dtype, device=self.device))
                        for v in self.gaussians for p, d in self.analysis.form(v).dense.items()]
         self.labels = {name: (self.analysis.score_block(name), lab.comparison,
@@ -132,7 +143,8 @@ class Sampler(torch.nn.Module):
         K = len(self.scalar_protos)
         for size, names in by_size.items():
             forms = [self.analysis.form(v) for v in names]
-            protos = sorted({p for f in forms for p in f.identity})
+            used = {p for f in forms for p in f.identity}
+            protos = [p for p in self.proto_order if p in used]  # IR order: often one contiguous slice
             mix = np.array([[f.identity.get(p, 0.0) for p in protos] for f in forms]).reshape(len(names), len(protos))
             loads = np.stack([f.loadings for f in forms]) if K else None  # (n_v, d, K)
             if loads is not None and not np.any(loads):
@@ -197,13 +209,18 @@ class Sampler(torch.nn.Module):
         C, dev, dt = self.chunk_size, self.device, self.dtype
         g = torch.Generator(device=dev)
         g.manual_seed(chunk_seed(self.seed, index))
-        protos = {p: torch.randn((C, self.model.protos[p].size), generator=g, device=dev, dtype=dt)
-                  for p in self.proto_order}
+        # one draw per chunk: every proto-latent, in IR order, side by side
+        draw = torch.randn((C, self._proto_width), generator=g, device=dev, dtype=dt)
+        protos = {p: draw[:, a:b] for p, (a, b) in self._proto_cols.items()}
         u = torch.cat([protos[p] for p in self.scalar_protos], dim=1) if self.scalar_protos else None
         z: dict[str, torch.Tensor] = {}
         for grp in self.groups:
             if grp.protos:
-                stacked = torch.stack([protos[p] for p in grp.protos], dim=1)  # (C, n_p, d)
+                start = self._consecutive.get(tuple(grp.protos))
+                if start is not None:  # a view, no copy
+                    stacked = draw[:, start:start + len(grp.protos) * grp.size].view(C, len(grp.protos), grp.size)
+                else:
+                    stacked = torch.stack([protos[p] for p in grp.protos], dim=1)  # (C, n_p, d)
                 out = torch.einsum("vp,cpd->cvd", grp.mix, stacked)
             else:
                 out = torch.zeros((C, len(grp.names), grp.size), device=dev, dtype=dt)
