@@ -441,27 +441,38 @@ class Lowerer:
                 continue
             by_name[s.name] = s
             self.names[s.name] = _Decl("dim", s.name_span, s)
+        self._in_dependency_order(by_name, "dims", self._lower_dim)
+
+    def _in_dependency_order(self, by_name: dict[str, Statement], what: str, lower_one) -> None:
+        """Lower each statement after the ones its right-hand side names; a cycle is E0205.
+
+        A statement that fails (its diagnostic recorded) counts as done, so the ones
+        that depend on it are still tried and no false cycle is reported.
+        """
         state: dict[str, str] = {}
 
-        def resolve(name: str, chain: tuple[str, ...]) -> None:
+        def visit(name: str, chain: tuple[str, ...]) -> None:
             if state.get(name) == "done":
                 return
             s = by_name[name]
             if state.get(name) == "busy":
                 cyc = " -> ".join(chain[chain.index(name):] + (name,))
-                self.fail("E0205", f"dims depend on each other in a cycle: {cyc}", s.name_span)
+                self.fail("E0205", f"{what} depend on each other in a cycle: {cyc}", s.name_span, "",
+                          "give one of them a value that does not use the others")
             state[name] = "busy"
-            for dep in _names_in(s.value):
-                if dep in by_name and dep != name:
-                    resolve(dep, chain + (name,))
-            self._lower_dim(s)
-            state[name] = "done"
+            try:
+                for dep in _names_in(s.value):
+                    if dep in by_name and dep != name:
+                        visit(dep, chain + (name,))
+                lower_one(s)
+            finally:
+                state[name] = "done"
 
         for name in by_name:
             try:
-                resolve(name, ())
+                visit(name, ())
             except _Skip:
-                state[name] = "done"
+                pass
 
     def _lower_dim(self, s: Statement) -> None:
         over = self.overrides.pop(s.name, None)
@@ -509,37 +520,20 @@ class Lowerer:
             except _Skip:
                 pass
         by_name = {s.name: s for s in derived if self.names[s.name].stmt is s}
-        state: dict[str, str] = {}
+        self._in_dependency_order(by_name, "derived parameters", self._lower_derived)
 
-        def resolve(name: str, chain: tuple[str, ...]) -> None:
-            if state.get(name) == "done":
-                return
-            s = by_name[name]
-            if state.get(name) == "busy":
-                cyc = " -> ".join(chain[chain.index(name):] + (name,))
-                self.fail("E0205", f"derived parameters depend on each other in a cycle: {cyc}", s.name_span)
-            state[name] = "busy"
-            for dep in _names_in(s.value):
-                if dep in by_name:
-                    resolve(dep, chain + (name,))
-            if s.name in self.overrides:
-                raise UsageError(f"--set {s.name}: `{s.name}` is derived (`{s.name} := ...`); set the parameters it uses")
-            expr = self.constant_expr(s.value, {})
-            try:
-                value = ir.evaluate(expr, {**self.values, **{d.name: float(d.value) for d in self.dims.values()}})
-            except (ValueError, ZeroDivisionError, OverflowError):
-                value = math.nan
-            if not math.isfinite(value):
-                self.fail("E0212", f"`{s.name}` is not a finite number at the parameters' values", s.value.span)
-            self.values[s.name] = value
-            self.params[s.name] = ir.Param(name=s.name, value=value, derived=expr, span=s.name_span)
-            state[name] = "done"
-
-        for name in by_name:
-            try:
-                resolve(name, ())
-            except _Skip:
-                state[name] = "done"
+    def _lower_derived(self, s: Statement) -> None:
+        if s.name in self.overrides:
+            raise UsageError(f"--set {s.name}: `{s.name}` is derived (`{s.name} := ...`); set the parameters it uses")
+        expr = self.constant_expr(s.value, {})
+        try:
+            value = ir.evaluate(expr, {**self.values, **{d.name: float(d.value) for d in self.dims.values()}})
+        except (ValueError, ZeroDivisionError, OverflowError):
+            value = math.nan
+        if not math.isfinite(value):
+            self.fail("E0212", f"`{s.name}` is not a finite number at the parameters' values", s.value.span)
+        self.values[s.name] = value
+        self.params[s.name] = ir.Param(name=s.name, value=value, derived=expr, span=s.name_span)
 
     def _lower_param(self, s: Statement) -> None:
         bounds = None
