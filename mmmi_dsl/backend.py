@@ -206,6 +206,11 @@ class Sampler(torch.nn.Module):
     # ----------------------------------------------------------- sampling
 
     def _chunk(self, index: int) -> dict[str, torch.Tensor]:
+        protos, u, z = self._gaussians(index)
+        return self._outputs(protos, u, z)
+
+    def _gaussians(self, index: int):
+        """Chunk ``index``: its proto-latents, scalar causes (C, K) and Gaussian variables."""
         C, dev, dt = self.chunk_size, self.device, self.dtype
         g = torch.Generator(device=dev)
         g.manual_seed(chunk_seed(self.seed, index))
@@ -233,6 +238,10 @@ class Sampler(torch.nn.Module):
         for p in self.gaussians:
             if p in protos:
                 z[p] = protos[p]
+        return protos, u, z
+
+    def _outputs(self, protos, u, z) -> dict[str, torch.Tensor]:
+        C = self.chunk_size
         result: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for name, f in self.model.flows.items():
@@ -252,6 +261,22 @@ class Sampler(torch.nn.Module):
                 col = self.analysis.pmi([a], [b], lat)
                 result[pmi_column(a, b)] = torch.from_numpy(col)
         return result
+
+    def flow_roundtrip(self, n: int = 256) -> dict[str, dict]:
+        """Per modality: its flow chain and ``|f^-1(f(z)) - z|`` (max, mean) on the first latents.
+
+        ``z`` is the standardised latent the flow reads, from chunk 0 (at most ``n`` rows).
+        """
+        _, _, z = self._gaussians(0)
+        report = {}
+        with torch.no_grad():
+            for name, f in self.model.flows.items():
+                zs = self._standardized(name, z[f.latent][:n])
+                flow = self.flows[_key(name)]
+                err = (flow.inverse(flow(zs)) - zs).abs()
+                report[name] = {"chain": " -> ".join(s.name for s in f.steps),
+                                "roundtrip_max": float(err.max()), "roundtrip_mean": float(err.mean())}
+        return report
 
     def _standardized(self, name: str, z: torch.Tensor) -> torch.Tensor:
         st = self._standardizers[name]

@@ -58,6 +58,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_set(p)
     p.set_defaults(run=cmd_mi)
+
+    p = sub.add_parser("generate", help="generate a dataset: streamed, sharded, resumable")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("-n", type=int, required=True, metavar="N", help="number of tuples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, metavar="B", help="tuples per batch in memory (default ~32 MiB)")
+    p.add_argument("--shard-size", type=int, metavar="S", help="tuples per shard file (default ~256 MiB)")
+    p.add_argument("--chunk-size", type=int, metavar="C",
+                   help="tuples per deterministic random chunk (default from the model's size)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--standardize", default="none", choices=["none", "scale", "whiten"],
+                   help="per-modality invertible standardisation before the flow (keeps the MI)")
+    p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
+                   "SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE")
+    p.add_argument("--save-latents", action="store_true", help="also save every latent")
+    p.add_argument("--pmi", action="append", default=[], metavar='"a;b"', help="add an exact PMI column")
+    p.add_argument("--resume", action="store_true", help="require an existing matching run to continue "
+                   "(resuming a matching run is automatic anyway)")
+    p.add_argument("--overwrite", action="store_true", help="replace a different dataset in DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_set(p)
+    p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser("verify", help="check a dataset's files, checksums and MI statistics")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("merge", help="join the part manifests of a split run into manifest.json")
+    p.add_argument("sources", nargs="+", metavar="DIR_OR_PART")
+    p.add_argument("-o", "--output", metavar="DIR", help="where manifest.json goes (default: the first DIR)")
+    p.set_defaults(run=cmd_merge)
     return parser
 
 
@@ -96,6 +129,68 @@ def cmd_mi(args) -> int:
     else:
         print(mi_table(model, queries, results))
     return 0
+
+
+def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
+    from .lower import resolve_query
+    pairs = []
+    for item in items:
+        try:
+            q = resolve_query(model, f"I({item})")
+        except SpecError as err:
+            raise UsageError(f"--pmi {item!r}: {err.diagnostics[0].message}; give two variables as \"a;b\"") from None
+        if q.given or any(len(g) != 1 for g in q.groups) or any(n in model.labels for g in q.groups for n in g):
+            raise UsageError(f"--pmi {item!r}: give two Gaussian variables as \"a;b\"")
+        pairs.append((q.groups[0][0], q.groups[1][0]))
+    return pairs
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from .analysis import default_queries
+    from .backend import Sampler
+    from .dataset import manifest_name, shard_from_env, write_dataset
+    from .output import dataset_metadata, default_sizes
+
+    if args.n < 1:
+        raise UsageError("-n must be at least 1")
+    model = load(args.spec, _parse_sets(args.set))
+    job = shard_from_env(args.shard)
+    out = Path(args.output)
+    if args.resume and not (out / manifest_name(job)).is_file():
+        raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
+    dtype = torch.float32 if args.dtype == "float32" else torch.float64
+    sampler = Sampler(model, device=args.device, dtype=dtype, standardize=args.standardize,
+                      save_latents=args.save_latents, pmi=_pmi_pairs(model, args.pmi), seed=args.seed,
+                      chunk_size=args.chunk_size)
+    results = sampler.analysis.evaluate_all(default_queries(model))
+    shard_size, batch_size = default_sizes(sampler, args.shard_size, args.batch_size)
+    fingerprint = {"standardize": args.standardize, "dtype": args.dtype, "device_type": sampler.device.type,
+                   "save_latents": args.save_latents, "pmi": [list(p) for p in sampler.pmi_pairs]}
+    manifest = write_dataset(out, sampler, args.n, seed=args.seed, shard_size=shard_size, batch_size=batch_size,
+                             metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
+                             job=job, progress=not args.no_progress, overwrite=args.overwrite)
+    done = sum(s["n"] for s in manifest["shards"])
+    print(f"wrote {done:,} of {args.n:,} tuples in {len(manifest['shards'])} shard(s) to {out}"
+          + ("" if job == (0, 1) else f" (job {job[0]}/{job[1]}; run `mmmic merge {out}` when all jobs are done)"))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .dataset import verify
+    report = verify(args.dir)
+    for line in report.lines:
+        print(line)
+    return 0 if report.ok else 1
+
+
+def cmd_merge(args) -> int:
+    from .dataset import merge
+    manifest = merge(args.sources, args.output)
+    state = "complete" if manifest.get("complete") else "INCOMPLETE"
+    print(f"merged {len(manifest['shards'])} shard(s), {sum(s['n'] for s in manifest['shards']):,} tuples: {state}")
+    return 0 if manifest.get("complete") else 1
 
 
 def cmd_compile(args) -> int:

@@ -88,3 +88,60 @@ def summary(model: ir.Model) -> str:
 
 def dumps_json(obj) -> str:
     return json.dumps(obj, indent=2, allow_nan=False)
+
+
+# ---------------------------------------------------------------- datasets
+
+LINEAR_FLOWS = {"identity", "affine"}  # a modality through these is still Gaussian
+
+
+def dataset_metadata(model: ir.Model, sampler, results) -> dict:
+    """What a dataset's manifest records besides its shards (see docs/dataset-format.md)."""
+    import hashlib
+
+    import torch
+
+    from . import __version__
+
+    spec_text = ""
+    if model.source_file and Path(model.source_file).is_file():
+        spec_text = Path(model.source_file).read_text(encoding="utf-8")
+    gaussian = {}
+    for t in model.targets:
+        gaussian[t] = t
+    for v in sampler.saved_latents:
+        gaussian[v] = v
+    for name, f in model.flows.items():
+        if all(s.name in LINEAR_FLOWS for s in f.steps):
+            gaussian[name] = name  # a linear bijection of a Gaussian: still Gaussian, same MI
+        elif f.latent in sampler.saved_latents:
+            gaussian[name] = f.latent
+    return {
+        "model": model.name,
+        "spec": spec_text,
+        "spec_file": Path(model.source_file).name,
+        "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+        "params": {k: p.value for k, p in model.params.items()},
+        "dims": {k: d.value for k, d in model.dims.items()},
+        "mi": [r.to_json() for r in results],
+        "mi_is_upper_bound": False,
+        "gaussian_arrays": gaussian,
+        "flows": sampler.flow_roundtrip(),
+        "generator": {"mmmic": __version__, "torch": torch.__version__, "device_type": sampler.device.type,
+                      "dtype": str(sampler.dtype).replace("torch.", ""), "standardize": sampler.standardize},
+    }
+
+
+def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tuple[int, int]:
+    """Shard and batch sizes: multiples of the chunk, ~256 MiB per shard and ~32 MiB per batch."""
+    import numpy as np
+
+    per_sample = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in sampler.variables.values())
+    c = sampler.chunk_size
+
+    def round_to_chunks(x: float) -> int:
+        return max(c, int(x) // c * c)
+
+    shard = shard_size or round_to_chunks(min(1_048_576, (256 << 20) / max(1, per_sample)))
+    batch = batch_size or round_to_chunks(min(shard, (32 << 20) / max(1, per_sample)))
+    return int(shard), int(batch)
