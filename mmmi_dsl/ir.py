@@ -375,6 +375,34 @@ class Model(Node):
         out.update({p.name: p.value for p in self.params.values()})
         return out
 
+    def with_params(self, values: dict[str, float]) -> "Model":
+        """A copy with some free parameters set; derived ones re-evaluated (bounds not checked).
+
+        Raises:
+            KeyError: an unknown parameter. ValueError: a derived one, or a non-finite result.
+        """
+        params = dict(self.params)
+        for name, value in values.items():
+            p = params[name]
+            if p.derived is not None:
+                raise ValueError(f"`{name}` is derived; set the parameters it uses")
+            params[name] = p.model_copy(update={"value": float(value)})
+        env = {d.name: float(d.value) for d in self.dims.values()}
+        env.update({k: p.value for k, p in params.items() if p.derived is None})
+        pending = [k for k, p in params.items() if p.derived is not None]
+        while pending:
+            ready = [k for k in pending if symbols(params[k].derived) <= env.keys()]
+            if not ready:
+                raise ValueError(f"derived parameters depend on each other: {', '.join(pending)}")
+            for k in ready:
+                value = evaluate(params[k].derived, env)
+                if not math.isfinite(value):
+                    raise ValueError(f"`{k}` is not finite at these parameter values")
+                env[k] = value
+                params[k] = params[k].model_copy(update={"value": value})
+                pending.remove(k)
+        return self.model_copy(update={"params": params})
+
     def size_of(self, name: str) -> int:
         """Size of any variable: proto, latent, target, modality (its latent) or label (1)."""
         if name in self.protos:
