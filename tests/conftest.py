@@ -13,6 +13,7 @@ SPECS = sorted((ROOT / "specs").glob("*.mmi"))
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
     parser.addoption("--rungpu", action="store_true", default=False, help="run tests that need CUDA")
+    parser.addoption("--update-golden", action="store_true", default=False, help="rewrite golden files")
 
 
 def pytest_collection_modifyitems(config, items):
