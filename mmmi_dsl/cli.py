@@ -59,6 +59,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(run=cmd_mi)
 
+    p = sub.add_parser("solve", help="find a parameter value that gives a target MI (exactly)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--for", dest="param", metavar="PARAM", help="the free parameter to solve for")
+    p.add_argument("--target", metavar='"I(a; b) = V [bits]"', help="the MI wanted")
+    p.add_argument("--bracket", metavar="LO,HI", help="where to search (default: the parameter's bounds)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_set(p)
+    p.set_defaults(run=cmd_solve)
+
+    p = sub.add_parser("sweep", help="a table of exact MI over parameter values or target MIs")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--for", dest="param", metavar="PARAM", help="the free parameter to vary")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--values", metavar='"linspace(a, b, n)"|v1,v2', help="parameter values")
+    what.add_argument("--targets", metavar="t1,t2,...", help="target MIs of the one --query (in its unit); "
+                      "the parameter is solved for each")
+    p.add_argument("--query", "-q", action="append", default=[], metavar='"I(a; b | c)"',
+                   help="a query (repeatable); default: the spec's reports, else I(target; x) and all pairs")
+    p.add_argument("--bracket", metavar="LO,HI", help="with --targets: where to search")
+    p.add_argument("-o", "--output", metavar="FILE", help="write FILE.csv or FILE.json instead of printing")
+    _add_set(p)
+    p.set_defaults(run=cmd_sweep)
+
+    p = sub.add_parser("formula", help="closed-form MI (sympy): LaTeX, text or sympy")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--query", "-q", action="append", default=[], metavar='"I(a; b | c)"',
+                   help="a query (repeatable); default: the spec's reports")
+    p.add_argument("--format", default="latex", choices=["latex", "text", "sympy"])
+    p.add_argument("--numeric", nargs="+", default=[], metavar="NAME",
+                   help="replace these params, dims or templates by their values ('templates': every "
+                        "template inner product; 'all': everything)")
+    _add_set(p)
+    p.set_defaults(run=cmd_formula)
+
     p = sub.add_parser("generate", help="generate a dataset: streamed, sharded, resumable")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
@@ -128,6 +162,47 @@ def cmd_mi(args) -> int:
         print(dumps_json(mi_json(model, results)))
     else:
         print(mi_table(model, queries, results))
+    return 0
+
+
+def cmd_solve(args) -> int:
+    from .solve import parse_bracket, parse_target, solve, solve_text
+    model = load(args.spec, _parse_sets(args.set))
+    if args.param is None and args.target is None:
+        if args.bracket is not None:
+            raise UsageError("--bracket goes with --for PARAM --target \"QUERY = VALUE\"")
+        if not model.solves:
+            raise UsageError(f"{args.spec} has no `solve` statements; give --for PARAM --target \"QUERY = VALUE\"")
+        results = [solve(model, s.param, s.query, s.value, s.query.unit, s.bracket, span=s.span)
+                   for s in model.solves]
+    elif args.param is None or args.target is None:
+        raise UsageError("--for PARAM and --target \"QUERY = VALUE\" go together")
+    else:
+        query, value, unit, span = parse_target(model, args.target)
+        bracket = parse_bracket(args.bracket) if args.bracket else None
+        results = [solve(model, args.param, query, value, unit, bracket, span=span,
+                         sources={"--target": args.target.strip()})]
+    if args.json:
+        print(dumps_json({"model": model.name, "solves": [r.to_json() for r in results]}))
+    else:
+        print(solve_text(model, results))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .solve import run_sweep_command
+    model = load(args.spec, _parse_sets(args.set))
+    print(run_sweep_command(model, args.param, args.values, args.targets, args.query, args.bracket, args.output))
+    return 0
+
+
+def cmd_formula(args) -> int:
+    from .analysis import default_queries
+    from .lower import resolve_query
+    from .output import formula_text
+    model = load(args.spec, _parse_sets(args.set))
+    queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
+    print(formula_text(model, queries, args.format, set(args.numeric)))
     return 0
 
 

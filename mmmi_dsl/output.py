@@ -62,17 +62,50 @@ def _fmt(x: float) -> str:
     return f"{x:.6f}" if x == 0 or abs(x) >= 1e-4 else f"{x:.6e}"
 
 
+def formula_text(model: ir.Model, queries, fmt: str = "latex", numeric: set[str] | None = None,
+                 skip_unsupported: bool = False) -> str:
+    """Closed forms of ``queries``: a LaTeX document body, text lines or sympy expressions.
+
+    With ``skip_unsupported``, queries outside the symbolic engine's structure become
+    a comment (LaTeX) instead of an error.
+    """
+    from .errors import SpecError
+    from .symbolic import Deriver, derive
+
+    deriver = Deriver(model, set(numeric or ()))
+    out = []
+    for q in queries:
+        try:
+            f = derive(model, q, numeric or set(), deriver=deriver)
+        except SpecError as err:
+            if not skip_unsupported:
+                raise
+            out.append(f"% {q.text}: {err.diagnostics[0].message}")
+            continue
+        if fmt == "latex":
+            out.append("\\begin{equation}\n  " + f.latex() + "\n\\end{equation}")
+        elif fmt == "text":
+            out.append(f.text())
+        else:
+            out.append(f.sympy())
+    return "\n".join(out)
+
+
 def write_bundle(model: ir.Model, out_dir: Path) -> list[Path]:
-    """Write the compiled bundle (ir.json, mi.json); returns the files written."""
+    """Write the compiled bundle (ir.json, mi.json, formulas.tex); returns the files written."""
     from .analysis import Analysis, default_queries
 
     out_dir = Path(out_dir)
     target = out_dir / "ir.json"
     write_atomic(target, ir_json(model) + "\n")
-    results = Analysis(model).evaluate_all(default_queries(model))
+    queries = default_queries(model)
+    results = Analysis(model).evaluate_all(queries)
     mi_path = out_dir / "mi.json"
     write_atomic(mi_path, dumps_json(mi_json(model, results)) + "\n")
-    return [target, mi_path]
+    tex_path = out_dir / "formulas.tex"
+    header = f"% exact mutual information of model {model.name} (nats unless marked bits), by mmmic\n"
+    write_atomic(tex_path, header + formula_text(model, queries, "latex", skip_unsupported=True) + "\n")
+    return [target, mi_path, tex_path]
 
 
 def summary(model: ir.Model) -> str:

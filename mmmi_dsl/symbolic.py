@@ -30,7 +30,7 @@ import sympy as sp
 from . import ir
 from .errors import Diagnostic, SpecError
 
-__all__ = ["Formula", "derive", "derive_all", "evaluate_formula", "to_sympy"]
+__all__ = ["Deriver", "Formula", "derive", "derive_all", "evaluate_formula", "to_sympy"]
 
 
 class Unsupported(SpecError):
@@ -78,7 +78,7 @@ class _SymForm:
     loadings: dict[int, dict[str, sp.Expr]] = field(default_factory=dict)
 
 
-class _Deriver:
+class Deriver:
     def __init__(self, model: ir.Model, numeric: set[str]):
         self.model = model
         self.numeric = set(numeric)
@@ -330,12 +330,12 @@ FACTOR_MAX_OPS = 120
 
 def derive_all(model: ir.Model, queries, numeric: set[str] | frozenset[str] = frozenset()) -> list[Formula]:
     """Closed forms of several queries, sharing symbols and log-determinants."""
-    deriver = _Deriver(model, set(numeric))
+    deriver = Deriver(model, set(numeric))
     return [derive(model, q, numeric, deriver=deriver) for q in queries]
 
 
 def derive(model: ir.Model, query: ir.Query, numeric: set[str] | frozenset[str] = frozenset(),
-           unit: str | None = None, deriver: "_Deriver | None" = None) -> Formula:
+           unit: str | None = None, deriver: "Deriver | None" = None) -> Formula:
     """The closed form of ``query`` (nats, or bits when the query's unit is bits).
 
     Args:
@@ -345,7 +345,7 @@ def derive(model: ir.Model, query: ir.Query, numeric: set[str] | frozenset[str] 
     Raises:
         SpecError: outside the symbolic engine's structure (matrices, dot, labels).
     """
-    d = deriver or _Deriver(model, set(numeric))
+    d = deriver or Deriver(model, set(numeric))
     d.query = query
     m = model
     if any(n in m.labels for g in (*query.groups, query.given) for n in g):

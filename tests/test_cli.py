@@ -144,3 +144,25 @@ def test_mi_on_every_spec_is_finite_or_justified(spec, capsys):
     assert main(["mi", str(spec), "--json"]) == 0
     for res in json.loads(capsys.readouterr().out)["results"]:
         assert res["nats"] == "inf" and res.get("reason") or isinstance(res["nats"], float)
+
+
+def test_formula_latex_text_and_sympy(tmp_path):
+    r = run("formula", TWO_VIEWS, "--query", "I(theta; x1)")
+    assert r.returncode == 0 and r.stdout.startswith("\\begin{equation}") and "\\rho_{t1}" in r.stdout
+    r = run("formula", TWO_VIEWS, "--query", "I(theta; x1)", "--format", "text")
+    assert r.stdout.strip() == "I(theta; x1) = log((d*rho_t1**2 + rho_h1**2)/rho_h1**2)/2"
+    r = run("formula", TWO_VIEWS, "--query", "I(theta; x1)", "--format", "sympy", "--numeric", "d")
+    import sympy
+    expr = sympy.sympify(r.stdout.strip())
+    assert {s.name for s in expr.free_symbols} == {"rho_t1", "rho_h1"}
+
+
+def test_formula_outside_the_structure_is_exit_1():
+    r = run("formula", str(ROOT / "specs" / "disentangled.mmi"))
+    assert r.returncode == 1 and "no closed form" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compile_bundle_has_formulas_tex(tmp_path):
+    assert main(["compile", TWO_VIEWS, "-o", str(tmp_path)]) == 0
+    tex = (tmp_path / "formulas.tex").read_text()
+    assert tex.count("\\begin{equation}") == 3
