@@ -166,15 +166,15 @@ def cmd_mi(args) -> int:
 
 
 def cmd_solve(args) -> int:
-    from .solve import parse_bracket, parse_target, solve, solve_text
+    from .solve import parse_bracket, parse_target, solve, solve_all, solve_text
     model = load(args.spec, _parse_sets(args.set))
+    errors = []
     if args.param is None and args.target is None:
         if args.bracket is not None:
             raise UsageError("--bracket goes with --for PARAM --target \"QUERY = VALUE\"")
         if not model.solves:
             raise UsageError(f"{args.spec} has no `solve` statements; give --for PARAM --target \"QUERY = VALUE\"")
-        results = [solve(model, s.param, s.query, s.value, s.query.unit, s.bracket, span=s.span)
-                   for s in model.solves]
+        results, errors = solve_all(model)
     elif args.param is None or args.target is None:
         raise UsageError("--for PARAM and --target \"QUERY = VALUE\" go together")
     else:
@@ -184,8 +184,10 @@ def cmd_solve(args) -> int:
                          sources={"--target": args.target.strip()})]
     if args.json:
         print(dumps_json({"model": model.name, "solves": [r.to_json() for r in results]}))
-    else:
+    elif results:
         print(solve_text(model, results))
+    if errors:
+        raise SpecError([d for err in errors for d in err.diagnostics])
     return 0
 
 
