@@ -28,6 +28,10 @@ def _parse_sets(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _add_queries(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--query", "-q", action="append", default=[], metavar='"I(a; b | c)"', help=help)
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
                    help="override a param or dim default (repeatable)")
@@ -42,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check specs; exit 1 on errors")
     p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--flows", action="store_true",
+                   help="also build each modality's flow and report its round-trip error |f^-1(f(z)) - z|")
     _add_set(p)
     p.set_defaults(run=cmd_check)
 
@@ -53,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mi", help="exact mutual information of a spec's reports or of --query")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--query", "-q", action="append", default=[], metavar='"I(a; b | c)"',
-                   help="a query (repeatable); default: the spec's reports, else I(target; x) and all pairs")
+    _add_queries(p, "a query (repeatable); default: the spec's reports, else I(target; x) and all pairs")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_set(p)
     p.set_defaults(run=cmd_mi)
@@ -75,8 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--values", metavar='"linspace(a, b, n)"|v1,v2', help="parameter values")
     what.add_argument("--targets", metavar="t1,t2,...", help="target MIs of the one --query (in its unit); "
                       "the parameter is solved for each")
-    p.add_argument("--query", "-q", action="append", default=[], metavar='"I(a; b | c)"',
-                   help="a query (repeatable); default: the spec's reports, else I(target; x) and all pairs")
+    _add_queries(p, "a query (repeatable); default: the spec's reports, else I(target; x) and all pairs")
     p.add_argument("--bracket", metavar="LO,HI", help="with --targets: where to search")
     p.add_argument("-o", "--output", metavar="FILE", help="write FILE.csv or FILE.json instead of printing")
     _add_set(p)
@@ -84,8 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("formula", help="closed-form MI (sympy): LaTeX, text or sympy")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--query", "-q", action="append", default=[], metavar='"I(a; b | c)"',
-                   help="a query (repeatable); default: the spec's reports")
+    _add_queries(p, "a query (repeatable); default: the spec's reports")
     p.add_argument("--format", default="latex", choices=["latex", "text", "sympy"])
     p.add_argument("--numeric", nargs="+", default=[], metavar="NAME",
                    help="replace these params, dims or templates by their values ('templates': every "
@@ -117,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(run=cmd_generate)
 
+    p = sub.add_parser("preview", help="draw a grid of sample tuples of a dataset (PNG)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    p.add_argument("--rows", type=int, default=8, help="tuples to draw (default 8)")
+    p.set_defaults(run=cmd_preview)
+
     p = sub.add_parser("verify", help="check a dataset's files, checksums and MI statistics")
     p.add_argument("dir", metavar="DIR")
     p.set_defaults(run=cmd_verify)
@@ -140,6 +149,17 @@ def cmd_check(args) -> int:
             failed += 1
             continue
         print(f"ok {spec}: {summary(model)}")
+        if args.flows:
+            from .backend import Sampler
+            try:
+                report = Sampler(model).flow_roundtrip()
+            except SpecError as err:
+                print(err.render(), file=sys.stderr)
+                failed += 1
+                continue
+            for name, r in report.items():
+                print(f"  flow {name} = {r['chain']}: round trip max {r['roundtrip_max']:.2e}, "
+                      f"mean {r['roundtrip_mean']:.2e}")
     return 1 if failed else 0
 
 
@@ -251,6 +271,15 @@ def cmd_generate(args) -> int:
     done = sum(s["n"] for s in manifest["shards"])
     print(f"wrote {done:,} of {args.n:,} tuples in {len(manifest['shards'])} shard(s) to {out}"
           + ("" if job == (0, 1) else f" (job {job[0]}/{job[1]}; run `mmmic merge {out}` when all jobs are done)"))
+    return 0
+
+
+def cmd_preview(args) -> int:
+    from .output import preview_grid
+    if args.rows < 1:
+        raise UsageError("--rows must be at least 1")
+    drawn = preview_grid(Path(args.dir), Path(args.output), args.rows)
+    print(f"wrote {args.output}: {args.rows} tuples of {', '.join(drawn)}")
     return 0
 
 
