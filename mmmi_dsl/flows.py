@@ -109,6 +109,113 @@ class NormalCdf(Flow):
         return math.sqrt(2.0) * torch.erfinv(2.0 * x - 1.0)
 
 
+class Spiral(Flow):
+    """A norm-preserving spiral: ``x = exp(s ||z||^2 A) z`` with A skew-symmetric.
+
+    Note:
+        ``A = Q blockdiag(w_k J) Q^T`` (J the 2x2 rotation generator, Q Haar-orthogonal,
+        w_k ~ U(0.5, 1.5), drawn from ``seed``): each plane of Q turns by the angle
+        ``s w_k ||z||^2``. A rotation keeps the norm, so ``||x|| = ||z||`` and the
+        inverse turns back by the same angles: an exact bijection of R^d.
+    """
+
+    def __init__(self, size: int, speed: float = 1.0, seed: int = 0):
+        super().__init__(size)
+        rng = np.random.default_rng(int(seed))
+        q, r = np.linalg.qr(rng.standard_normal((size, size)))
+        q = q * np.sign(np.diag(r))[None, :]
+        self.speed = float(speed)
+        self.register_buffer("q", torch.from_numpy(q))
+        self.register_buffer("omega", torch.from_numpy(rng.uniform(0.5, 1.5, size // 2)))
+
+    def _turn(self, v: torch.Tensor, sign: float) -> torch.Tensor:
+        q = self.q.to(v.dtype)
+        y = v @ q  # coordinates in the planes of A
+        k = self.omega.numel()
+        angle = sign * self.speed * (v * v).sum(dim=1, keepdim=True) * self.omega.to(v.dtype)[None, :]
+        a, b = y[:, 0:2 * k:2], y[:, 1:2 * k:2]
+        c, s = torch.cos(angle), torch.sin(angle)
+        turned = torch.stack([a * c - b * s, a * s + b * c], dim=2).reshape(len(v), 2 * k)
+        y = torch.cat([turned, y[:, 2 * k:]], dim=1)
+        return y @ q.T
+
+    def forward(self, z):
+        return self._turn(z, 1.0)
+
+    def inverse(self, x):
+        return self._turn(x, -1.0)
+
+
+class Coupling(Flow):
+    """A fixed random RealNVP: ``layers`` affine couplings with seeded weights.
+
+    Note:
+        Layer l splits the (seeded) permuted coordinates into halves a, b and maps
+        ``b -> b * exp(tanh(s(a))) + t(a)`` with s, t one hidden-layer tanh MLPs; the
+        inverse is ``b = (b' - t(a)) * exp(-tanh(s(a)))``: exact. Weights come from
+        numpy's PCG64 with ``seed`` (untrained: a fixed nonlinear bijection).
+    """
+
+    def __init__(self, size: int, layers: int = 4, seed: int = 0, hidden: int = 64):
+        super().__init__(size)
+        if size < 2:
+            raise ValueError("coupling needs a latent of size 2 or more")
+        rng = np.random.default_rng(int(seed))
+        self.n_layers = int(layers)
+        self.half = size // 2
+        for i in range(self.n_layers):
+            perm = rng.permutation(size)
+            na, nb = self.half, size - self.half
+            self.register_buffer(f"perm{i}", torch.from_numpy(perm))
+            self.register_buffer(f"w1_{i}", torch.from_numpy(rng.standard_normal((na, hidden)) / math.sqrt(na)))
+            self.register_buffer(f"b1_{i}", torch.from_numpy(0.1 * rng.standard_normal(hidden)))
+            self.register_buffer(f"w2_{i}", torch.from_numpy(0.5 * rng.standard_normal((hidden, 2 * nb))
+                                                             / math.sqrt(hidden)))
+
+    def _st(self, i: int, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dt = a.dtype
+        h = torch.tanh(a @ getattr(self, f"w1_{i}").to(dt) + getattr(self, f"b1_{i}").to(dt))
+        out = h @ getattr(self, f"w2_{i}").to(dt)
+        nb = out.shape[1] // 2
+        return torch.tanh(out[:, :nb]), out[:, nb:]
+
+    def forward(self, z):
+        x = z
+        for i in range(self.n_layers):
+            perm = getattr(self, f"perm{i}")
+            y = x[:, perm]
+            a, b = y[:, :self.half], y[:, self.half:]
+            s, t = self._st(i, a)
+            y = torch.cat([a, b * torch.exp(s) + t], dim=1)
+            x = torch.empty_like(y)
+            x[:, perm] = y
+        return x
+
+    def inverse(self, x):
+        z = x
+        for i in reversed(range(self.n_layers)):
+            perm = getattr(self, f"perm{i}")
+            y = z[:, perm]
+            a, b = y[:, :self.half], y[:, self.half:]
+            s, t = self._st(i, a)
+            y = torch.cat([a, (b - t) * torch.exp(-s)], dim=1)
+            z = torch.empty_like(y)
+            z[:, perm] = y
+        return z
+
+
+def _lazy(class_name: str):
+    """A constructor that imports :mod:`mmmi_dsl.cnf` (and torchdiffeq) only when a spec uses it."""
+
+    def make(size: int, **kwargs) -> Flow:
+        from . import cnf
+
+        return getattr(cnf, class_name)(size, **kwargs)
+
+    make.__name__ = make.__qualname__ = class_name
+    return make
+
+
 REGISTRY: dict[str, type[Flow]] = {
     "identity": Identity,
     "affine": Affine,
@@ -116,6 +223,10 @@ REGISTRY: dict[str, type[Flow]] = {
     "sinh": Sinh,
     "half_cube": HalfCube,
     "normal_cdf": NormalCdf,
+    "spiral": Spiral,
+    "coupling": Coupling,
+    "cnf": _lazy("CNF"),        # a learned ODE flow from user weights (mmmi_dsl/cnf.py)
+    "digits": _lazy("Digits"),  # the CNF with the shipped 8x8-digits weights
 }
 
 
@@ -146,5 +257,9 @@ def build_flow(flow, size: int) -> Chain:
             raise SpecError([Diagnostic(
                 "E0210", f"flow `{step.name}` is not available in this version of mmmic", step.span, "",
                 "available now: " + ", ".join(REGISTRY))])
-        steps.append(cls(size, **step.args))
+        try:
+            steps.append(cls(size, **step.args))
+        except (ValueError, OSError, KeyError, TypeError) as err:
+            raise SpecError([Diagnostic("E0210", f"flow `{step.name}` cannot be built: {err}", step.span, "",
+                                        "check the flow's arguments and the latent's size")]) from None
     return Chain(steps)

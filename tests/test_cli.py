@@ -166,3 +166,28 @@ def test_compile_bundle_has_formulas_tex(tmp_path):
     assert main(["compile", TWO_VIEWS, "-o", str(tmp_path)]) == 0
     tex = (tmp_path / "formulas.tex").read_text()
     assert tex.count("\\begin{equation}") == 3
+
+
+def test_check_flows_reports_round_trip(tmp_path):
+    spec = tmp_path / "spiral.mmi"
+    spec.write_text((ROOT / "specs" / "two_views.mmi").read_text().replace(
+        "identity(z2)", "spiral(z2, speed = 0.01, seed = 1)"))
+    r = run("check", "--flows", str(spec), "--set", "d=8")
+    assert r.returncode == 0, r.stderr
+    assert "flow x2 = spiral: round trip max" in r.stdout
+
+
+def test_preview_draws_image_modalities(tmp_path):
+    out = tmp_path / "d"
+    assert main(["generate", str(ROOT / "specs" / "telescopes.mmi"), "-o", str(out), "-n", "16",
+                 "--no-progress"]) == 0
+    assert main(["preview", str(out), "-o", str(tmp_path / "grid.png"), "--rows", "4"]) == 0
+    from PIL import Image
+    img = Image.open(tmp_path / "grid.png")
+    assert img.size == (2 * 34 * 4, 4 * 34 * 4)  # 2 columns x 4 rows of 32x32 tiles with a border, x4
+
+
+def test_preview_without_images_is_exit_1(tmp_path):
+    out = tmp_path / "d"
+    assert main(["generate", TWO_VIEWS, "-o", str(out), "-n", "16", "--set", "d=4", "--no-progress"]) == 0
+    assert main(["preview", str(out), "-o", str(tmp_path / "g.png")]) == 1

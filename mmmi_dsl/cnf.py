@@ -1,0 +1,213 @@
+"""Continuous normalising flows (CNF): a learned ODE ``dx/dt = v(x, t, class)`` as a flow.
+
+``forward(z)`` integrates the velocity field from ``t = 0`` (the standard-normal latent
+``z``) to ``t = 1`` (data); ``inverse(x)`` integrates the same field back from ``t = 1`` to
+``t = 0``. The flow map of a smooth (Lipschitz) ODE is a bijection of R^d, so the data
+keep the latents' mutual information exactly; numerically the bijection holds only as
+far as the solver is accurate (docs/science.md §3): measure ``f^-1(f(z)) - z`` with
+``mmmic`` 's flow round-trip report, and raise ``steps`` (rk4) or tighten ``rtol``/``atol``
+(dopri5) when it matters.
+
+The velocity field is class-conditional and trained with conditional flow matching
+(:mod:`mmmi_dsl.train`). Classifier-free guidance ``v = v_c + w (v_c - v_null)`` is still a
+smooth vector field, so a guided flow is a bijection too.
+
+Weights are read with :mod:`safetensors` only: a pickled checkpoint (``.pt``, ``.pkl``)
+is refused without being unpickled, since unpickling runs arbitrary code. The
+architecture comes from the config stored in the safetensors metadata (key
+``mmmi_config``) or, failing that, from the ``.json`` file next to the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .flows import Flow
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DIGITS_WEIGHTS = WEIGHTS_DIR / "digits.safetensors"
+FORMAT = "mmmi_dsl.cnf/1"
+METHODS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_heun", "dopri8")
+FIXED_STEP = ("rk4", "euler", "midpoint")
+
+
+class VelocityNet(nn.Module):
+    """``v(x, t, c)``: an MLP on ``[x, time features, class embedding]``.
+
+    Time features are ``t`` and ``sin/cos(pi k t)`` for ``k = 1..t_freqs`` (smooth in t, so
+    fixed-step solvers resolve them); class ``n_classes`` is the null class used for
+    classifier-free guidance.
+    """
+
+    def __init__(self, dim: int = 64, hidden: int = 256, depth: int = 3, n_classes: int = 10,
+                 t_freqs: int = 8, c_dim: int = 32):
+        super().__init__()
+        self.dim, self.n_classes = dim, n_classes
+        self.register_buffer("freqs", math.pi * torch.arange(1, t_freqs + 1, dtype=torch.float32),
+                             persistent=False)
+        self.class_emb = nn.Embedding(n_classes + 1, c_dim)
+        layers: list[nn.Module] = [nn.Linear(dim + 1 + 2 * t_freqs + c_dim, hidden), nn.SiLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(hidden, hidden), nn.SiLU()]
+        layers.append(nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        t = t.reshape(-1, 1).expand(x.shape[0], 1) if t.numel() == 1 else t.reshape(-1, 1)
+        ang = t * self.freqs.to(x.dtype)
+        h = torch.cat([x, t, torch.sin(ang), torch.cos(ang), self.class_emb(c).to(x.dtype)], dim=1)
+        return self.mlp(h)
+
+
+def net_from_config(config: dict) -> VelocityNet:
+    return VelocityNet(dim=int(config["dim"]), hidden=int(config["hidden"]), depth=int(config["depth"]),
+                       n_classes=int(config["n_classes"]), t_freqs=int(config["t_freqs"]),
+                       c_dim=int(config["c_dim"]))
+
+
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def _weights_path(weights) -> Path:
+    if weights is None or str(weights) == "":
+        raise ValueError("cnf: give the weights, e.g. cnf(z, weights = \"model.safetensors\", class = 0)")
+    p = Path(weights)
+    if p.suffix == "" and not p.exists():
+        p = p.with_suffix(".safetensors")
+    if p.suffix.lower() in _PICKLE_SUFFIXES:
+        raise ValueError(f"cnf: refusing weights `{p}`: pickled checkpoints can run arbitrary code when "
+                         "loaded; convert them to .safetensors (safetensors.torch.save_file)")
+    if not p.is_file():
+        raise FileNotFoundError(f"cnf: no weights file `{p}`")
+    return p
+
+
+def load_weights(weights) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read ``(state_dict, config)`` from a safetensors file (never unpickles anything)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    p = _weights_path(weights)
+    with open(p, "rb") as fh:
+        head = fh.read(9)
+    # A safetensors file starts with an 8-byte little-endian header length and then '{'.
+    if len(head) < 9 or head[8:9] != b"{":
+        raise ValueError(f"cnf: `{p}` is not a safetensors file (pickled or other formats are refused "
+                         "without being read: they can run code)")
+    try:
+        state = load_file(str(p))
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error type on malformed files
+        raise ValueError(f"cnf: `{p}` is not a valid safetensors file: {exc}") from None
+    if "mmmi_config" in meta:
+        config = json.loads(meta["mmmi_config"])
+    else:
+        side = p.with_suffix(".json")
+        if not side.is_file():
+            raise ValueError(f"cnf: `{p}` carries no config and there is no `{side.name}` next to it")
+        config = json.loads(side.read_text())
+    if config.get("format") != FORMAT:
+        raise ValueError(f"cnf: `{p}` has config format {config.get('format')!r}, expected {FORMAT!r}")
+    return state, config
+
+
+class CNF(Flow):
+    """A class-conditional CNF flow: ``cnf(z, weights = "...", class = k, guidance = 0, method = "rk4", steps = 32)``.
+
+    Args:
+        size: latent size; must equal the weights' ``dim``.
+        weights: path of a ``.safetensors`` file (resolved as given).
+        class: the class label (keyword ``class``), ``0 <= class < n_classes``.
+        guidance: classifier-free guidance weight ``w >= 0`` (0: plain conditional field).
+        method: a torchdiffeq method; fixed-step ``rk4`` (default), ``euler``, ``midpoint``
+            use ``steps`` uniform steps; adaptive ones (``dopri5`` ...) use ``rtol``/``atol``.
+        steps: number of fixed steps over ``[0, 1]``.
+        rtol, atol: tolerances of adaptive methods.
+    """
+
+    def __init__(self, size: int, weights="", guidance: float = 0.0, method: str = "rk4", steps: int = 32,
+                 rtol: float = 1e-7, atol: float = 1e-8, **kwargs):
+        super().__init__(size)
+        label = kwargs.pop("class", 0)
+        if kwargs:
+            raise TypeError(f"cnf: unknown argument(s) {', '.join(sorted(kwargs))}")
+        state, config = load_weights(weights)
+        dim = int(config["dim"])
+        if size != dim:
+            raise ValueError(f"cnf: these weights act on vectors of size {dim} (e.g. image[1x8x8] = 64), "
+                             f"but the latent has size {size}")
+        n_classes = int(config["n_classes"])
+        if float(label) != int(label) or not 0 <= int(label) < n_classes:
+            raise ValueError(f"cnf: class must be an integer in 0..{n_classes - 1}, got {label}")
+        if method not in METHODS:
+            raise ValueError(f"cnf: unknown method `{method}`; use one of {', '.join(METHODS)}")
+        if int(steps) < 1 or float(steps) != int(steps):
+            raise ValueError(f"cnf: steps must be a positive integer, got {steps}")
+        if float(guidance) < 0:
+            raise ValueError(f"cnf: guidance must be >= 0, got {guidance}")
+        self.config = config
+        self.label, self.guidance = int(label), float(guidance)
+        self.method, self.steps, self.rtol, self.atol = method, int(steps), float(rtol), float(atol)
+        self.net = net_from_config(config)
+        self.net.load_state_dict(state)
+        self.net.eval()
+        self.net.requires_grad_(False)
+        self._copies: dict = {}  # (dtype, device) -> a copy of net in that dtype (not a submodule)
+
+    def _net(self, x: torch.Tensor) -> VelocityNet:
+        p = next(self.net.parameters())
+        if p.dtype == x.dtype and p.device == x.device:
+            return self.net
+        key = (x.dtype, x.device)
+        if key not in self._copies:
+            self._copies[key] = copy.deepcopy(self.net).to(dtype=x.dtype, device=x.device)
+        return self._copies[key]
+
+    def velocity(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        net = self._net(x)
+        n = x.shape[0]
+        c = torch.full((n,), self.label, dtype=torch.long, device=x.device)
+        if self.guidance == 0.0:
+            return net(x, t, c)
+        null = torch.full((n,), net.n_classes, dtype=torch.long, device=x.device)
+        v = net(torch.cat([x, x]), t, torch.cat([c, null]))
+        vc, vu = v[:n], v[n:]
+        return vc + self.guidance * (vc - vu)
+
+    def _integrate(self, x: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
+        from torchdiffeq import odeint
+
+        if x.shape[0] == 0:
+            return x
+        if self.method in FIXED_STEP:
+            t = torch.linspace(t0, t1, self.steps + 1, dtype=x.dtype, device=x.device)
+            return odeint(self.velocity, x, t, method=self.method)[-1]
+        t = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
+        return odeint(self.velocity, x, t, method=self.method, rtol=self.rtol, atol=self.atol)[-1]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self._integrate(z, 0.0, 1.0)
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        return self._integrate(x, 1.0, 0.0)
+
+
+class Digits(CNF):
+    """``digits(z, class = k)``: the CNF with the shipped weights, trained on scikit-learn's 8x8
+    handwritten digits (pixel / 16 * 2 - 1, so values lie near [-1, 1]); size must be 64."""
+
+    def __init__(self, size: int, **kwargs):
+        if size != 64:
+            raise ValueError(f"digits: the digits flow makes 8x8 images (size 64, e.g. image[1x8x8]), "
+                             f"but the latent has size {size}")
+        if "weights" in kwargs:
+            raise TypeError("digits: uses the shipped weights; for your own use cnf(z, weights = ...)")
+        super().__init__(size, weights=DIGITS_WEIGHTS, **kwargs)
