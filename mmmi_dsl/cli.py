@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(run=cmd_generate)
 
+    p = sub.add_parser("train-flow", add_help=False,
+                       help="train a class-conditional flow-matching model (see `mmmic train-flow --help`)")
+    p.set_defaults(run=cmd_train_flow)  # its arguments are parsed by mmmi_dsl.train
+
     p = sub.add_parser("preview", help="draw a grid of sample tuples of a dataset (PNG)")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
@@ -274,6 +278,11 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_train_flow(args) -> int:
+    from .train import main as train_main
+    return train_main(args.extra, prog="mmmic train-flow")
+
+
 def cmd_preview(args) -> int:
     from .output import preview_grid
     if args.rows < 1:
@@ -312,7 +321,10 @@ def cmd_compile(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.run is not cmd_train_flow:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return args.run(args)
     except MmmicError as err:

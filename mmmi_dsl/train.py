@@ -112,29 +112,42 @@ def save_weights(path, state_dict: dict[str, torch.Tensor], config: dict) -> tup
 
 
 def _load_data(spec: str, labels: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x (n, d), integer labels (n,), description) from ``digits``, a .npy or a .npz (x, y).
+
+    Raises:
+        UsageError: not one of those kinds. DatasetError: unreadable, pickled or malformed data.
+    """
+    from .dataset import DatasetError
+    from .errors import UsageError
+
     if spec == "digits":
         x, y = load_digits_array()
         return x, y, "sklearn.datasets.load_digits, pixel/16*2-1"
     p = Path(spec)
-    if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as f:
-            if "x" not in f:
-                raise SystemExit(f"{p}: expected arrays `x` (and optionally `y`)")
-            x = f["x"]
-            y = f["y"] if "y" in f else np.zeros(len(x), np.int64)
-    elif p.suffix == ".npy":
-        x = np.load(p, allow_pickle=False)
-        y = np.zeros(len(x), np.int64)
-    else:
-        raise SystemExit(f"--data: expected `digits`, a .npy or a .npz file, got {spec}")
-    if labels:
-        y = np.load(labels, allow_pickle=False)
+    if p.suffix not in (".npz", ".npy"):
+        raise UsageError(f"--data: expected `digits`, a .npy or a .npz file, got {spec}")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as f:
+                if "x" not in f:
+                    raise DatasetError(f"{p}: expected arrays `x` (and optionally `y`)")
+                x = f["x"]
+                y = f["y"] if "y" in f else np.zeros(len(x), np.int64)
+        else:
+            x = np.load(p, allow_pickle=False)
+            y = np.zeros(len(x), np.int64)
+        if labels:
+            y = np.load(labels, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"cannot read training data: {err}") from None
+    if len(y) != len(x) or not np.issubdtype(np.asarray(y).dtype, np.integer):
+        raise DatasetError(f"labels must be {len(x)} integers, got {np.asarray(y).shape} {np.asarray(y).dtype}")
     return x.reshape(len(x), -1), y, str(p)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m mmmi_dsl.train") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m mmmi_dsl.train", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="digits | file.npy | file.npz (arrays x, y)")
     ap.add_argument("--labels", default=None, help="a .npy of integer labels for --data file.npy")
     ap.add_argument("--out", required=True, help="output stem: writes OUT.safetensors and OUT.json")
@@ -156,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                                hidden=a.hidden, depth=a.depth, p_uncond=a.p_uncond, data_noise=a.data_noise,
                                progress=not a.no_progress)
     config["data"] = source
-    config["command"] = "python -m mmmi_dsl.train " + shlex.join(argv)
+    config["command"] = f"{prog} " + shlex.join(argv)
     st, js = save_weights(a.out, state, config)
     print(f"wrote {st} and {js} ({config['train_seconds']} s, final loss {config['final_loss']:.4f})")
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import numpy as np
 import subprocess
 import sys
 
@@ -191,3 +193,15 @@ def test_preview_without_images_is_exit_1(tmp_path):
     out = tmp_path / "d"
     assert main(["generate", TWO_VIEWS, "-o", str(out), "-n", "16", "--set", "d=4", "--no-progress"]) == 0
     assert main(["preview", str(out), "-o", str(tmp_path / "g.png")]) == 1
+
+
+def test_train_flow_on_an_npz_then_missing_data(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", x=rng.standard_normal((100, 4)), y=rng.integers(0, 2, 100))
+    r = run("train-flow", "--data", str(tmp_path / "toy.npz"), "--out", str(tmp_path / "toy"), "--steps", "20",
+            "--hidden", "16", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((tmp_path / "toy.json").read_text())
+    assert config["command"].startswith("mmmic train-flow ") and (tmp_path / "toy.safetensors").is_file()
+    r = run("train-flow", "--data", str(tmp_path / "absent.npy"), "--out", str(tmp_path / "x"))
+    assert r.returncode == 1 and "cannot read training data" in r.stderr and "Traceback" not in r.stderr
