@@ -9,7 +9,7 @@ well-conditioned (its inverse does not have to expand degenerate directions).
 
 Usage::
 
-    python -m mmmi_dsl.train --data digits --out mmmi_dsl/weights/digits --steps 6000 --seed 0
+    python -m mmmi_dsl.train --data digits --out mmmi_dsl/weights/digits --steps 10000 --seed 0 --threads 1 --no-progress
 
 ``--data`` is ``digits`` (scikit-learn's 8x8 digits, shipped inside scikit-learn), a ``.npy``
 array (n, ...) (one class; or give ``--labels file.npy``) or an ``.npz`` with arrays ``x`` and
@@ -62,7 +62,8 @@ def train_flow(data: np.ndarray, labels: np.ndarray, *, steps: int = 6000, batch
     net = VelocityNet(**{k: config[k] for k in ("dim", "hidden", "depth", "n_classes", "t_freqs", "c_dim")})
     avg = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    # warm up over >= 2 steps: OneCycleLR divides by the length of each phase
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=max(0.05, 2.0 / steps))
     x_all, y_all = torch.from_numpy(data), torch.from_numpy(labels)
     t0 = time.perf_counter()
     bar = tqdm(range(steps), disable=not progress, desc="flow matching", unit="step")
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m mmmi_dsl.train") 
     ap.add_argument("--threads", type=int, default=None, help="torch threads (results depend on it)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
+    if a.steps < 10:
+        ap.error("--steps must be at least 10")
     if a.threads:
         torch.set_num_threads(a.threads)
     x, y, source = _load_data(a.data, a.labels)
