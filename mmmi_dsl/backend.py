@@ -25,7 +25,8 @@ from .analysis import Analysis, _Form
 from .errors import Diagnostic, SpecError, UsageError
 from .flows import build_flow
 
-STANDARDIZE = ("none", "scale", "whiten")
+STANDARDIZE = ("auto", "none", "scale", "whiten")
+LEARNED_FLOWS = {"cnf", "digits"}  # trained on N(0, I) noise: `auto` whitens their input
 MAX_CHUNK = 1024
 CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 drawn per chunk
 
@@ -66,12 +67,16 @@ class Sampler(torch.nn.Module):
         model: a checked IR.
         device: ``torch.device`` or name.
         dtype: ``torch.float32`` (default) or ``torch.float64``.
-        standardize: ``none``, ``scale`` (unit variance per component) or ``whiten``
-            (exactly N(0, I) marginally) before each modality's flow.
+        standardize: ``none``, ``scale`` (unit variance per component), ``whiten``
+            (exactly N(0, I) marginally) before each modality's flow, or ``auto``:
+            ``whiten`` for modalities whose flow is learned (cnf, digits), else ``none``.
         save_latents: also output every latent and target.
         pmi: pairs (a, b) whose exact pointwise MI is added as a column ``pmi:a;b``.
         seed: the dataset seed.
         chunk_size: samples per deterministic chunk (default: from the model's size).
+        uint8_range: (lo, hi): export modalities as 8-bit, ``round(255 clip((x-lo)/(hi-lo), 0, 1))``.
+            Lossy and not injective, so the exact MI becomes an upper bound of the data's
+            (data processing inequality); the range is fixed, never taken from the batch.
 
     Outputs (``sample_range``): modality ``x`` -> (n, *shape) of ``dtype``; target ->
     (n,); label -> (n,) uint8; with ``save_latents`` each latent -> (n, size);
@@ -80,7 +85,8 @@ class Sampler(torch.nn.Module):
 
     def __init__(self, model: ir.Model, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  standardize: str = "none", save_latents: bool = False,
-                 pmi: list[tuple[str, str]] | None = None, seed: int = 0, chunk_size: int | None = None):
+                 pmi: list[tuple[str, str]] | None = None, seed: int = 0, chunk_size: int | None = None,
+                 uint8_range: tuple[float, float] | None = None):
         super().__init__()
         if standardize not in STANDARDIZE:
             raise UsageError(f"--standardize {standardize!r}: choose one of {', '.join(STANDARDIZE)}")
@@ -89,6 +95,9 @@ class Sampler(torch.nn.Module):
         self.dtype = dtype
         self.seed = int(seed)
         self.standardize = standardize
+        if uint8_range is not None and not uint8_range[0] < uint8_range[1]:
+            raise UsageError(f"--uint8 {uint8_range}: the range must be LO,HI with LO < HI")
+        self.uint8_range = uint8_range
         self.analysis = Analysis(model)
         self.pmi_pairs = list(pmi or [])
         self.proto_order = list(model.protos)
@@ -126,7 +135,10 @@ class Sampler(torch.nn.Module):
         for name, f in model.flows.items():
             size = model.size_of(name)
             self.flows[_key(name)] = build_flow(f, size).to(self.device)
-            self._standardizers[name] = self._standardizer(f.latent)
+            how = self.standardize
+            if how == "auto":
+                how = "whiten" if any(step.name in LEARNED_FLOWS for step in f.steps) else "none"
+            self._standardizers[name] = self._standardizer(f.latent, how)
         per_sample = sum(p.size for p in model.protos.values()) + sum(model.size_of(v) for v in self.gaussians)
         per_sample += sum(model.size_of(x) for x in model.flows)
         self.chunk_size = int(chunk_size or max(1, min(MAX_CHUNK, 2 ** int(math.log2(max(1, CHUNK_FLOATS // per_sample))))))
@@ -154,23 +166,23 @@ class Sampler(torch.nn.Module):
                                       None if loads is None else torch.as_tensor(loads, dtype=self.dtype,
                                                                                  device=self.device)))
 
-    def _standardizer(self, latent: str) -> tuple:
-        """The per-block invertible map applied before the flow."""
-        if self.standardize == "none":
+    def _standardizer(self, latent: str, how: str) -> tuple:
+        """The per-block invertible map applied before the flow (``how``: none, scale, whiten)."""
+        if how == "none":
             return ("none",)
         f: _Form = self.analysis.form(latent)
         var = sum(a * a for a in f.identity.values()) + np.sum(f.loadings ** 2, axis=1)
         var = var + sum(np.sum(d ** 2, axis=1) for d in f.dense.values()) if f.dense else var
-        if self.standardize == "scale":
+        if how == "scale":
             if np.any(var <= 0):
-                raise self._singular(latent, "a component has zero variance")
+                raise self._singular(latent, "a component has zero variance", how)
             return ("scale", torch.as_tensor(1.0 / np.sqrt(var), dtype=self.dtype, device=self.device))
         # whiten: Σ^{-1/2} z
         if not f.dense:
             fvar = sum(a * a for a in f.identity.values())
             u, s, _ = np.linalg.svd(f.loadings, full_matrices=False)  # (d, K)
             if fvar <= 0:
-                raise self._singular(latent, "it has no noise term")
+                raise self._singular(latent, "it has no noise term", how)
             coef = 1.0 / np.sqrt(fvar + s ** 2) - 1.0 / math.sqrt(fvar)
             return ("whiten-lowrank", 1.0 / math.sqrt(fvar),
                     torch.as_tensor(u, dtype=self.dtype, device=self.device),
@@ -178,20 +190,20 @@ class Sampler(torch.nn.Module):
         cov = self.analysis.system.covariance([latent])
         w, v = np.linalg.eigh(cov)
         if w[0] <= 1e-12 * max(w[-1], 1e-300):
-            raise self._singular(latent, "its covariance is singular")
+            raise self._singular(latent, "its covariance is singular", how)
         inv_sqrt = (v / np.sqrt(w)[None, :]) @ v.T
         return ("whiten-dense", torch.as_tensor(inv_sqrt, dtype=self.dtype, device=self.device))
 
-    def _singular(self, latent: str, why: str) -> SpecError:
+    def _singular(self, latent: str, why: str, how: str) -> SpecError:
         v = self.model.variables.get(latent)
-        return SpecError([Diagnostic("E0203", f"cannot {self.standardize} `{latent}`: {why}",
+        return SpecError([Diagnostic("E0203", f"cannot {how} `{latent}`: {why}",
                                      v.span if v else None, "", "use --standardize none")])
 
     def _variables(self) -> dict[str, tuple[tuple[int, ...], str]]:
         np_dtype = "float32" if self.dtype == torch.float32 else "float64"
         out: dict[str, tuple[tuple[int, ...], str]] = {}
         for name, f in self.model.flows.items():
-            out[name] = (tuple(f.shape), np_dtype)
+            out[name] = (tuple(f.shape), "uint8" if self.uint8_range else np_dtype)
         for t in self.model.targets:
             out[t] = ((), np_dtype)
         for lab in self.model.labels:
@@ -246,6 +258,9 @@ class Sampler(torch.nn.Module):
         with torch.no_grad():
             for name, f in self.model.flows.items():
                 x = self.flows[_key(name)](self._standardized(name, z[f.latent]))
+                if self.uint8_range is not None:
+                    lo, hi = self.uint8_range
+                    x = torch.round(((x - lo) / (hi - lo)).clamp(0, 1) * 255).to(torch.uint8)
                 result[name] = x.reshape((C, *f.shape))
         for t in self.model.targets:
             result[t] = z[t][:, 0]

@@ -145,7 +145,7 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
     for v in sampler.saved_latents:
         gaussian[v] = v
     for name, f in model.flows.items():
-        if all(s.name in LINEAR_FLOWS for s in f.steps):
+        if all(s.name in LINEAR_FLOWS for s in f.steps) and sampler.uint8_range is None:
             gaussian[name] = name  # a linear bijection of a Gaussian: still Gaussian, same MI
         elif f.latent in sampler.saved_latents:
             gaussian[name] = f.latent
@@ -157,7 +157,7 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
         "params": {k: p.value for k, p in model.params.items()},
         "dims": {k: d.value for k, d in model.dims.items()},
         "mi": [r.to_json() for r in results],
-        "mi_is_upper_bound": False,
+        "mi_is_upper_bound": sampler.uint8_range is not None,  # lossy export: I(q(x1); q(x2)) <= I(x1; x2)
         "gaussian_arrays": gaussian,
         "flows": sampler.flow_roundtrip(),
         "generator": {"mmmic": __version__, "torch": torch.__version__, "device_type": sampler.device.type,
@@ -215,6 +215,8 @@ def preview_grid(dataset_dir: Path, out_png: Path, rows: int = 8, scale: int = 4
     grid = np.concatenate([np.pad(c, ((0, height - c.shape[0]), (0, 0), (0, 0)), constant_values=1)
                            for c in columns], axis=1)
     img = Image.fromarray((grid * 255).round().astype(np.uint8), mode="RGB")
+    tile = max(max(c.shape[0] for c in columns) // max(1, min(rows, len(arr))), 1)
+    scale = max(scale, -(-64 // tile))  # small images (8x8 digits) get at least 64 px per tile
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     buf = __import__("io").BytesIO()
     img.save(buf, format="PNG")
