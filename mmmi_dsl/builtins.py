@@ -43,6 +43,18 @@ FLOWS: dict[str, dict[str, object]] = {
     "digits": {"class": 0, "guidance": 0.0, "method": "rk4", "steps": 32},
 }
 
+# Installed packages add flow types under this entry-point group: ``name = "pkg.module:FlowClass"``
+# (a subclass of mmmi_dsl.flows.Flow). A spec names the flow; it never names code by path.
+FLOW_ENTRY_POINT_GROUP = "mmmic.flows"
+
+
+def plugin_flows() -> dict[str, object]:
+    """Entry points of installed flow plugins, by name (built-in names win)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=FLOW_ENTRY_POINT_GROUP) if ep.name not in FLOWS}
+
+
 # Functions usable inside structural equations besides the math functions.
 EQUATION_FUNCTIONS = ("sum", "dot", "concat")
 # Functions usable in constant expressions (dims, sweeps) besides the math functions.

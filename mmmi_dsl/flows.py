@@ -248,15 +248,31 @@ class Chain(Flow):
         return x
 
 
+def _plugin(step) -> type[Flow]:
+    """The flow class an installed package registered under ``mmmic.flows`` for ``step.name``."""
+    from .builtins import FLOW_ENTRY_POINT_GROUP, plugin_flows
+
+    ep = plugin_flows().get(step.name)
+    if ep is None:
+        raise SpecError([Diagnostic("E0210", f"flow `{step.name}` is not available", step.span, "",
+                                    f"built in: {', '.join(REGISTRY)}; plugins register under the "
+                                    f"`{FLOW_ENTRY_POINT_GROUP}` entry-point group")])
+    try:
+        cls = ep.load()
+    except Exception as err:  # noqa: BLE001 - a broken plugin is the user's environment, not a bug here
+        raise SpecError([Diagnostic("E0210", f"flow plugin `{step.name}` ({ep.value}) cannot be loaded: {err}",
+                                    step.span)]) from None
+    if not (isinstance(cls, type) and issubclass(cls, Flow)):
+        raise SpecError([Diagnostic("E0210", f"flow plugin `{step.name}` ({ep.value}) is not a "
+                                    "mmmi_dsl.flows.Flow subclass", step.span)])
+    return cls
+
+
 def build_flow(flow, size: int) -> Chain:
     """Instantiate the IR flow ``flow`` (an :class:`mmmi_dsl.ir.Flow`) for latents of ``size``."""
     steps = []
     for step in flow.steps:
-        cls = REGISTRY.get(step.name)
-        if cls is None:
-            raise SpecError([Diagnostic(
-                "E0210", f"flow `{step.name}` is not available in this version of mmmic", step.span, "",
-                "available now: " + ", ".join(REGISTRY))])
+        cls = REGISTRY.get(step.name) or _plugin(step)
         try:
             steps.append(cls(size, **step.args))
         except (ValueError, OSError, KeyError, TypeError) as err:

@@ -1152,27 +1152,30 @@ class Lowerer:
             if not isinstance(node, Call):
                 self.fail("E0210", "a flow is written as a call of a flow on a latent", node.span, "",
                           "flow x1 = identity(z1)")
-            if node.func not in builtins.FLOWS:
+            plugins = builtins.plugin_flows() if node.func not in builtins.FLOWS else {}
+            if node.func not in builtins.FLOWS and node.func not in plugins:
+                known = list(builtins.FLOWS) + list(plugins)
                 self.fail("E0210", f"unknown flow `{node.func}`", node.func_span, "",
-                          f"{did_you_mean(node.func, builtins.FLOWS)} (flows: {', '.join(builtins.FLOWS)})")
+                          f"{did_you_mean(node.func, known)} (flows: {', '.join(known)})")
             pos = [a for a in node.args if not isinstance(a, (Kwarg, Binder))]
             if len(pos) != 1:
                 self.fail("E0209", f"{node.func}() takes the latent as its one positional argument", node.span,
                           "", f"{node.func}(z, key = value)")
-            allowed = builtins.FLOWS[node.func]
+            allowed = builtins.FLOWS.get(node.func)  # None for a plugin: it checks its own arguments
             args: dict[str, object] = {}
             for a in node.args:
                 if isinstance(a, Binder):
                     self.fail("E0209", "`in` is only allowed in sum(...)", a.span)
                 if isinstance(a, Kwarg):
-                    if a.name not in allowed:
+                    if allowed is not None and a.name not in allowed:
                         self.fail("E0209", f"flow {node.func}() has no argument `{a.name}`", a.span, "",
                                   did_you_mean(a.name, allowed) if allowed else f"{node.func}() takes no arguments")
                     if isinstance(a.value, String):
                         args[a.name] = a.value.value
                     else:
                         v = self.value(a.value, env)
-                        args[a.name] = int(v) if isinstance(allowed[a.name], int) and v.is_integer() else v
+                        wants_int = allowed is None or isinstance(allowed[a.name], int)
+                        args[a.name] = int(v) if wants_int and v.is_integer() else v
             steps.append(ir.FlowStep(name=node.func, args=args, span=node.span))
             node = pos[0]
             if isinstance(node, Name):

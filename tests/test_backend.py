@@ -196,3 +196,22 @@ def test_cuda_matches_cpu_statistics():
     assert np.array_equal(gpu["x1"], again["x1"])
     exact = Analysis(model).evaluate(resolve_query(model, "I(x1; x2)")).nats
     plugin_check(gpu["x1"], gpu["x2"], exact)
+
+
+def test_flow_plugins_from_entry_points(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import mmmi_dsl.builtins as b
+    eps = [EntryPoint("doubling", "tests.plugin_flow:Doubling", b.FLOW_ENTRY_POINT_GROUP),
+           EntryPoint("broken", "tests.plugin_flow:Nope", b.FLOW_ENTRY_POINT_GROUP)]
+    monkeypatch.setattr("importlib.metadata.entry_points",
+                        lambda group=None: [e for e in eps if e.group == group])
+    text = (SPECS / "two_views.mmi").read_text().replace("identity(z2)", "doubling(z2, factor = 3)")
+    model = loads(text, {"d": "4"})
+    s = Sampler(model, seed=1, save_latents=True)
+    out = s.sample_range(0, 10)
+    assert np.allclose(out["x2"], 3 * out["z2"])
+    with pytest.raises(SpecError, match="cannot be loaded"):
+        Sampler(loads(text.replace("doubling(z2, factor = 3)", "broken(z2)"), {"d": "4"}))
+    with pytest.raises(SpecError, match="unknown flow `dubling`"):
+        loads(text.replace("doubling(z2", "dubling(z2"), {"d": "4"})
