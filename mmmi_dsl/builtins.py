@@ -39,8 +39,9 @@ FLOWS: dict[str, dict[str, object]] = {
     "normal_cdf": {},
     "spiral": {"speed": 1.0, "seed": 0},
     "coupling": {"layers": 4, "seed": 0, "hidden": 64},
-    "cnf": {"weights": "", "class": 0, "guidance": 0.0, "method": "rk4", "steps": 32},
-    "digits": {"class": 0, "guidance": 0.0, "method": "rk4", "steps": 32},
+    # `weights` is a file path, resolved relative to the spec like every path in a spec
+    "cnf": {"weights": "", "class": 0, "guidance": 0.0, "method": "rk4", "steps": 32, "rtol": 1e-7, "atol": 1e-8},
+    "digits": {"class": 0, "guidance": 0.0, "method": "rk4", "steps": 32, "rtol": 1e-7, "atol": 1e-8},
 }
 
 # Installed packages add flow types under this entry-point group: ``name = "pkg.module:FlowClass"``

@@ -1170,7 +1170,9 @@ class Lowerer:
                     if allowed is not None and a.name not in allowed:
                         self.fail("E0209", f"flow {node.func}() has no argument `{a.name}`", a.span, "",
                                   did_you_mean(a.name, allowed) if allowed else f"{node.func}() takes no arguments")
-                    if isinstance(a.value, String):
+                    if a.name == "weights":
+                        args[a.name] = str(self._path(a.value, env)[1])  # relative to the spec
+                    elif isinstance(a.value, String):
                         args[a.name] = a.value.value
                     else:
                         v = self.value(a.value, env)
