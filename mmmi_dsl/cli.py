@@ -107,16 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tuples per deterministic random chunk (default from the model's size)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--standardize", default="none", choices=["none", "scale", "whiten"],
-                   help="per-modality invertible standardisation before the flow (keeps the MI)")
+    p.add_argument("--standardize", default="auto", choices=["auto", "none", "scale", "whiten"],
+                   help="per-modality invertible standardisation before the flow (keeps the MI); auto: "
+                        "whiten before learned flows (cnf, digits, trained on N(0, I) noise), else none")
     p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
                    "SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE")
     p.add_argument("--save-latents", action="store_true", help="also save every latent")
+    p.add_argument("--uint8", metavar="LO,HI", help="lossy export (write --uint8=-1,1): modalities as 8-bit over the fixed range "
+                   "[LO, HI]; the manifest then marks the MI as an upper bound")
     p.add_argument("--pmi", action="append", default=[], metavar='"a;b"', help="add an exact PMI column")
     p.add_argument("--resume", action="store_true", help="require an existing matching run to continue "
                    "(resuming a matching run is automatic anyway)")
     p.add_argument("--overwrite", action="store_true", help="replace a different dataset in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: on a busy 2-core machine the digits flow ran 9x "
+                        "faster on one thread than on two; see docs/benchmarks.md)")
     _add_set(p)
     p.set_defaults(run=cmd_generate)
 
@@ -138,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="DIR_OR_PART")
     p.add_argument("-o", "--output", metavar="DIR", help="where manifest.json goes (default: the first DIR)")
     p.set_defaults(run=cmd_merge)
+
+    p = sub.add_parser("estimate", help="run MI estimators on a generated dataset, beside the exact MI")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--query", "-q", required=True, metavar='"I(a; b)"', help="two saved variables")
+    p.add_argument("--estimator", "-e", action="append", default=[], metavar="NAME",
+                   help="repeatable; default: all (gaussian, ksg, dv, mine, nwj, infonce, js, smile)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (variational critics, brute-force KSG)")
+    p.add_argument("--max-samples", type=int, metavar="N", help="use the first N samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, metavar="S", help="training steps of the variational critics")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training critics (default 1)")
+    p.set_defaults(run=cmd_estimate)
     return parser
 
 
@@ -156,7 +175,7 @@ def cmd_check(args) -> int:
         if args.flows:
             from .backend import Sampler
             try:
-                report = Sampler(model).flow_roundtrip()
+                report = Sampler(model, standardize="auto").flow_roundtrip()
             except SpecError as err:
                 print(err.render(), file=sys.stderr)
                 failed += 1
@@ -256,19 +275,24 @@ def cmd_generate(args) -> int:
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
+    if args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
     model = load(args.spec, _parse_sets(args.set))
     job = shard_from_env(args.shard)
     out = Path(args.output)
     if args.resume and not (out / manifest_name(job)).is_file():
         raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
     dtype = torch.float32 if args.dtype == "float32" else torch.float64
+    uint8_range = _parse_range(args.uint8, "--uint8") if args.uint8 else None
     sampler = Sampler(model, device=args.device, dtype=dtype, standardize=args.standardize,
                       save_latents=args.save_latents, pmi=_pmi_pairs(model, args.pmi), seed=args.seed,
-                      chunk_size=args.chunk_size)
+                      chunk_size=args.chunk_size, uint8_range=uint8_range)
     results = sampler.analysis.evaluate_all(default_queries(model))
     shard_size, batch_size = default_sizes(sampler, args.shard_size, args.batch_size)
     fingerprint = {"standardize": args.standardize, "dtype": args.dtype, "device_type": sampler.device.type,
-                   "save_latents": args.save_latents, "pmi": [list(p) for p in sampler.pmi_pairs]}
+                   "save_latents": args.save_latents, "pmi": [list(p) for p in sampler.pmi_pairs],
+                   "uint8": list(uint8_range) if uint8_range else None}
     manifest = write_dataset(out, sampler, args.n, seed=args.seed, shard_size=shard_size, batch_size=batch_size,
                              metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
                              job=job, progress=not args.no_progress, overwrite=args.overwrite)
@@ -292,6 +316,14 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def _parse_range(text: str, flag: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected LO,HI, e.g. -1,1") from None
+    return lo, hi
+
+
 def cmd_verify(args) -> int:
     from .dataset import verify
     report = verify(args.dir)
@@ -306,6 +338,19 @@ def cmd_merge(args) -> int:
     state = "complete" if manifest.get("complete") else "INCOMPLETE"
     print(f"merged {len(manifest['shards'])} shard(s), {sum(s['n'] for s in manifest['shards']):,} tuples: {state}")
     return 0 if manifest.get("complete") else 1
+
+
+def cmd_estimate(args) -> int:
+    from .estimators import run_estimate_command
+    if args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    options = {"threads": args.threads}
+    if args.max_steps is not None:
+        options["max_steps"] = args.max_steps
+    text, code = run_estimate_command(args.dir, args.query, args.estimator, as_json=args.json, device=args.device,
+                                      max_samples=args.max_samples, seed=args.seed, options=options)
+    print(text)
+    return code
 
 
 def cmd_compile(args) -> int:

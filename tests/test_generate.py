@@ -128,3 +128,19 @@ def test_generate_usage_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mmmi_dsl", "generate", SPEC, "-o", str(tmp_path), "-n", "10",
                         "--shard", "3/2"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_uint8_export_is_opt_in_and_marks_an_upper_bound(tmp_path):
+    out = tmp_path / "q"
+    generate(out, 1500, "--uint8=-3,3", "--save-latents")
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["mi_is_upper_bound"] is True and m["variables"]["x1"]["dtype"] == "uint8"
+    x1, z1 = load_arrays(out, "x1"), load_arrays(out, "z1")
+    assert x1.dtype == np.uint8
+    want = np.round(np.clip((z1 + 3) / 6, 0, 1) * 255).astype(np.uint8)  # fixed range, per sample
+    assert np.array_equal(x1, want)
+    assert m["gaussian_arrays"]["x1"] == "z1"  # verify checks the latents, not the quantised data
+    assert main(["verify", str(out)]) == 0
+    plain = tmp_path / "p"
+    generate(plain, 100)
+    assert json.loads((plain / "manifest.json").read_text())["mi_is_upper_bound"] is False
