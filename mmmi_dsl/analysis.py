@@ -82,16 +82,34 @@ class Analysis:
         self._k_index = {name: i for i, name in enumerate(self.scalar_protos)}
         self.K = len(self.scalar_protos)
         self._forms: dict[str, _Form] = {}
+        self.block_scale: dict[str, float] = {}
         blocks = {}
         for name in list(model.protos) + list(model.variables):
             blocks[name] = self._block(name, self.form(name))
         for lab in model.labels.values():
             blocks[self.score_block(lab.name)] = self._block(self.score_block(lab.name),
                                                              self._terms_form(lab.terms, 1))
+        self._check_magnitudes()
         vector_protos = {p.name: p.size for p in model.protos.values() if p.kind == "vector"}
         self.system = GaussianSystem(self.scalar_protos, vector_protos, blocks, dense_limit=dense_limit)
 
     # ----------------------------------------------------------- linear forms
+
+    #: Largest |coefficient| of a linear form: covariances square it (float64 ends near 1.8e308).
+    MAX_MAGNITUDE = 1e150
+
+    def _check_magnitudes(self) -> None:
+        """Refuse forms whose covariances would overflow float64 (a spec error, never NaN)."""
+        for name, f in self._forms.items():
+            values = [abs(a) for a in f.identity.values()] + [float(np.max(np.abs(f.loadings), initial=0.0))]
+            values += [float(np.max(np.abs(d), initial=0.0)) for d in f.dense.values()]
+            worst = max(values, default=0.0)
+            if not np.isfinite(worst) or worst > self.MAX_MAGNITUDE:
+                v = self.model.variables.get(name)
+                raise SpecError([Diagnostic(
+                    "E0212", f"`{name}` has a coefficient of size {worst:.3g}: its covariance would overflow",
+                    v.span if v else None, "", f"keep coefficients below {self.MAX_MAGNITUDE:.0e} (rescale the model; "
+                    "MI is unchanged by rescaling a whole block)")])
 
     @staticmethod
     def score_block(label: str) -> str:
@@ -180,7 +198,28 @@ class Analysis:
         return out
 
     def _block(self, name: str, f: _Form) -> Block:
-        return Block(name=name, size=f.size, identity=f.identity, loadings=f.loadings, dense=f.dense)
+        """The form as a Gaussian-system block, scaled to unit magnitude.
+
+        Note:
+            MI, PMI and label MI are invariant under an invertible map of one block, so
+            each block enters the system divided by its largest |coefficient|. Without
+            this, a block on a small scale (theta = 1e-5 u) would fall under the rank
+            threshold, which is relative to the largest variance of the query.
+        """
+        values = [abs(a) for a in f.identity.values()] + [float(np.max(np.abs(f.loadings), initial=0.0))]
+        values += [float(np.max(np.abs(d), initial=0.0)) for d in f.dense.values()]
+        top = max(values, default=0.0)
+        c = 1.0 / top if top > 0 else 1.0
+        self.block_scale[name] = c
+        return Block(name=name, size=f.size, identity={p: a * c for p, a in f.identity.items()},
+                     loadings=f.loadings * c, dense={p: d * c for p, d in f.dense.items()})
+
+    def covariance(self, names: list[str]) -> np.ndarray:
+        """The dense covariance of blocks (original scale); for small sizes only."""
+        blocks = [self.block_of(n) for n in names]
+        cov = self.system.covariance(blocks)
+        scale = np.concatenate([np.full(self.system.blocks[b].size, 1.0 / self.block_scale[b]) for b in blocks])
+        return cov * scale[:, None] * scale[None, :]
 
     # ----------------------------------------------------------- queries
 
@@ -223,7 +262,8 @@ class Analysis:
                 name), each (n, size).
         """
         blocks = {n: self.block_of(n) for n in [*a, *b]}
-        data = {blocks[n]: np.asarray(samples[blocks[n]] if blocks[n] in samples else samples[n], dtype=np.float64)
+        data = {blocks[n]: self.block_scale[blocks[n]]
+                * np.asarray(samples[blocks[n]] if blocks[n] in samples else samples[n], dtype=np.float64)
                 for n in blocks}
         return self.system.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
 
@@ -244,7 +284,8 @@ class Analysis:
             lab = m.labels[label]
             t = self._coef(lab.threshold)
             given_set = _unique(g for g in given if g not in others)
-            return self.system.label_mi(self.score_block(label), t, _unique(others), given_set)
+            score = self.score_block(label)
+            return self.system.label_mi(score, t * self.block_scale[score], _unique(others), given_set)
         c = _unique(given)
         a = [x for x in _unique(groups[0]) if x not in c]
         b = [x for x in _unique(groups[1]) if x not in c]

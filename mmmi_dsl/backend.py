@@ -187,7 +187,7 @@ class Sampler(torch.nn.Module):
             return ("whiten-lowrank", 1.0 / math.sqrt(fvar),
                     torch.as_tensor(u, dtype=self.dtype, device=self.device),
                     torch.as_tensor(coef, dtype=self.dtype, device=self.device))
-        cov = self.analysis.system.covariance([latent])
+        cov = self.analysis.covariance([latent])
         w, v = np.linalg.eigh(cov)
         if w[0] <= 1e-12 * max(w[-1], 1e-300):
             raise self._singular(latent, "its covariance is singular", how)

@@ -376,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = err.render() if isinstance(err, SpecError) else f"error: {err}"
         print(msg, file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # the file system said no (permissions, a file where a folder goes, disk full)
+        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

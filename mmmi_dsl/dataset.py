@@ -127,7 +127,7 @@ def _file_bytes(manifest: dict, index: int, var: str) -> int:
 # ----------------------------------------------------------------- manifests
 
 
-def _read_manifest(path: Path) -> dict:
+def read_manifest(path: Path) -> dict:
     """A manifest file, checked for the keys this module relies on."""
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -215,7 +215,7 @@ def _prepare(out_dir: Path, manifest: dict, job: tuple[int, int], overwrite: boo
     keep: dict[int, dict] = {}
     for path in _manifest_paths(out_dir):
         try:
-            old = _read_manifest(path)
+            old = read_manifest(path)
         except DatasetError:
             if not overwrite:
                 raise
@@ -494,7 +494,7 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
     """
     parts = _part_paths(sources)
     out = Path(out_dir) if out_dir is not None else parts[0].parent
-    manifests = [_read_manifest(p) for p in parts]
+    manifests = [read_manifest(p) for p in parts]
     first = manifests[0]
     shards: dict[int, tuple[Path, dict]] = {}
     for path, m in zip(parts, manifests):
@@ -507,7 +507,7 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
             shards[shard["index"]] = (path, _rebase(shard, path.parent, out))
     existing = out / MANIFEST
     if existing.is_file():
-        diff = _identity_difference(_read_manifest(existing), first)
+        diff = _identity_difference(read_manifest(existing), first)
         if diff:
             raise DatasetError(f"{existing} belongs to another dataset: {diff}")
     merged = {k: v for k, v in first.items() if k not in ("job", "shards", "complete")}
@@ -543,7 +543,7 @@ def _rebase(shard: dict, part_dir: Path, out: Path) -> dict:
 def load_arrays(path: str | Path, name: str) -> np.ndarray:
     """Variable ``name`` of a complete dataset, (n, *shape); memory-mapped if one shard."""
     root = Path(path)
-    manifest = _read_manifest(root / MANIFEST)
+    manifest = read_manifest(root / MANIFEST)
     if name not in manifest["variables"]:
         raise DatasetError(f"{root} has no variable `{name}`; {did_you_mean(name, manifest['variables'])}")
     if not manifest["complete"]:
@@ -589,7 +589,7 @@ def verify(path: str | Path) -> VerifyReport:
             report.fail([f"no {MANIFEST} in {root}"])
         return report
     try:
-        manifest = _read_manifest(root / MANIFEST)
+        manifest = read_manifest(root / MANIFEST)
     except DatasetError as err:
         report.fail([str(err)])
         return report

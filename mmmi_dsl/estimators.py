@@ -572,7 +572,7 @@ def run_estimate_command(directory: str, query: str, names: list[str] | None, *,
                          device: str = "cpu", max_samples: int | None = None, seed: int = 0,
                          options: dict | None = None) -> tuple[str, int]:
     """``mmmic estimate``: the printable result and the exit code (1 if an estimator failed)."""
-    from .dataset import MANIFEST, _read_manifest, load_arrays
+    from .dataset import MANIFEST, read_manifest, load_arrays
 
     names = list(names or ESTIMATORS)
     for name in names:
@@ -583,7 +583,7 @@ def run_estimate_command(directory: str, query: str, names: list[str] | None, *,
     if pair is None:
         raise UsageError(f"--query {query!r}: give a plain \"I(a; b)\" of two saved variables "
                          "(no conditioning, no groups)")
-    manifest = _read_manifest(Path(directory) / MANIFEST)
+    manifest = read_manifest(Path(directory) / MANIFEST)
     for name in pair:
         if name not in manifest["variables"]:
             raise UsageError(f"--query {query!r}: `{name}` is not a saved variable of {directory}; "

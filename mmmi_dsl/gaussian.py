@@ -619,6 +619,9 @@ class GaussianSystem:
         atol = self.tolerance(ABC)
         l_ac, l_bc, l_abc = self.logdet(AC, atol), self.logdet(BC, atol), self.logdet(ABC, atol)
         l_c = self.logdet(C, atol)
+        if C and (l_ac.rank < self.logdet(A, atol).rank + l_c.rank or
+                  l_bc.rank < self.logdet(B, atol).rank + l_c.rank):
+            return self._mi_of_residuals(A, B, C, atol)
         dets = (l_ac, l_bc, l_abc, l_c)
         method = "dense" if any(x.method == "dense" for x in dets) else "structured"
         lhs, rhs = l_abc.rank + l_c.rank, l_ac.rank + l_bc.rank
@@ -638,6 +641,40 @@ class GaussianSystem:
         value = 0.5 * (l_ac.value + l_bc.value - l_abc.value - l_c.value)
         value = self._clamp(value, (x.value for x in dets), "mutual information")
         return MIValue(value, None, method)
+
+    def _mi_of_residuals(self, A, B, C, atol: float) -> MIValue:
+        """``I(A; B | C)`` when C partly determines A or B: the MI of the residuals.
+
+        Note:
+            The four pseudo-determinant formula holds only when the supports add up,
+            rank(XC) = rank(X) + rank(C); otherwise it depends on the blocks' scales.
+            In general ``I(A; B | C) = I(A - E[A|C]; B - E[B|C])``, the MI of the
+            conditional covariance ``S = Σ_XX - Σ_XC Σ_CC^+ Σ_CX`` (X = A ∪ B), with
+            the unconditional rank rule on S. Dense (sizes up to ``dense_limit``).
+        """
+        X = _union(A, B)
+        cov = self.covariance(_union(X, C))
+        nx = sum(self._blocks[v].size for v in X)
+        na = sum(self._blocks[v].size for v in A)
+        w, v = np.linalg.eigh(cov[nx:, nx:])
+        keep = w > atol
+        pinv = (v[:, keep] / w[keep]) @ v[:, keep].T
+        S = cov[:nx, :nx] - cov[:nx, nx:] @ pinv @ cov[nx:, :nx]
+        S = 0.5 * (S + S.T)
+
+        def pdet(m: np.ndarray) -> tuple[float, int]:
+            ev = np.linalg.eigvalsh(m) if m.size else np.zeros(0)
+            good = ev > atol
+            return float(np.sum(np.log(ev[good]))), int(good.sum())
+
+        (la, ra), (lb, rb), (lab, rab) = pdet(S[:na, :na]), pdet(S[na:, na:]), pdet(S)
+        if ra == 0 or rb == 0:
+            return MIValue(0.0, f"{_fmt(A) if ra == 0 else _fmt(B)} is determined by {_fmt(C)}", "dense")
+        if rab < ra + rb:
+            return MIValue(math.inf, f"deterministic linear relation between {_fmt(A)} and {_fmt(B)} given "
+                           f"{_fmt(C)}: rank of the conditional covariance {rab} < {ra} + {rb}", "dense")
+        value = self._clamp(0.5 * (la + lb - lab), (la, lb, lab), "mutual information")
+        return MIValue(value, None, "dense")
 
     def total_correlation(self, groups: Sequence[str | Sequence[str]]) -> MIValue:
         """Total correlation ``Σ_i H(G_i) − H(G_1, …, G_n)`` in nats.

@@ -190,9 +190,9 @@ def preview_grid(dataset_dir: Path, out_png: Path, rows: int = 8, scale: int = 4
     import numpy as np
     from PIL import Image
 
-    from .dataset import DatasetError
+    from .dataset import MANIFEST, DatasetError, read_manifest
 
-    manifest = json.loads((Path(dataset_dir) / "manifest.json").read_text())
+    manifest = read_manifest(Path(dataset_dir) / MANIFEST)
     if not manifest.get("shards"):
         raise DatasetError(f"{dataset_dir}: no shards to preview yet")
     shard = min(manifest["shards"], key=lambda s: s["start"])

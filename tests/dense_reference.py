@@ -78,11 +78,18 @@ def dense_mi(model: ir.Model, a: list[str], b: list[str], c: list[str] = ()) -> 
     scale = max(1.0, float(np.max(np.sum(allrows ** 2, axis=1))) * allrows.shape[0])
     tol = 1e-10 * scale
 
-    def pd(names):
-        m = A(names)
-        return _pdet(m @ m.T, tol) if len(names) else (0.0, 0)
-
-    ac, bc, abc, cc = pd(list(a) + list(c)), pd(list(b) + list(c)), pd(list(a) + list(b) + list(c)), pd(list(c))
-    if abc[1] + cc[1] < ac[1] + bc[1]:
+    # I(A; B | C) = I of the residuals after regressing A and B on C (valid with degenerate C)
+    x = A(list(a) + list(b))
+    cm = A(list(c)) if len(c) else np.zeros((0, x.shape[1]))
+    sxx, sxc, scc = x @ x.T, x @ cm.T, cm @ cm.T
+    if len(c):
+        w, v = np.linalg.eigh(scc)
+        keep = w > tol
+        sxx = sxx - sxc @ ((v[:, keep] / w[keep]) @ v[:, keep].T) @ sxc.T
+    na = sum(rows[n].shape[0] for n in a)
+    (la, ra), (lb, rb), (lab, rab) = _pdet(sxx[:na, :na], tol), _pdet(sxx[na:, na:], tol), _pdet(sxx, tol)
+    if ra == 0 or rb == 0:
+        return 0.0
+    if rab < ra + rb:
         return math.inf
-    return 0.5 * (ac[0] + bc[0] - abc[0] - cc[0])
+    return 0.5 * (la + lb - lab)

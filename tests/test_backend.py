@@ -47,7 +47,7 @@ def test_generated_latents_have_the_exact_covariance(spec, sets):
     out = s.sample_range(0, 60_000)
     names = s.saved_latents
     x = np.hstack([out[v].reshape(len(out[v]), -1) for v in names])
-    exact = s.analysis.system.covariance(names)
+    exact = s.analysis.covariance(names)
     emp = np.cov(x, rowvar=False)
     # entrywise standard error of a sample covariance: sqrt((s_ii s_jj + s_ij^2) / n)
     d = np.sqrt(np.diag(exact))

@@ -257,3 +257,18 @@ def test_pmi_mean_is_mi():
     exact = engine.evaluate(resolve_query(model, "I(x1; x2)")).nats
     assert pmi.shape == (100_000,)
     assert abs(pmi.mean() - exact) < 5 * pmi.std() / math.sqrt(len(pmi))
+
+
+@pytest.mark.parametrize("scale", ["1e-300", "1e-100", "1e-5", "1", "1e5", "1e100"])
+def test_mi_is_invariant_to_the_scale_of_a_block(scale):
+    """theta = eta1 * u_mass: any nonzero eta1 gives I(u_mass; x1) (a block on any scale)."""
+    model = load(SPECS / "telescopes.mmi", {"eta1": scale})
+    engine = Analysis(model)
+    want = engine.evaluate(resolve_query(model, "I(u_mass; x1)")).nats
+    assert engine.evaluate(resolve_query(model, "I(theta; x1)")).nats == pytest.approx(want, rel=1e-9)
+
+
+def test_overflowing_coefficients_are_a_spec_error():
+    from mmmi_dsl.errors import SpecError
+    with pytest.raises(SpecError, match="overflow"):
+        Analysis(load(SPECS / "telescopes.mmi", {"eta1": "1e308", "eta2": "1e308"}))
