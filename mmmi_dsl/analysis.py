@@ -40,6 +40,12 @@ class _Form:
     def add_dense(self, proto: str, mat: np.ndarray) -> None:
         self.dense[proto] = self.dense[proto] + mat if proto in self.dense else mat
 
+    def magnitude(self) -> float:
+        """The largest |coefficient| of the form (0 for an all-zero form)."""
+        values = [abs(a) for a in self.identity.values()] + [float(np.max(np.abs(self.loadings), initial=0.0))]
+        values += [float(np.max(np.abs(d), initial=0.0)) for d in self.dense.values()]
+        return max(values, default=0.0)
+
 
 @dataclass(frozen=True)
 class Result:
@@ -101,9 +107,7 @@ class Analysis:
     def _check_magnitudes(self) -> None:
         """Refuse forms whose covariances would overflow float64 (a spec error, never NaN)."""
         for name, f in self._forms.items():
-            values = [abs(a) for a in f.identity.values()] + [float(np.max(np.abs(f.loadings), initial=0.0))]
-            values += [float(np.max(np.abs(d), initial=0.0)) for d in f.dense.values()]
-            worst = max(values, default=0.0)
+            worst = f.magnitude()
             if not np.isfinite(worst) or worst > self.MAX_MAGNITUDE:
                 v = self.model.variables.get(name)
                 raise SpecError([Diagnostic(
@@ -206,9 +210,7 @@ class Analysis:
             this, a block on a small scale (theta = 1e-5 u) would fall under the rank
             threshold, which is relative to the largest variance of the query.
         """
-        values = [abs(a) for a in f.identity.values()] + [float(np.max(np.abs(f.loadings), initial=0.0))]
-        values += [float(np.max(np.abs(d), initial=0.0)) for d in f.dense.values()]
-        top = max(values, default=0.0)
+        top = f.magnitude()
         c = 1.0 / top if top > 0 else 1.0
         self.block_scale[name] = c
         return Block(name=name, size=f.size, identity={p: a * c for p, a in f.identity.items()},
