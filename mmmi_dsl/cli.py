@@ -284,7 +284,8 @@ def cmd_generate(args) -> int:
     if args.resume and not (out / manifest_name(job)).is_file():
         raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
     dtype = torch.float32 if args.dtype == "float32" else torch.float64
-    uint8_range = _parse_range(args.uint8, "--uint8") if args.uint8 else None
+    from .solve import parse_bracket
+    uint8_range = parse_bracket(args.uint8, "--uint8") if args.uint8 else None
     sampler = Sampler(model, device=args.device, dtype=dtype, standardize=args.standardize,
                       save_latents=args.save_latents, pmi=_pmi_pairs(model, args.pmi), seed=args.seed,
                       chunk_size=args.chunk_size, uint8_range=uint8_range)
@@ -314,14 +315,6 @@ def cmd_preview(args) -> int:
     drawn = preview_grid(Path(args.dir), Path(args.output), args.rows)
     print(f"wrote {args.output}: {args.rows} tuples of {', '.join(drawn)}")
     return 0
-
-
-def _parse_range(text: str, flag: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected LO,HI, e.g. -1,1") from None
-    return lo, hi
 
 
 def cmd_verify(args) -> int:

@@ -731,13 +731,14 @@ def gaussian_mi(cov: np.ndarray, p: int) -> float:
     return 0.5 * (logdets[0] + logdets[1] - logdets[2])
 
 
-def _plain_pair(query: str) -> tuple[list[str], list[str]] | None:
+def plain_pair(query: str) -> tuple[list[str], list[str]] | None:
     """The two sides of ``I(a, b; c)``; None for TC, II or a conditional query."""
     m = re.fullmatch(r"\s*I\((.*)\)\s*", query)
     if not m or "|" in m[1] or m[1].count(";") != 1:
         return None
     a, b = m[1].split(";")
-    return [x.strip() for x in a.split(",")], [x.strip() for x in b.split(",")]
+    sides = [x.strip() for x in a.split(",")], [x.strip() for x in b.split(",")]
+    return None if "" in sides[0] or "" in sides[1] else sides
 
 
 def _check_mi(root: Path, manifest: dict, report: VerifyReport) -> None:
@@ -752,7 +753,7 @@ def _check_mi(root: Path, manifest: dict, report: VerifyReport) -> None:
     n = manifest["n"]
     for result in manifest["mi"]:
         query = result["query"]
-        sides = _plain_pair(query)
+        sides = plain_pair(query)
         if sides is None:
             report.lines.append(f"skip: {query}: only unconditional I(a; b) is checked against data")
             continue

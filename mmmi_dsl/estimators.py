@@ -24,7 +24,6 @@ import copy
 import inspect
 import json
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -550,13 +549,14 @@ def estimate(name: str, x, y, *, seed: int = 0, device: str = "cpu", **options) 
 
 # ----------------------------------------------------------------- mmmic estimate
 
-_PAIR = re.compile(r"\s*I\(\s*([^;|(),]+?)\s*;\s*([^;|(),]+?)\s*\)\s*")
-
-
 def parse_pair(query: str) -> tuple[str, str] | None:
-    """The two names of a plain ``I(a; b)``; None for anything else."""
-    m = _PAIR.fullmatch(query)
-    return (m[1], m[2]) if m else None
+    """The two names of a plain ``I(a; b)``; None for anything else (groups, ``|``, TC, II)."""
+    from .dataset import plain_pair
+
+    sides = plain_pair(query)
+    if sides is None or len(sides[0]) != 1 or len(sides[1]) != 1:
+        return None
+    return sides[0][0], sides[1][0]
 
 
 def exact_value(manifest: dict, pair: tuple[str, str]):

@@ -444,12 +444,12 @@ def parse_values(text: str, what: str = "--values") -> list[float]:
     return [_number(v, what) for v in items]
 
 
-def parse_bracket(text: str) -> tuple[float, float]:
-    """``LO,HI`` (a closed interval)."""
+def parse_bracket(text: str, flag: str = "--bracket") -> tuple[float, float]:
+    """``LO,HI`` (a closed interval) given to ``flag``."""
     parts = text.split(",")
     if len(parts) != 2:
-        raise UsageError(f"--bracket {text!r}: expected LO,HI, e.g. --bracket 0.001,1")
-    lo, hi = (_number(p, "--bracket") for p in parts)
+        raise UsageError(f"{flag} {text!r}: expected LO,HI, e.g. {flag}=0.001,1")
+    lo, hi = (_number(p, flag) for p in parts)
     return lo, hi
 
 
