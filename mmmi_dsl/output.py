@@ -62,19 +62,33 @@ def _fmt(x: float) -> str:
     return f"{x:.6f}" if x == 0 or abs(x) >= 1e-4 else f"{x:.6e}"
 
 
+#: compile's formulas.tex: stop deriving after this many seconds, and skip models with
+#: more equation terms than this (decay: 12 s at N = 10, 56 s at N = 20 for all queries).
+BUNDLE_FORMULA_SECONDS = 15.0
+BUNDLE_FORMULA_MAX_TERMS = 1000
+
+
 def formula_text(model: ir.Model, queries, fmt: str = "latex", numeric: set[str] | None = None,
-                 skip_unsupported: bool = False) -> str:
+                 skip_unsupported: bool = False, budget_s: float | None = None) -> str:
     """Closed forms of ``queries``: a LaTeX document body, text lines or sympy expressions.
 
     With ``skip_unsupported``, queries outside the symbolic engine's structure become
-    a comment (LaTeX) instead of an error.
+    a comment (LaTeX) instead of an error; with ``budget_s``, queries not started
+    within that many seconds become a comment too.
     """
+    import time
+
     from .errors import SpecError
     from .symbolic import Deriver, derive
 
     deriver = Deriver(model, set(numeric or ()))
     out = []
+    start = time.perf_counter()
     for q in queries:
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            out.append(f"% {q.text}: skipped, the {budget_s:g} s budget for formulas ran out; "
+                       f"run `mmmic formula SPEC --query \"{q.text}\"`")
+            continue
         try:
             f = derive(model, q, numeric or set(), deriver=deriver)
         except SpecError as err:
@@ -104,7 +118,13 @@ def write_bundle(model: ir.Model, out_dir: Path) -> list[Path]:
     write_atomic(mi_path, dumps_json(mi_json(model, results)) + "\n")
     tex_path = out_dir / "formulas.tex"
     header = f"% exact mutual information of model {model.name} (nats unless marked bits), by mmmic\n"
-    write_atomic(tex_path, header + formula_text(model, queries, "latex", skip_unsupported=True) + "\n")
+    n_terms = sum(len(v.terms) for v in model.variables.values())
+    if n_terms > BUNDLE_FORMULA_MAX_TERMS:
+        body = (f"% skipped: {n_terms} equation terms (more than {BUNDLE_FORMULA_MAX_TERMS}) would take long to "
+                "derive symbolically; run `mmmic formula SPEC --query ...` for the ones you need")
+    else:
+        body = formula_text(model, queries, "latex", skip_unsupported=True, budget_s=BUNDLE_FORMULA_SECONDS)
+    write_atomic(tex_path, header + body + "\n")
     return [target, mi_path, tex_path]
 
 
