@@ -268,10 +268,8 @@ def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
 def cmd_generate(args) -> int:
     import torch
 
-    from .analysis import default_queries
-    from .backend import Sampler
-    from .dataset import manifest_name, shard_from_env, write_dataset
-    from .output import dataset_metadata, default_sizes
+    from .dataset import manifest_name, shard_from_env
+    from .output import generate_dataset
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
@@ -283,20 +281,13 @@ def cmd_generate(args) -> int:
     out = Path(args.output)
     if args.resume and not (out / manifest_name(job)).is_file():
         raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
-    dtype = torch.float32 if args.dtype == "float32" else torch.float64
     from .solve import parse_bracket
     uint8_range = parse_bracket(args.uint8, "--uint8") if args.uint8 else None
-    sampler = Sampler(model, device=args.device, dtype=dtype, standardize=args.standardize,
-                      save_latents=args.save_latents, pmi=_pmi_pairs(model, args.pmi), seed=args.seed,
-                      chunk_size=args.chunk_size, uint8_range=uint8_range)
-    results = sampler.analysis.evaluate_all(default_queries(model))
-    shard_size, batch_size = default_sizes(sampler, args.shard_size, args.batch_size)
-    fingerprint = {"standardize": args.standardize, "dtype": args.dtype, "device_type": sampler.device.type,
-                   "save_latents": args.save_latents, "pmi": [list(p) for p in sampler.pmi_pairs],
-                   "uint8": list(uint8_range) if uint8_range else None}
-    manifest = write_dataset(out, sampler, args.n, seed=args.seed, shard_size=shard_size, batch_size=batch_size,
-                             metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
-                             job=job, progress=not args.no_progress, overwrite=args.overwrite)
+    manifest = generate_dataset(model, out, args.n, seed=args.seed, device=args.device, dtype=args.dtype,
+                                standardize=args.standardize, save_latents=args.save_latents,
+                                pmi=tuple(_pmi_pairs(model, args.pmi)), chunk_size=args.chunk_size,
+                                uint8_range=uint8_range, shard_size=args.shard_size, batch_size=args.batch_size,
+                                job=job, progress=not args.no_progress, overwrite=args.overwrite)
     done = sum(s["n"] for s in manifest["shards"])
     print(f"wrote {done:,} of {args.n:,} tuples in {len(manifest['shards'])} shard(s) to {out}"
           + ("" if job == (0, 1) else f" (job {job[0]}/{job[1]}; run `mmmic merge {out}` when all jobs are done)"))

@@ -200,6 +200,36 @@ def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tu
     return int(shard), int(batch)
 
 
+def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, device: str = "cpu",
+                     dtype: str = "float32", standardize: str = "auto", save_latents: bool = False,
+                     pmi: tuple = (), chunk_size: int | None = None, uint8_range: tuple | None = None,
+                     shard_size: int | None = None, batch_size: int | None = None, job: tuple[int, int] = (0, 1),
+                     progress: bool = True, overwrite: bool = False) -> dict:
+    """Sample ``n`` tuples of ``model`` into ``out`` (mmmi-dataset/1); returns the manifest.
+
+    One code path for ``mmmic generate`` and the estimator benchmark: the manifest
+    records the exact MI of the default queries, and a matching run in ``out`` resumes.
+    """
+    import torch
+
+    from .analysis import default_queries
+    from .backend import Sampler
+    from .dataset import write_dataset
+
+    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
+    sampler = Sampler(model, device=device, dtype=torch_dtype, standardize=standardize,
+                      save_latents=save_latents, pmi=list(pmi), seed=seed, chunk_size=chunk_size,
+                      uint8_range=uint8_range)
+    results = sampler.analysis.evaluate_all(default_queries(model))
+    shard_size, batch_size = default_sizes(sampler, shard_size, batch_size)
+    fingerprint = {"standardize": standardize, "dtype": dtype, "device_type": sampler.device.type,
+                   "save_latents": save_latents, "pmi": [list(p) for p in sampler.pmi_pairs],
+                   "uint8": list(uint8_range) if uint8_range else None}
+    return write_dataset(out, sampler, n, seed=seed, shard_size=shard_size, batch_size=batch_size,
+                         metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
+                         job=job, progress=progress, overwrite=overwrite)
+
+
 def preview_grid(dataset_dir: Path, out_png: Path, rows: int = 8, scale: int = 4) -> list[str]:
     """Draw the first ``rows`` tuples of a dataset, one column per image-shaped modality.
 
