@@ -157,6 +157,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, metavar="S", help="training steps of the variational critics")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training critics (default 1)")
     p.set_defaults(run=cmd_estimate)
+
+    p = sub.add_parser("bench-estimators", help="solve a parameter per target MI, generate each dataset, "
+                       "run the estimators; table + plot of estimated vs exact MI")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--for", dest="param", required=True, metavar="PARAM", help="the free parameter to solve for")
+    p.add_argument("--targets", required=True, metavar='t1,t2,...|"linspace(a, b, n)"',
+                   help="target MIs of --query (nats unless the query ends in `bits`)")
+    p.add_argument("--query", "-q", metavar='"I(a; b)"', help="two modalities (default: the first such report)")
+    p.add_argument("-n", type=int, default=10_000, metavar="N", help="tuples per dataset (default 10000)")
+    p.add_argument("-o", "--output", metavar="DIR", help="datasets, results.json/.md, plot.png "
+                   "(default: out/bench-MODEL); a rerun resumes")
+    p.add_argument("--estimator", "-e", action="append", default=[], metavar="NAME[:key=value,...]",
+                   help="repeatable; default: gaussian ksg dv mine nwj infonce js smile:tau=1 smile:tau=5 "
+                        "smile:tau=inf")
+    p.add_argument("--bracket", metavar="LO,HI", help="where to search the parameter")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (generation and critics)")
+    p.add_argument("--seed", type=int, default=0, help="dataset i uses seed + i; the estimators use seed")
+    p.add_argument("--max-steps", type=int, metavar="S", help="training steps of the variational critics")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_set(p)
+    p.set_defaults(run=cmd_bench_estimators)
     return parser
 
 
@@ -335,6 +357,26 @@ def cmd_estimate(args) -> int:
                                       max_samples=args.max_samples, seed=args.seed, options=options)
     print(text)
     return code
+
+
+def cmd_bench_estimators(args) -> int:
+    from .benchmark import DEFAULT_ESTIMATORS, default_pair, parse_estimator, run_benchmark
+    from .solve import parse_bracket, parse_values
+    if args.n < 20:
+        raise UsageError("-n must be at least 20")
+    if args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]
+    targets = parse_values(args.targets, "--targets")
+    model = load(args.spec, _parse_sets(args.set))
+    out = Path(args.output or f"out/bench-{model.name}")
+    results = run_benchmark(model, args.param, args.query or default_pair(model), targets, args.n, out,
+                            estimators=configs, seed=args.seed, device=args.device, threads=args.threads,
+                            max_steps=args.max_steps, bracket=parse_bracket(args.bracket) if args.bracket else None,
+                            progress=not args.no_progress)
+    print((out / "results.md").read_text(encoding="utf-8"))
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'plot.png'}")
+    return 1 if any(s["failed"] for s in results["summary"]) else 0
 
 
 def cmd_compile(args) -> int:
