@@ -70,7 +70,7 @@ def _option_value(text: str) -> float | int | str:
 
 def default_pair(model: ir.Model) -> str:
     """The first report ``I(a; b)`` of two modalities; else the first two modalities."""
-    for q in model.queries:
+    for q in model.reports:
         if not q.given and len(q.groups) == 2 and all(len(g) == 1 and g[0] in model.flows for g in q.groups):
             return f"I({q.groups[0][0]}; {q.groups[1][0]})"
     names = list(model.flows)
