@@ -290,7 +290,7 @@ def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
 def cmd_generate(args) -> int:
     import torch
 
-    from .dataset import manifest_name, shard_from_env
+    from .dataset import manifest_name, run_to_resume, shard_from_env
     from .output import generate_dataset
 
     if args.n < 1:
@@ -301,7 +301,7 @@ def cmd_generate(args) -> int:
     model = load(args.spec, _parse_sets(args.set))
     job = shard_from_env(args.shard)
     out = Path(args.output)
-    if args.resume and not (out / manifest_name(job)).is_file():
+    if args.resume and not run_to_resume(out, job):  # a manifest, or the temp file of a run killed writing it
         raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
     from .solve import parse_bracket
     uint8_range = parse_bracket(args.uint8, "--uint8") if args.uint8 else None

@@ -11,6 +11,7 @@ is the reference.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -131,7 +132,7 @@ def read_manifest(path: Path) -> dict:
     """A manifest file, checked for the keys this module relies on."""
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise DatasetError(f"cannot read {path}: {err}") from None
     problem = _manifest_problem(manifest)
     if problem:
@@ -140,18 +141,63 @@ def read_manifest(path: Path) -> dict:
 
 
 def _manifest_problem(m) -> str | None:
-    """What makes ``m`` unusable as a manifest, or None."""
+    """What makes ``m`` unusable as a manifest (a missing key or a value of the wrong type), or None."""
     if not isinstance(m, dict):
         return "not a JSON object"
     missing = [k for k in (*IDENTITY, "shards", "complete") if k not in m]
     if missing:
         return f"missing {', '.join(missing)}"
-    if not isinstance(m["shards"], list):
-        return "`shards` is not a list"
-    for s in m["shards"]:
-        if not isinstance(s, dict) or any(k not in s for k in SHARD_KEYS) or not isinstance(s["files"], dict):
-            return f"bad shard entry {str(s)[:80]}"
+    checks = [("format", str, None), ("n", int, 1), ("seed", int, None), ("chunk_size", int, 1),
+              ("shard_size", int, 1), ("spec_sha256", str, None), ("params", dict, None),
+              ("variables", dict, None), ("fingerprint", dict, None), ("complete", bool, None),
+              ("shards", list, None)]
+    checks += [(k, t, None) for k, t in (("mi", list), ("gaussian_arrays", dict), ("parts", list), ("job", list))
+               if k in m]
+    for key, kind, low in checks:
+        problem = _type_problem(m[key], kind, low, f"`{key}`")
+        if problem:
+            return problem
+    for name, v in m["variables"].items():
+        if not isinstance(v, dict) or not isinstance(v.get("shape"), list) or not isinstance(v.get("dtype"), str):
+            return f"`variables.{name}` is {_short(v)}, expected {{\"shape\": [...], \"dtype\": \"float32\"}}"
+        problem = next((_type_problem(d, int, 0, f"`variables.{name}.shape`") for d in v["shape"]
+                        if _type_problem(d, int, 0, "")), None)
+        if problem:
+            return problem
+        try:
+            if np.dtype(v["dtype"]).hasobject:
+                return f"`variables.{name}.dtype` is {v['dtype']!r}: object arrays are not allowed"
+        except TypeError:
+            return f"`variables.{name}.dtype` is {v['dtype']!r}, not a numpy dtype"
+    for i, r in enumerate(m.get("mi", [])):
+        if not isinstance(r, dict) or not isinstance(r.get("query"), str):
+            return f"`mi[{i}]` is {_short(r)}, expected {{\"query\": \"I(a; b)\", \"nats\": ...}}"
+    for i, s in enumerate(m["shards"]):
+        where = f"shards[{i}]"
+        if not isinstance(s, dict) or any(k not in s for k in SHARD_KEYS):
+            return f"`{where}` is {_short(s)}, expected an object with {', '.join(SHARD_KEYS)}"
+        for key in ("index", "start", "n"):
+            problem = _type_problem(s[key], int, 0, f"`{where}.{key}`")
+            if problem:
+                return problem
+        for key, kind in (("files", str), ("sha256", str), ("bytes", int)):
+            entry = s[key]
+            if not isinstance(entry, dict) or any(not isinstance(x, kind) or isinstance(x, bool) for x in entry.values()):
+                return f"`{where}.{key}` is {_short(entry)}, expected {{variable: {kind.__name__}}}"
+            if key != "files" and set(entry) != set(s["files"]):
+                return f"`{where}.{key}` names other variables than `{where}.files`"
     return None
+
+
+def _type_problem(value, kind: type, low: int | None, where: str) -> str | None:
+    """``where is "7", expected an integer >= 1`` when ``value`` is not of JSON type ``kind``, or None."""
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if ok and low is not None and value < low:
+        ok = False
+    if ok:
+        return None
+    names = {int: "an integer", str: "a string", dict: "an object", list: "a list", bool: "true or false"}
+    return f"{where} is {_short(value)}, expected {names[kind]}" + (f" >= {low}" if low is not None else "")
 
 
 def _identity_difference(old: dict, new: dict) -> str | None:
@@ -194,6 +240,13 @@ def _new_manifest(sampler: ChunkSampler, n: int, seed: int, shard_size: int, met
 def _manifest_paths(out_dir: Path) -> list[Path]:
     """The manifests in a directory: ``manifest.json`` and the part manifests."""
     return sorted(p for p in [out_dir / MANIFEST, *out_dir.glob("manifest.part-*-of-*.json")] if p.is_file())
+
+
+def run_to_resume(out_dir: str | Path, job: tuple[int, int] = (0, 1)) -> bool:
+    """Whether ``out_dir`` holds job ``job``'s manifest, or the temp file of one being written when killed."""
+    name = manifest_name(job)
+    out_dir = Path(out_dir)
+    return (out_dir / name).is_file() or any(out_dir.glob(f".{name}.*.tmp"))
 
 
 def _on_disk(out_dir: Path, shard: dict) -> bool:
@@ -286,7 +339,11 @@ class _NpyWriter:
         return self.sha.hexdigest(), self.tmp.stat().st_size
 
     def discard(self) -> None:
-        self.file.close()
+        """Close and delete the temp file; never raises (a full disk fails the close's flush)."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
         self.tmp.unlink(missing_ok=True)
 
 
@@ -341,7 +398,8 @@ def _check_space(out_dir: Path, manifest: dict, todo: list[int]) -> None:
     free = shutil.disk_usage(probe).free
     if free < need:
         raise DatasetError(f"not enough disk space in {out_dir}: {_size(need)} ({need} bytes) still to write, "
-                           f"{_size(free)} ({free} bytes) free")
+                           f"{_size(free)} ({free} bytes) free\n  = help: free some space, write to another "
+                           "disk (-o), or split the run over several disks (--shard I/K, then merge)")
 
 
 def _size(n: int) -> str:
@@ -398,20 +456,37 @@ def write_dataset(out_dir: str | Path, sampler: ChunkSampler, n: int, *, seed: i
     for leftover in out_dir.glob(f".{target.name}.*.tmp"):  # write_atomic's, from a killed run
         leftover.unlink()
 
+    recorded = [len(done)]
+
     def save() -> None:
         manifest["shards"] = [done[s] for s in sorted(done)]
         manifest["complete"] = len(done) == len(owned)
         write_atomic(target, dumps_json(manifest) + "\n")
+        recorded[0] = len(done)
 
-    save()
     total = sum(_rows(manifest, s) for s in owned)
-    with tqdm(total=total, initial=total - sum(_rows(manifest, s) for s in todo), unit="sample",
-              unit_scale=True, file=sys.stderr, disable=not progress,
-              desc=f"job {job[0]}/{job[1]}" if job[1] > 1 else "samples") as bar:
-        for s in todo:
-            done[s] = _write_shard(out_dir, sampler, manifest, s, batch_size, bar)
-            save()
+    try:
+        save()
+        with tqdm(total=total, initial=total - sum(_rows(manifest, s) for s in todo), unit="sample",
+                  unit_scale=True, file=sys.stderr, disable=not progress,
+                  desc=f"job {job[0]}/{job[1]}" if job[1] > 1 else "samples") as bar:
+            for s in todo:
+                done[s] = _write_shard(out_dir, sampler, manifest, s, batch_size, bar)
+                save()
+    except OSError as err:
+        if err.errno not in _NO_SPACE:
+            raise
+        raise DatasetError(
+            f"{_NO_SPACE[err.errno]} while writing {err.filename or out_dir} ({err.strerror}): {recorded[0]} of "
+            f"{len(owned)} shards are complete and recorded in {target}; the unfinished shard's temp files were "
+            "deleted\n  = help: free some space (or raise the limit) and rerun the same command (--resume) to "
+            "finish the dataset") from None
     return manifest
+
+
+# The errors of a write that ran out of room, and what to call them.
+_NO_SPACE = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+             errno.EFBIG: "file size limit reached (ulimit -f)"}
 
 
 def _rows(manifest: dict, index: int) -> int:
@@ -585,6 +660,10 @@ def verify(path: str | Path) -> VerifyReport:
         if parts:
             report.ok, report.incomplete = False, True
             report.lines.append(f"incomplete: no {MANIFEST} but {len(parts)} part manifests; merge them")
+        elif run_to_resume(root):
+            report.ok, report.incomplete = False, True
+            report.lines.append(f"incomplete: no {MANIFEST} yet, only the temp files of a generate run killed "
+                                "before it recorded anything; rerun the same command to resume")
         else:
             report.fail([f"no {MANIFEST} in {root}"])
         return report
@@ -751,7 +830,7 @@ def _check_mi(root: Path, manifest: dict, report: VerifyReport) -> None:
     """
     arrays = manifest.get("gaussian_arrays", {})
     n = manifest["n"]
-    for result in manifest["mi"]:
+    for result in manifest.get("mi", []):
         query = result["query"]
         sides = plain_pair(query)
         if sides is None:
