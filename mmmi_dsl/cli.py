@@ -96,6 +96,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(run=cmd_formula)
 
+    p = sub.add_parser("graph", help="the causal DAG: DOT, SVG, PNG or dagitty (default: print DOT)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", metavar="FILE", help="FILE.dot, FILE.svg or FILE.png (or any name with "
+                   "--format dagitty); default: print the DOT text")
+    p.add_argument("--format", choices=["dot", "svg", "png", "dagitty"], help="default: from the suffix of -o")
+    p.add_argument("--collapse", type=int, default=8, metavar="N",
+                   help="draw a family with more than N members as one node n[1..N] (default 8); smaller "
+                        "families are drawn as plates")
+    _add_set(p)
+    p.set_defaults(run=cmd_graph)
+
+    p = sub.add_parser("plot", help="plots of exact MI: the pairwise MI matrix, or MI against a parameter")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--kind", required=True, choices=["mi-matrix", "mi-vs-param"])
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="FILE.png, FILE.svg or FILE.pdf")
+    p.add_argument("--param", metavar="NAME", help="mi-vs-param: the parameter on the x axis")
+    p.add_argument("--values", metavar='"a:b:n"|"linspace(a, b, n)"|v1,v2',
+                   help="mi-vs-param: its values (default: 50 points across its bounds)")
+    p.add_argument("--over", metavar="INDEX=LO..HI", help='mi-vs-param: a family index on the x axis instead, '
+                   'e.g. --over j=2..N with -q "I(x[1]; x[j])" (default queries: I(x[1]; x[j]), I(target; x[j]))')
+    _add_queries(p, "mi-vs-param: a query (repeatable); default: the spec's reports")
+    p.add_argument("--by", metavar="NAME=v1,v2,...", help="mi-vs-param: one line per value of another "
+                   "parameter, one panel per query")
+    p.add_argument("--unit", default="nats", choices=["nats", "bits"])
+    _add_set(p)
+    p.set_defaults(run=cmd_plot)
+
     p = sub.add_parser("generate", help="generate a dataset: streamed, sharded, resumable")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
@@ -270,6 +297,21 @@ def cmd_formula(args) -> int:
     model = load(args.spec, _parse_sets(args.set))
     queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
     print(formula_text(model, queries, args.format, set(args.numeric)))
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .graph import run_graph_command
+    model = load(args.spec, _parse_sets(args.set))
+    print(run_graph_command(model, args.output, args.format, args.collapse))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plot import run_plot_command
+    model = load(args.spec, _parse_sets(args.set))
+    print(run_plot_command(model, args.kind, args.output, args.param, args.values, args.over, args.query,
+                           args.by, args.unit))
     return 0
 
 

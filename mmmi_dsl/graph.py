@@ -334,7 +334,8 @@ def _layout(graph: nx.DiGraph) -> tuple[dict[str, tuple[float, float]], tuple[fl
         chars = [_label_chars(d["label"]) for a, b, d in graph.edges(data=True)
                  if layer_of[a] == i and layer_of[b] > i]
         gaps.append(max(1.4, 0.075 * max(chars, default=0) + 0.9) + (node_w[i] + node_w[i + 1]) / 2)
-    row = 1.0
+    edges = graph.number_of_edges()
+    row = 1.0 if edges <= 12 else min(1.5, 1.0 + 0.025 * (edges - 12))  # dense graphs: room for their labels
     tallest = max(len(layer) for layer in layers) if layers else 1
     height = max(tallest * row, 2.0)
     pos: dict[str, tuple[float, float]] = {}
@@ -542,4 +543,17 @@ def write_graph(model: ir.Model, path: str | Path, fmt: str | None = None, colla
     return path
 
 
-__all__ = ["KINDS", "FORMATS", "causal_graph", "to_dot", "to_dagitty", "draw", "write_graph"]
+def run_graph_command(model: ir.Model, output: str | None, fmt: str | None, collapse: int | None) -> str:
+    """``mmmic graph``: write the graph file, or return DOT/dagitty text when there is no ``-o``."""
+    if output is None:
+        if fmt in ("svg", "png"):
+            raise UsageError(f"--format {fmt} needs -o FILE.{fmt}")
+        if fmt == "dagitty":
+            return to_dagitty(model).rstrip("\n")
+        return to_dot(causal_graph(model, collapse)).rstrip("\n")
+    path = write_graph(model, output, fmt, collapse)
+    g = causal_graph(model, None if fmt == "dagitty" else collapse)
+    return f"wrote {path} ({g.number_of_nodes()} nodes, {g.number_of_edges()} edges)"
+
+
+__all__ = ["KINDS", "FORMATS", "causal_graph", "to_dot", "to_dagitty", "draw", "write_graph", "run_graph_command"]

@@ -1,0 +1,458 @@
+"""Output stage: pictures of exact MI (matplotlib, no pyplot state).
+
+- :func:`plot_mi_matrix`: the pairwise exact MI between the targets and modalities.
+- :func:`plot_mi_vs_param`: MI curves against a free parameter, optionally one line per
+  value of a second parameter (``by``).
+- :func:`plot_mi_vs_index`: MI against a family index, e.g. ``I(x[1]; x[j])`` for
+  ``j = 2..N`` (decay with distance), optionally for several values of a parameter.
+
+Every number comes from :class:`mmmi_dsl.analysis.Analysis` at the model's parameter
+values (``Model.with_params``); nothing here computes MI itself. Each function returns
+the numbers it drew, so tests (and users) can read them back.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import ir
+from .analysis import LN2, Analysis
+from .errors import UsageError
+
+PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+@dataclass(frozen=True)
+class MIMatrix:
+    """The drawn matrix: ``nats[i, j] = I(names[i]; names[j])``; NaN on the diagonal."""
+
+    names: tuple[str, ...]
+    nats: np.ndarray
+
+
+@dataclass(frozen=True)
+class MICurve:
+    """One drawn line: ``nats[k]`` is the query's MI at ``x[k]`` (``inf`` kept, not drawn)."""
+
+    query: str
+    x: np.ndarray
+    nats: np.ndarray
+    by: tuple[str, float] | None = None
+
+
+def _figure(w: float, h: float, layout: str | None = None):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(w, h), dpi=100, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _check_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in PICTURE_SUFFIXES:
+        raise UsageError(f"-o {path}: a plot must end in {', '.join(PICTURE_SUFFIXES)}")
+    return path
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(path, format=path.suffix.lower().lstrip("."), facecolor="white")
+    return path
+
+
+def _pair(a: str, b: str) -> ir.Query:
+    return ir.Query(kind="I", groups=((a,), (b,)), text=f"I({a}; {b})")
+
+
+def _fmt(x: float) -> str:
+    if math.isinf(x):
+        return "∞"
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.3g}" if abs(x) >= 0.01 else f"{x:.1e}"
+
+
+# ---------------------------------------------------------------- MI matrix
+
+
+def mi_matrix(model: ir.Model, names: Sequence[str] | None = None) -> MIMatrix:
+    """Exact pairwise MI (nats) between ``names`` (default: the targets, then the modalities)."""
+    names = tuple(names) if names is not None else tuple(model.targets) + tuple(model.modalities)
+    engine = Analysis(model)
+    n = len(names)
+    out = np.full((n, n), np.nan)
+    for i in range(n):
+        for j in range(i + 1, n):
+            out[i, j] = out[j, i] = engine.evaluate(_pair(names[i], names[j])).nats
+    return MIMatrix(names, out)
+
+
+def plot_mi_matrix(model: ir.Model, path: str | Path, names: Sequence[str] | None = None,
+                   unit: str = "nats") -> MIMatrix:
+    """Draw the pairwise exact MI of the targets and modalities as a heatmap.
+
+    Cells hold I(row; column) in ``unit``, written in the cell (up to 24 variables),
+    ``∞`` where the MI is infinite (drawn in the darkest colour). The diagonal would be
+    I(X; X) = H(X), infinite for continuous variables: it is left blank (grey, "—").
+    Returns the matrix drawn, always in nats.
+    """
+    from matplotlib.colors import LogNorm, Normalize
+
+    path = _check_path(path)
+    if unit not in ("nats", "bits"):
+        raise UsageError(f"unit must be nats or bits, got {unit!r}")
+    m = mi_matrix(model, names)
+    n = len(m.names)
+    if n < 2:
+        raise UsageError(f"{model.name} has {n} target/modality: the MI matrix needs at least two")
+    scale = 1 / LN2 if unit == "bits" else 1.0
+    values = m.nats * scale
+    finite = values[np.isfinite(values)]
+    positive = finite[finite > 0]
+    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    log = positive.size > 0 and vmax / positive.min() > 50  # values over orders of magnitude: log colours
+    if log:
+        vmin = max(float(positive.min()), vmax * 1e-6)
+        norm = LogNorm(vmin, vmax)
+        shown = np.clip(np.where(np.isinf(values), vmax, values), vmin, None)
+    else:
+        norm = Normalize(0.0, vmax)
+        shown = np.where(np.isinf(values), vmax, values)
+    shown = np.ma.masked_invalid(shown)
+    cell = 0.62 if n <= 12 else max(0.12, 9.0 / n)
+    side = max(3.2, cell * n)
+    fig = _figure(side + 2.6, side + 1.9, layout="constrained")
+    ax = fig.add_subplot()
+    import matplotlib
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")
+    im = ax.imshow(shown, cmap=cmap, norm=norm, interpolation="nearest")
+    ax.set_xticks(range(n), m.names, rotation=90 if n > 6 else 45, ha="center" if n > 6 else "right",
+                  fontsize=9 if n <= 24 else 6, rotation_mode="default" if n > 6 else "anchor")
+    ax.set_yticks(range(n), m.names, fontsize=9 if n <= 24 else 6)
+    if n <= 24:
+        for i in range(n):
+            for j in range(n):
+                v = values[i, j]
+                if i == j:
+                    ax.text(j, i, "—", ha="center", va="center", fontsize=8, color="#777777")
+                    continue
+                light = np.isinf(v) or norm(shown[i, j]) > 0.55
+                ax.text(j, i, _fmt(v), ha="center", va="center", fontsize=8 if n <= 12 else 6,
+                        color="black" if light else "white")
+    fig.colorbar(im, ax=ax, shrink=0.9, label=f"I(row; column) [{unit}]" + (", log colour scale" if log else ""))
+    inf_note = "\n∞: infinite MI (a deterministic relation)" if np.isinf(values).any() else ""
+    ax.set_title(f"{model.name}: exact pairwise MI [{unit}]", fontsize=11)
+    ax.set_xlabel(f"diagonal I(X; X) = H(X) not shown (infinite for continuous X){inf_note}", fontsize=8,
+                  color="#444444")
+    _save(fig, path)
+    return m
+
+
+# ---------------------------------------------------------------- MI curves
+
+
+def _free(model: ir.Model, name: str, what: str) -> ir.Param:
+    p = model.params.get(name)
+    if p is None:
+        known = ", ".join(k for k, q in model.params.items() if q.derived is None) or "none"
+        raise UsageError(f"{what}: `{name}` is not a parameter of {model.name} (free parameters: {known})")
+    if p.derived is not None:
+        raise UsageError(f"{what}: `{name}` is derived (:=); vary the parameters it uses")
+    return p
+
+
+def _check_values(p: ir.Param, values: Sequence[float], what: str) -> list[float]:
+    out = []
+    for v in values:
+        v = float(v)
+        if not math.isfinite(v):
+            raise UsageError(f"{what}: {v} is not a finite number")
+        if p.bounds is not None and not p.bounds.contains(v):
+            raise UsageError(f"{what}: {v:g} is outside the bounds {p.bounds.text()} of `{p.name}`")
+        out.append(v)
+    if not out:
+        raise UsageError(f"{what}: no values")
+    return out
+
+
+def _at(model: ir.Model, values: dict[str, float]) -> ir.Model:
+    from .solve import _fail
+    try:
+        return model.with_params(values)
+    except ValueError as err:
+        where = ", ".join(f"{k} = {v:g}" for k, v in values.items())
+        raise _fail("E0212", f"cannot evaluate the model at {where}: {err}", None) from None
+
+
+def _by_values(model: ir.Model, by: tuple[str, Sequence[float]] | None) -> list[tuple[str, float] | None]:
+    if by is None:
+        return [None]
+    name, values = by
+    p = _free(model, name, "--by")
+    return [(name, v) for v in _check_values(p, values, "--by")]
+
+
+def mi_vs_param(model: ir.Model, param: str, values: Sequence[float], queries: Sequence[ir.Query],
+                by: tuple[str, Sequence[float]] | None = None) -> list[MICurve]:
+    """Each query's exact MI at each value of ``param`` (for each ``by`` value)."""
+    p = _free(model, param, "--param")
+    xs = _check_values(p, values, "--values")
+    if by is not None and by[0] == param:
+        raise UsageError(f"--by {by[0]}: it is already the x axis (--param)")
+    curves = []
+    for b in _by_values(model, by):
+        base = _at(model, {b[0]: b[1]}) if b else model
+        table = np.array([[Analysis(_at(base, {param: x})).evaluate(q).nats for q in queries] for x in xs])
+        curves += [MICurve(q.text, np.array(xs), table[:, k], b) for k, q in enumerate(queries)]
+    return curves
+
+
+_INDEX_RANGE = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*([^.]+?)\s*\.\.\s*(.+?)\s*$")
+
+
+def parse_index_range(model: ir.Model, text: str) -> tuple[str, list[int]]:
+    """``j=2..N`` (ends are integers or dims) -> ("j", [2, ..., N])."""
+    m = _INDEX_RANGE.match(text)
+    if m is None:
+        raise UsageError(f"--over {text!r}: expected NAME=LO..HI, e.g. --over j=2..N")
+
+    def end(s: str) -> int:
+        if s in model.dims:
+            return model.dims[s].value
+        try:
+            return int(s)
+        except ValueError:
+            raise UsageError(f"--over {text!r}: {s!r} is neither an integer nor a dim "
+                             f"({', '.join(model.dims) or 'no dims'})") from None
+    lo, hi = end(m[2]), end(m[3])
+    if hi < lo:
+        raise UsageError(f"--over {text!r}: the range is empty ({lo} > {hi})")
+    if hi - lo >= 10_000:
+        raise UsageError(f"--over {text!r}: at most 10000 points")
+    return m[1], list(range(lo, hi + 1))
+
+
+def index_queries(model: ir.Model, index: str, texts: Sequence[str] | None) -> list[str]:
+    """Query templates for :func:`mi_vs_index`: ``texts``, or for each modality family ``x``
+    ``I(x[1]; x[j])`` and ``I(target; x[j])`` for each target."""
+    if texts:
+        bad = [t for t in texts if not re.search(rf"\b{re.escape(index)}\b", t)]
+        if bad:
+            raise UsageError(f"--query {bad[0]!r} does not use the index `{index}` (write e.g. "
+                             f"\"I(x[1]; x[{index}])\")")
+        return list(texts)
+    out = []
+    for stem, members in model.families.items():
+        if members and members[0] in model.flows:
+            first = members[0]
+            out.append(f"I({first}; {stem}[{index}])")
+            out += [f"I({t}; {stem}[{index}])" for t in model.targets]
+    if not out:
+        raise UsageError(f"{model.name} has no family of modalities: give --query with the index `{index}`")
+    return out
+
+
+def mi_vs_index(model: ir.Model, index: str, values: Sequence[int], queries: Sequence[str],
+                by: tuple[str, Sequence[float]] | None = None) -> list[MICurve]:
+    """Each query template's exact MI with ``index`` replaced by each value (for each ``by`` value)."""
+    from .lower import resolve_query
+    pattern = re.compile(rf"\b{re.escape(index)}\b")
+    curves = []
+    for b in _by_values(model, by):
+        base = _at(model, {b[0]: b[1]}) if b else model
+        engine = Analysis(base)
+        for text in queries:
+            ys = []
+            for v in values:
+                q = resolve_query(base, pattern.sub(str(v), text), "--query")
+                ys.append(engine.evaluate(q).nats)
+            curves.append(MICurve(text, np.array(values, dtype=float), np.array(ys), b))
+    return curves
+
+
+def _draw_curves(model: ir.Model, path: Path, curves: list[MICurve], xlabel: str, unit: str,
+                 title: str, integer_x: bool = False, log_x: bool = False) -> None:
+    """One panel per query when there is a ``by`` parameter (one line per its value), else
+    one panel with one line per query. Infinite values are not drawn (noted below)."""
+    import matplotlib
+    scale = 1 / LN2 if unit == "bits" else 1.0
+    bys = list(dict.fromkeys(c.by for c in curves))
+    queries = list(dict.fromkeys(c.query for c in curves))
+    panels = queries if bys != [None] else [None]
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
+    fig = _figure(4.6 * cols + 1.2 + (1.8 if bys == [None] else 0), 3.4 * rows + 0.9)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    cmap = matplotlib.colormaps["viridis"]
+    had_inf = False
+    for k, panel in enumerate(panels):
+        ax = axes[k // cols][k % cols]
+        mine = [c for c in curves if panel is None or c.query == panel]
+        for i, c in enumerate(mine):
+            y = c.nats * scale
+            had_inf |= bool(np.isinf(y).any())
+            y = np.where(np.isfinite(y), y, np.nan)
+            if panel is None:
+                label, colour = c.query, None
+            else:
+                label = f"{c.by[0]} = {c.by[1]:g}"
+                colour = cmap(i / max(len(mine) - 1, 1) * 0.9)
+            style = ("-", "--", ":", "-.")[i % 4] if panel is not None else "-"
+            marker = ("o", "s", "^", "D", "v")[i % 5] if panel is not None else "o"
+            ax.plot(c.x, y, ls=style, marker=marker if len(c.x) <= 25 else None, ms=3.5, lw=1.6, label=label,
+                    color=colour)
+        ys = np.concatenate([c.nats for c in mine]) * scale
+        ys = ys[np.isfinite(ys) & (ys > 0)]
+        log_y = ys.size > 1 and ys.max() / ys.min() > 100  # spans orders of magnitude
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_ylabel(f"MI [{unit}]" + (", log scale" if log_y else ""))
+        ax.grid(True, alpha=0.3)
+        if log_x:
+            ax.set_xscale("log")
+        if integer_x:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        if panel is not None:
+            ax.set_title(panel, fontsize=10)
+        if not log_y:
+            ax.set_ylim(bottom=0)
+        if k // cols == rows - 1 or k + cols >= len(panels):
+            ax.set_xlabel(xlabel)
+            ax.tick_params(labelbottom=True)
+    for k in range(len(panels), rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    if bys == [None]:
+        axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+                           ncol=1 if len(queries) <= 14 else 2)
+    else:
+        axes[0][-1].legend(fontsize=8, loc="best", frameon=True)
+    fig.suptitle(title, fontsize=11)
+    if had_inf:
+        fig.text(0.01, 0.005, "points where the MI is infinite are not drawn", fontsize=8, color="#444444")
+    fig.tight_layout(rect=(0, 0.03 if had_inf else 0, 1, 1))
+    _save(fig, path)
+
+
+def plot_mi_vs_param(model: ir.Model, path: str | Path, param: str, values: Sequence[float],
+                     queries: Sequence[ir.Query] | None = None, by: tuple[str, Sequence[float]] | None = None,
+                     unit: str = "nats") -> list[MICurve]:
+    """Draw exact MI against ``param`` over ``values``.
+
+    Without ``by``: one panel, one line per query. With ``by = (name, [v1, v2, ...])``:
+    one panel per query, one line per value of ``name``. ``queries`` default to the
+    spec's reports (else I(target; x) and all pairs). Returns the curves drawn (nats).
+    """
+    from .analysis import default_queries
+    path = _check_path(path)
+    qs = list(queries) if queries else default_queries(model)
+    _check_panels(qs, by)
+    curves = mi_vs_param(model, param, values, qs, by)
+    steps = np.diff(np.log(np.asarray(values, dtype=float))) if all(v > 0 for v in values) else np.array([])
+    log_x = len(values) > 2 and steps.size > 0 and bool(np.allclose(steps, steps[0])) and steps[0] != 0  # logspace
+    _draw_curves(model, path, curves, param, unit, f"{model.name}: exact MI against {param}", log_x=log_x)
+    return curves
+
+
+def plot_mi_vs_index(model: ir.Model, path: str | Path, index: str, values: Sequence[int],
+                     queries: Sequence[str] | None = None, by: tuple[str, Sequence[float]] | None = None,
+                     unit: str = "nats") -> list[MICurve]:
+    """Draw exact MI against a family index: each query template (e.g. ``I(x[1]; x[j])``)
+    with ``index`` set to each of ``values`` — for decay, MI against distance.
+
+    Panels and lines as in :func:`plot_mi_vs_param`. Returns the curves drawn (nats).
+    """
+    path = _check_path(path)
+    texts = index_queries(model, index, queries)
+    _check_panels(texts, by)
+    curves = mi_vs_index(model, index, values, texts, by)
+    _draw_curves(model, path, curves, index, unit, f"{model.name}: exact MI against {index}", integer_x=True)
+    return curves
+
+
+def _check_panels(queries: Sequence, by) -> None:
+    if by is not None and len(queries) > 9:
+        raise UsageError(f"--by draws one panel per query: give at most 9 queries (--query), not {len(queries)}")
+    if by is not None and len(by[1]) > 10:
+        raise UsageError(f"--by: at most 10 values (one line each), not {len(by[1])}")
+
+
+def parse_by(text: str) -> tuple[str, list[float]]:
+    """``NAME=v1,v2,...`` or ``NAME=linspace(a, b, n)``."""
+    from .solve import parse_values
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip() or not values.strip():
+        raise UsageError(f"--by {text!r}: expected NAME=v1,v2,..., e.g. --by beta=0.5,1,2")
+    return name.strip(), parse_values(values, "--by")
+
+
+def parse_axis_values(text: str) -> list[float]:
+    """``--values``: ``a:b:n`` (n points from a to b), ``linspace(a, b, n)``, ``logspace(a, b, n)`` or ``v1,v2``."""
+    from .solve import parse_values
+    parts = text.split(":")
+    if len(parts) == 3:
+        return parse_values(f"linspace({parts[0]}, {parts[1]}, {parts[2]})", "--values")
+    return parse_values(text, "--values")
+
+
+
+def _default_values(model: ir.Model, param: str) -> list[float]:
+    """50 points across a parameter's bounds (open ends kept 0.1% inside)."""
+    p = _free(model, param, "--param")
+    b = p.bounds
+    if b is None or not (math.isfinite(b.lower) and math.isfinite(b.upper)):
+        raise UsageError(f"--param {param} has no finite bounds: give --values \"linspace(a, b, n)\" or a:b:n")
+    inset = (b.upper - b.lower) * 1e-3
+    lo = b.lower + (inset if b.lower_open else 0.0)
+    hi = b.upper - (inset if b.upper_open else 0.0)
+    return [lo + (hi - lo) * i / 49 for i in range(50)]
+
+
+def run_plot_command(model: ir.Model, kind: str, output: str, param: str | None = None, values: str | None = None,
+                     over: str | None = None, queries: Sequence[str] = (), by: str | None = None,
+                     unit: str = "nats") -> str:
+    """``mmmic plot``: check the options of ``kind``, draw, and return the line to print."""
+    _check_path(output)
+    if kind == "mi-matrix":
+        extra = [flag for flag, v in (("--param", param), ("--values", values), ("--over", over),
+                                      ("--query", queries), ("--by", by)) if v]
+        if extra:
+            raise UsageError(f"{', '.join(extra)} {'goes' if len(extra) == 1 else 'go'} with --kind mi-vs-param, "
+                             "not mi-matrix")
+        m = plot_mi_matrix(model, output, unit=unit)
+        return f"wrote {output}: exact MI of {len(m.names)} variables ({', '.join(m.names)})"
+    if kind != "mi-vs-param":
+        raise UsageError(f"--kind {kind!r}: expected mi-matrix or mi-vs-param")
+    by_values = parse_by(by) if by else None
+    if over is not None:
+        if param is not None or values is not None:
+            raise UsageError("--over (a family index) and --param/--values (a parameter) are two x axes: give one")
+        index, xs = parse_index_range(model, over)
+        curves = plot_mi_vs_index(model, output, index, xs, list(queries) or None, by_values, unit)
+        x_text = f"{index} = {xs[0]}..{xs[-1]}"
+    else:
+        if param is None:
+            raise UsageError("--kind mi-vs-param needs --param NAME [--values ...] or --over INDEX=LO..HI")
+        from .solve import _resolve
+        xs = parse_axis_values(values) if values is not None else _default_values(model, param)
+        qs = [_resolve(model, q) for q in queries]
+        curves = plot_mi_vs_param(model, output, param, xs, qs or None, by_values, unit)
+        x_text = f"{param} in [{min(xs):g}, {max(xs):g}] ({len(xs)} points)"
+    n_queries = len(dict.fromkeys(c.query for c in curves))
+    return (f"wrote {output}: {n_queries} quer{'y' if n_queries == 1 else 'ies'} over {x_text}"
+            + (f", one line per {by_values[0]} = {', '.join(f'{v:g}' for v in by_values[1])}" if by_values else ""))
+
+
+__all__ = ["MIMatrix", "MICurve", "mi_matrix", "plot_mi_matrix", "mi_vs_param", "mi_vs_index",
+           "plot_mi_vs_param", "plot_mi_vs_index", "parse_by", "parse_axis_values", "parse_index_range",
+           "index_queries", "run_plot_command"]
