@@ -21,8 +21,11 @@ from .ir import Model
 __version__ = "0.1.0"
 
 
-def load(path: str | Path, overrides: dict[str, str] | None = None) -> Model:
+def load(path: str | Path, overrides: dict[str, str] | None = None, *, allow_paths: bool = False) -> Model:
     """Parse, lower and check a spec file; return its frozen IR.
+
+    Files the spec names resolve against its directory; ``allow_paths`` admits files
+    outside it (absolute paths, ``../``, links pointing out).
 
     Raises:
         SpecError: every problem found in the spec (with spans).
@@ -33,18 +36,19 @@ def load(path: str | Path, overrides: dict[str, str] | None = None) -> Model:
     from .parse import parse_file
 
     program = parse_file(path)
-    return check(lower(program, overrides), {program.file: program.text})
+    return check(lower(program, overrides, allow_paths=allow_paths), {program.file: program.text})
 
 
 def loads(text: str, overrides: dict[str, str] | None = None, file: str = "<string>",
-          base_dir: str | Path | None = None) -> Model:
-    """Like :func:`load` for spec text; relative file paths resolve against ``base_dir``."""
+          base_dir: str | Path | None = None, *, allow_paths: bool = False) -> Model:
+    """Like :func:`load` for spec text; file paths resolve against ``base_dir`` (default: the cwd)."""
     from .check import check
     from .lower import lower
     from .parse import parse_text
 
     program = parse_text(text, file)
-    return check(lower(program, overrides, Path(base_dir) if base_dir else None), {file: text})
+    return check(lower(program, overrides, Path(base_dir) if base_dir else None, allow_paths=allow_paths),
+                 {file: text})
 
 
 __all__ = ["load", "loads", "Model", "MmmicError", "SpecError", "UsageError", "__version__"]

@@ -33,8 +33,11 @@ def _add_queries(p: argparse.ArgumentParser, help: str) -> None:
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
+    """The options of every command that reads a spec: --set and --allow-paths."""
     p.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
                    help="override a param or dim default (repeatable)")
+    p.add_argument("--allow-paths", action="store_true",
+                   help="let the spec read files outside its own directory (absolute paths, ../, links out)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +218,7 @@ def cmd_check(args) -> int:
     failed = 0
     for spec in args.specs:
         try:
-            model = load(spec, dict(overrides))
+            model = load(spec, dict(overrides), allow_paths=args.allow_paths)
         except SpecError as err:
             print(err.render(), file=sys.stderr)
             failed += 1
@@ -239,7 +242,7 @@ def cmd_mi(args) -> int:
     from .analysis import Analysis, default_queries
     from .lower import resolve_query
     from .output import mi_json, mi_table
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
     engine = Analysis(model)
     results = []
@@ -259,7 +262,7 @@ def cmd_mi(args) -> int:
 
 def cmd_solve(args) -> int:
     from .solve import parse_bracket, parse_target, solve, solve_all, solve_text
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     errors = []
     if args.param is None and args.target is None:
         if args.bracket is not None:
@@ -285,7 +288,7 @@ def cmd_solve(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .solve import run_sweep_command
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     print(run_sweep_command(model, args.param, args.values, args.targets, args.query, args.bracket, args.output))
     return 0
 
@@ -294,7 +297,7 @@ def cmd_formula(args) -> int:
     from .analysis import default_queries
     from .lower import resolve_query
     from .output import formula_text
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
     print(formula_text(model, queries, args.format, set(args.numeric)))
     return 0
@@ -302,14 +305,14 @@ def cmd_formula(args) -> int:
 
 def cmd_graph(args) -> int:
     from .graph import run_graph_command
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     print(run_graph_command(model, args.output, args.format, args.collapse))
     return 0
 
 
 def cmd_plot(args) -> int:
     from .plot import run_plot_command
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     print(run_plot_command(model, args.kind, args.output, args.param, args.values, args.over, args.query,
                            args.by, args.unit))
     return 0
@@ -340,7 +343,7 @@ def cmd_generate(args) -> int:
     if args.threads < 1:
         raise UsageError("--threads must be at least 1")
     torch.set_num_threads(args.threads)
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     job = shard_from_env(args.shard)
     out = Path(args.output)
     if args.resume and not run_to_resume(out, job):  # a manifest, or the temp file of a run killed writing it
@@ -410,7 +413,7 @@ def cmd_bench_estimators(args) -> int:
         raise UsageError("--threads must be at least 1")
     configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]
     targets = parse_values(args.targets, "--targets")
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     out = Path(args.output or f"out/bench-{model.name}")
     results = run_benchmark(model, args.param, args.query or default_pair(model), targets, args.n, out,
                             estimators=configs, seed=args.seed, device=args.device, threads=args.threads,
@@ -423,7 +426,7 @@ def cmd_bench_estimators(args) -> int:
 
 def cmd_compile(args) -> int:
     from .output import ir_json, write_bundle
-    model = load(args.spec, _parse_sets(args.set))
+    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     if args.output is None:
         print(ir_json(model))
         return 0

@@ -114,6 +114,8 @@ def load_weights(weights) -> tuple[dict[str, torch.Tensor], dict]:
         if not side.is_file():
             raise ValueError(f"cnf: `{p}` carries no config and there is no `{side.name}` next to it")
         config = json.loads(side.read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"cnf: `{p}` has a config that is not a JSON object")
     if config.get("format") != FORMAT:
         raise ValueError(f"cnf: `{p}` has config format {config.get('format')!r}, expected {FORMAT!r}")
     return state, config
@@ -157,7 +159,11 @@ class CNF(Flow):
         self.label, self.guidance = int(label), float(guidance)
         self.method, self.steps, self.rtol, self.atol = method, int(steps), float(rtol), float(atol)
         self.net = net_from_config(config)
-        self.net.load_state_dict(state)
+        try:
+            self.net.load_state_dict(state)
+        except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
+            raise ValueError(f"cnf: the tensors in `{weights}` do not fit the architecture of its config: "
+                             f"{str(err).splitlines()[0]}") from None
         self.net.eval()
         self.net.requires_grad_(False)
         self._copies: dict = {}  # (dtype, device) -> a copy of net in that dtype (not a submodule)

@@ -209,10 +209,11 @@ class Lowerer:
     """One lowering run over a parsed program."""
 
     def __init__(self, program: Program, overrides: dict[str, str] | None = None,
-                 base_dir: Path | None = None):
+                 base_dir: Path | None = None, allow_paths: bool = False):
         self.program = program
         self.file = program.file
         self.overrides = dict(overrides or {})
+        self.allow_paths = allow_paths  # files outside base_dir (absolute, ../, links out) only if True
         self.base_dir = base_dir if base_dir is not None else (
             Path(program.file).resolve().parent if program.file != "<string>" else Path.cwd())
         self.errors = Collector()
@@ -718,6 +719,16 @@ class Lowerer:
         if call.func not in builtins.TEMPLATES:
             self.fail("E0209", f"`{call.func}` is not a template constructor", call.func_span, "",
                       did_you_mean(call.func, builtins.TEMPLATES))
+        if not self.allow_paths:
+            root = self.base_dir.resolve()
+            try:
+                real = full.resolve()  # follows links: a link inside pointing outside is outside
+            except (OSError, RuntimeError):  # a link loop
+                real = full
+            if not real.is_relative_to(root):
+                self.fail("E0216", f"file `{node.value}` is outside the spec's directory", node.span,
+                          f"resolves to {real}", f"pass --allow-paths to allow files outside {root} "
+                          "(allow_paths=True from Python)")
         params, defaults = builtins.TEMPLATES[call.func]
         a = self._args(call, params, defaults, "template")
         kind = call.func
@@ -1197,6 +1208,11 @@ class Lowerer:
         if size and math.prod(shape) != size:
             self.fail("E0203", f"flow `{name}` outputs {'x'.join(map(str, shape))} = {math.prod(shape)} values "
                       f"but latent `{latent}` has {size}", s.type.span if s.type else s.span, "",
+                        problem = _weights_problem(Path(args[a.name]))
+                        if problem:
+                            self.fail("E0208", f"weights `{a.value.value}` {problem}", a.value.span, "",
+                                      "convert them with safetensors.torch.save_file; pickles are refused "
+                                      "unread because unpickling runs code")
                       "flows are bijections: the output has the latent's size")
         return ir.Flow(name=name, latent=latent, steps=tuple(reversed(steps)), shape=shape, span=s.decl.span)
 
@@ -1345,8 +1361,11 @@ def _npy_shape(path: Path) -> tuple[int, ...] | None:
     import numpy as np
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            shape, _, dtype = np.lib.format._read_array_header(f, version)  # noqa: SLF001
+            version = np.lib.format.read_magic(f)  # the public readers (numpy 2.4 has no _read_array_header)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read:
+                return None
+            shape, _, dtype = read[version](f)
     except Exception:  # noqa: BLE001 - any malformed header is a data error
         return None
     if dtype.hasobject:
@@ -1367,6 +1386,22 @@ def _canonical_call_text(call: Call, low: Lowerer, env) -> str:
 
 def _arg_text(node, low: Lowerer, env) -> str:
     if isinstance(node, String):
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def _weights_problem(path: Path) -> str | None:
+    """Why a weights file is not a safetensors file (read 9 bytes, never unpickled), or None."""
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        return f"is a pickled checkpoint ({path.suffix})"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as err:
+        return f"cannot be read: {err.strerror}"
+    # safetensors: an 8-byte little-endian header length, then the JSON header's '{'
+    return None if len(head) == 9 and head[8:9] == b"{" else "is not a safetensors file"
+
+
         return f'"{node.value}"'
     if isinstance(node, Shape):
         return "x".join(map(str, node.dims))
@@ -1413,7 +1448,8 @@ def resolve_query(model: ir.Model, text: str, file: str = "--query") -> ir.Query
     return query
 
 
-def lower(program: Program, overrides: dict[str, str] | None = None, base_dir: Path | None = None) -> ir.Model:
+def lower(program: Program, overrides: dict[str, str] | None = None, base_dir: Path | None = None, *,
+          allow_paths: bool = False) -> ir.Model:
     """Lower a parsed program to the IR.
 
     Raises:
@@ -1422,6 +1458,9 @@ def lower(program: Program, overrides: dict[str, str] | None = None, base_dir: P
     """
     _NODES.clear()
     try:
-        return Lowerer(program, overrides, base_dir).run()
+        return Lowerer(program, overrides, base_dir, allow_paths).run()
     finally:
         _NODES.clear()
+    File paths (templates, matrices, flow weights) resolve against ``base_dir`` (default:
+    the spec's directory); one outside it is an error (E0216) unless ``allow_paths``.
+
