@@ -74,6 +74,8 @@ CASES = [
     ("E0214", "for i in 1..2: dim k = 1\n", 6, 16),
     # resource limit
     ("E0215", "dim huge = 1000000000\n", 6, 12),
+    # a file outside the spec's directory (here the cwd) without allow_paths
+    ("E0216", "template T = npy(\"/etc/passwd\")\n", 6, 18),
 ]
 
 
