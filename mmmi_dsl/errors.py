@@ -42,8 +42,8 @@ CODES: dict[str, str] = {
     "E0213": "bad label",
     "E0214": "statement in the wrong place",
     "E0215": "resource limit exceeded",
-}
     "E0216": "file outside the spec's directory",
+}
 
 
 @dataclass(frozen=True)

@@ -211,9 +211,9 @@ class Lowerer:
     def __init__(self, program: Program, overrides: dict[str, str] | None = None,
                  base_dir: Path | None = None, allow_paths: bool = False):
         self.program = program
+        self.allow_paths = allow_paths  # files outside base_dir (absolute, ../, links out) only if True
         self.file = program.file
         self.overrides = dict(overrides or {})
-        self.allow_paths = allow_paths  # files outside base_dir (absolute, ../, links out) only if True
         self.base_dir = base_dir if base_dir is not None else (
             Path(program.file).resolve().parent if program.file != "<string>" else Path.cwd())
         self.errors = Collector()
@@ -709,16 +709,6 @@ class Lowerer:
             self.fail("E0209", "expected a file name in double quotes", node.span, "", 'image("templates/mass.png")')
         p = Path(node.value)
         full = p if p.is_absolute() else self.base_dir / p
-        if not full.is_file():
-            self.fail("E0208", f"file `{node.value}` not found", node.span, f"looked for {full}",
-                      "paths are relative to the spec file's directory")
-        return node.value, full
-
-    def template_call(self, call: Call, env, name: str | None = None, span: Span | None = None) -> ir.Template:
-        """Resolve a template constructor call (named or inline)."""
-        if call.func not in builtins.TEMPLATES:
-            self.fail("E0209", f"`{call.func}` is not a template constructor", call.func_span, "",
-                      did_you_mean(call.func, builtins.TEMPLATES))
         if not self.allow_paths:
             root = self.base_dir.resolve()
             try:
@@ -729,6 +719,16 @@ class Lowerer:
                 self.fail("E0216", f"file `{node.value}` is outside the spec's directory", node.span,
                           f"resolves to {real}", f"pass --allow-paths to allow files outside {root} "
                           "(allow_paths=True from Python)")
+        if not full.is_file():
+            self.fail("E0208", f"file `{node.value}` not found", node.span, f"looked for {full}",
+                      "paths are relative to the spec file's directory")
+        return node.value, full
+
+    def template_call(self, call: Call, env, name: str | None = None, span: Span | None = None) -> ir.Template:
+        """Resolve a template constructor call (named or inline)."""
+        if call.func not in builtins.TEMPLATES:
+            self.fail("E0209", f"`{call.func}` is not a template constructor", call.func_span, "",
+                      did_you_mean(call.func, builtins.TEMPLATES))
         params, defaults = builtins.TEMPLATES[call.func]
         a = self._args(call, params, defaults, "template")
         kind = call.func
@@ -1183,6 +1183,11 @@ class Lowerer:
                                   did_you_mean(a.name, allowed) if allowed else f"{node.func}() takes no arguments")
                     if a.name == "weights":
                         args[a.name] = str(self._path(a.value, env)[1])  # relative to the spec
+                        problem = _weights_problem(Path(args[a.name]))
+                        if problem:
+                            self.fail("E0208", f"weights `{a.value.value}` {problem}", a.value.span, "",
+                                      "convert them with safetensors.torch.save_file; pickles are refused "
+                                      "unread because unpickling runs code")
                     elif isinstance(a.value, String):
                         args[a.name] = a.value.value
                     else:
@@ -1208,11 +1213,6 @@ class Lowerer:
         if size and math.prod(shape) != size:
             self.fail("E0203", f"flow `{name}` outputs {'x'.join(map(str, shape))} = {math.prod(shape)} values "
                       f"but latent `{latent}` has {size}", s.type.span if s.type else s.span, "",
-                        problem = _weights_problem(Path(args[a.name]))
-                        if problem:
-                            self.fail("E0208", f"weights `{a.value.value}` {problem}", a.value.span, "",
-                                      "convert them with safetensors.torch.save_file; pickles are refused "
-                                      "unread because unpickling runs code")
                       "flows are bijections: the output has the latent's size")
         return ir.Flow(name=name, latent=latent, steps=tuple(reversed(steps)), shape=shape, span=s.decl.span)
 
@@ -1356,6 +1356,22 @@ def _parse_shape(text: str) -> tuple[int, ...] | None:
     return shape if all(s > 0 for s in shape) else None
 
 
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def _weights_problem(path: Path) -> str | None:
+    """Why a weights file is not a safetensors file (read 9 bytes, never unpickled), or None."""
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        return f"is a pickled checkpoint ({path.suffix})"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as err:
+        return f"cannot be read: {err.strerror}"
+    # safetensors: an 8-byte little-endian header length, then the JSON header's '{'
+    return None if len(head) == 9 and head[8:9] == b"{" else "is not a safetensors file"
+
+
 def _npy_shape(path: Path) -> tuple[int, ...] | None:
     """Shape of a .npy file from its header alone (no pickle, no data read)."""
     import numpy as np
@@ -1386,22 +1402,6 @@ def _canonical_call_text(call: Call, low: Lowerer, env) -> str:
 
 def _arg_text(node, low: Lowerer, env) -> str:
     if isinstance(node, String):
-_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
-
-
-def _weights_problem(path: Path) -> str | None:
-    """Why a weights file is not a safetensors file (read 9 bytes, never unpickled), or None."""
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
-        return f"is a pickled checkpoint ({path.suffix})"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError as err:
-        return f"cannot be read: {err.strerror}"
-    # safetensors: an 8-byte little-endian header length, then the JSON header's '{'
-    return None if len(head) == 9 and head[8:9] == b"{" else "is not a safetensors file"
-
-
         return f'"{node.value}"'
     if isinstance(node, Shape):
         return "x".join(map(str, node.dims))
@@ -1452,6 +1452,9 @@ def lower(program: Program, overrides: dict[str, str] | None = None, base_dir: P
           allow_paths: bool = False) -> ir.Model:
     """Lower a parsed program to the IR.
 
+    File paths (templates, matrices, flow weights) resolve against ``base_dir`` (default:
+    the spec's directory); one outside it is an error (E0216) unless ``allow_paths``.
+
     Raises:
         SpecError: all the problems found, each with a span.
         UsageError: a bad ``--set``.
@@ -1461,6 +1464,3 @@ def lower(program: Program, overrides: dict[str, str] | None = None, base_dir: P
         return Lowerer(program, overrides, base_dir, allow_paths).run()
     finally:
         _NODES.clear()
-    File paths (templates, matrices, flow weights) resolve against ``base_dir`` (default:
-    the spec's directory); one outside it is an error (E0216) unless ``allow_paths``.
-
