@@ -319,7 +319,10 @@ class _NpyWriter:
 
     def _write(self, data) -> None:
         self.sha.update(data)
-        self.file.write(data)
+        try:
+            self.file.write(data)
+        except OSError as err:  # name the file: a full disk's error carries no name
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
 
     def append(self, rows: np.ndarray) -> None:
         """Append a batch, (b, *shape) of the file's dtype."""
@@ -331,9 +334,12 @@ class _NpyWriter:
 
     def close(self) -> tuple[str, int]:
         """Flush and fsync; return (sha256 hex, size in bytes)."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
         if self.rows != self.shape[0]:
             raise DatasetError(f"sampler returned {self.rows} rows for {self.path.name}, expected {self.shape[0]}")
         return self.sha.hexdigest(), self.tmp.stat().st_size
@@ -461,7 +467,10 @@ def write_dataset(out_dir: str | Path, sampler: ChunkSampler, n: int, *, seed: i
     def save() -> None:
         manifest["shards"] = [done[s] for s in sorted(done)]
         manifest["complete"] = len(done) == len(owned)
-        write_atomic(target, dumps_json(manifest) + "\n")
+        try:
+            write_atomic(target, dumps_json(manifest) + "\n")
+        except OSError as err:  # name the manifest: a full disk's error carries no name
+            raise OSError(err.errno, err.strerror, err.filename or str(target)) from None
         recorded[0] = len(done)
 
     total = sum(_rows(manifest, s) for s in owned)

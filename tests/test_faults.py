@@ -260,7 +260,8 @@ def test_disk_fills_up_during_the_run_then_resume(reference, small_disk, capsys,
     capsys.readouterr()
     assert main(generate_args(out)) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: disk full while writing") and "Traceback" not in err, err
+    named = out / ("shard-00002" if when == "inside a shard write" else "manifest.json")
+    assert err.startswith(f"error: disk full while writing {named}") and "Traceback" not in err, err
     assert "2 of 6 shards are complete and recorded" in err and "rerun the same command" in err, err
     assert recorded(out) == [0, 1]
     assert not list(out.rglob("*.tmp")), "temp files of the failed write were left"
@@ -273,26 +274,34 @@ def test_disk_fills_up_during_the_run_then_resume(reference, small_disk, capsys,
 
 
 def test_injected_enospc_inside_a_shard_write_then_resume(reference, tmp_path, capsys, monkeypatch):
-    """Without a mount: the 24th write of shard data fails with ENOSPC (shard 2, mid-way)."""
+    """Without a mount: the 24th write to a shard file fails with ENOSPC (shard 2, mid-way)."""
     out = tmp_path / "run"
-    real = dataset._NpyWriter._write
     calls = []
 
-    def write(self, data):
-        calls.append(1)
-        if len(calls) == 24:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(self, data)
+    class Full:
+        """A file whose writes fail once the disk is "full"."""
 
-    monkeypatch.setattr(dataset._NpyWriter, "_write", write)
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            calls.append(1)
+            if len(calls) >= 24:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(dataset, "open", lambda *a, **kw: Full(open(*a, **kw)), raising=False)
     capsys.readouterr()
     assert main(generate_args(out)) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: disk full while writing") and "Traceback" not in err, err
+    assert err.startswith(f"error: disk full while writing {out / 'shard-00002'}/") and "Traceback" not in err, err
     assert "2 of 6 shards" in err, err
     assert not list(out.rglob("*.tmp")) and not list((out / "shard-00002").glob("*"))
-    assert verify_says(out, capsys) == "incomplete"
     monkeypatch.undo()
+    assert verify_says(out, capsys) == "incomplete"
     resume_and_compare(out, reference)
 
 
