@@ -57,8 +57,10 @@ def _term_label(term: ir.Term) -> str:
         via = f"{term.matrix} @ [{', '.join(term.sources)}]" if len(term.sources) > 1 else f"{term.matrix} @"
     else:
         via = ""
+    if term.op == "template":
+        return f"{coef or '1'} {via}"
     if coef and via:
-        return f"{coef} {via}" if term.op == "template" else f"{coef} · {via}"
+        return f"{coef} · {via}"
     return coef or via or "1"
 
 
@@ -129,6 +131,8 @@ def _family_range(members: tuple[str, ...]) -> str:
 def _summary(datas: list[dict]) -> str:
     """One label for many merged edges: their count, shared template/matrix, and first … last coefficient."""
     count = len(datas)
+    if count == 1:
+        return datas[0]["label"]
     via = {d["template"] for d in datas} if all(d["op"] == "template" for d in datas) else set()
     if len(via) == 1:  # the same template on every edge: say it once
         labels = [_coef_text_or_1(d["coef"]) for d in datas]
@@ -141,8 +145,10 @@ def _summary(datas: list[dict]) -> str:
         body = ", ".join(distinct)
     elif len(distinct) == 3:
         body = f"{distinct[0]}, {distinct[1]}, {distinct[2]}"
-    else:
+    elif len(distinct[0]) + len(distinct[1]) + len(distinct[-1]) <= 40:
         body = f"{distinct[0]}, {distinct[1]}, …, {distinct[-1]}"
+    else:
+        body = f"{distinct[0]}, …, {distinct[-1]}"
     return f"{head}\n{body}" if head else body
 
 
@@ -196,6 +202,10 @@ def causal_graph(model: ir.Model, collapse: int | None = 8) -> nx.DiGraph:
                 g.nodes[key[0]]["internal_edges"] += 1  # e.g. z[i] -> z[i+1] inside one family
                 continue
             merged.setdefault(key, []).append(data)
+        for n in g.nodes:
+            inside = g.nodes[n].get("internal_edges", 0)
+            if inside:
+                g.nodes[n]["label"] += f"\n+ {inside} edge{'s' * (inside > 1)} within"
         for (a, b), datas in merged.items():
             templates = list(dict.fromkeys(d["template"] for d in datas if d.get("template")))
             matrices = list(dict.fromkeys(d["matrix"] for d in datas if d.get("matrix")))
@@ -234,12 +244,17 @@ def to_dot(graph: nx.DiGraph) -> str:
             lines.append(f"  {_node_dot(graph, n)}")
     for a, b, data in graph.edges(data=True):
         lines.append(f"  {_quote(a)} -> {_quote(b)} [label={_quote(data['label'])}];")
+    for n, inside in graph.nodes(data="internal_edges"):
+        if inside:  # a collapsed family whose members feed each other (z[i] -> z[i+1])
+            lines.append(f"  {_quote(n)} -> {_quote(n)} [label={_quote(f'{inside} edges within')}, style=dashed];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
 def _node_dot(graph: nx.DiGraph, n: str) -> str:
     shape, colour, _ = KINDS[graph.nodes[n]["kind"]]
+    if shape == "circle" and "\n" in graph.nodes[n]["label"]:
+        shape = "ellipse"  # a vector proto-latent: its label has a second line
     return f"{_quote(n)} [label={_quote(graph.nodes[n]['label'])}, shape={shape}, fillcolor={_quote(colour)}];"
 
 
@@ -291,7 +306,12 @@ def _layers(graph: nx.DiGraph) -> list[list[str]]:
     dag = nx.DiGraph(graph.edges)
     dag.add_nodes_from(graph.nodes)
     dag.remove_edges_from(nx.selfloop_edges(dag))
-    layers = [list(gen) for gen in nx.topological_generations(dag)]
+    layer = {n: i for i, gen in enumerate(nx.topological_generations(dag)) for n in gen}
+    for n in dag.nodes:  # a cause sits just left of the first node it feeds (noise next to its latent)
+        if dag.in_degree(n) == 0 and dag.out_degree(n) > 0:
+            layer[n] = min(layer[m] for m in dag.successors(n)) - 1
+    layers = [[n for n in dag.nodes if layer[n] == i] for i in range(max(layer.values(), default=-1) + 1)]
+    layers = [lay for lay in layers if lay]
     kind_rank = {"target": 0, "proto": 1, "latent": 2, "label": 3, "modality": 4}
     order = {n: i for i, n in enumerate(graph.nodes)}  # the spec's order to start with
     for layer in layers:
@@ -335,7 +355,7 @@ def _layout(graph: nx.DiGraph) -> tuple[dict[str, tuple[float, float]], tuple[fl
                  if layer_of[a] == i and layer_of[b] > i]
         gaps.append(max(1.4, 0.075 * max(chars, default=0) + 0.9) + (node_w[i] + node_w[i + 1]) / 2)
     edges = graph.number_of_edges()
-    row = 1.0 if edges <= 12 else min(1.5, 1.0 + 0.025 * (edges - 12))  # dense graphs: room for their labels
+    row = 1.0 if edges <= 12 or edges > 60 else min(1.5, 1.0 + 0.025 * (edges - 12))  # room for the labels
     tallest = max(len(layer) for layer in layers) if layers else 1
     height = max(tallest * row, 2.0)
     pos: dict[str, tuple[float, float]] = {}
@@ -424,17 +444,15 @@ def draw(graph: nx.DiGraph, path: str | Path, title: str | None = None) -> Path:
                                             fc="none", ec="#888888", ls="--", lw=1.0, zorder=1))
                 ax.text(x1 - 0.05, y0 + 0.04, _family_range(tuple(group)) if len(xs) > 1 else
                         _family_range(tuple(members)), ha="right", va="bottom", fontsize=8, color="#555555")
-        for a, b in graph.edges:
-            if a == b:
-                continue
+        routes = _routes(graph, pos, node_boxes)
+        for (a, b), (rad, _) in routes.items():
             ax.annotate("", xy=(0.5, 0.5), xycoords=texts[b], xytext=(0.5, 0.5), textcoords=texts[a],
                         arrowprops=dict(arrowstyle="-|>", color="#555555", lw=1.0, shrinkA=1, shrinkB=1,
                                         patchA=texts[a].get_bbox_patch(), patchB=texts[b].get_bbox_patch(),
-                                        mutation_scale=12),
+                                        mutation_scale=12, connectionstyle=f"arc3,rad={rad}"),
                         zorder=2)
-        placed: list[tuple[float, float, float, float]] = []
         if not many:
-            _edge_labels(ax, graph, pos, node_boxes, placed, box)
+            _edge_labels(ax, graph, routes, node_boxes, box)
         # legend, parameters, title
         kinds = [k for k in KINDS if any(d == k for _, d in graph.nodes(data="kind"))]
         ax.legend(handles=[Patch(fc=KINDS[k][1], ec="#444444", label=KINDS[k][2]) for k in kinds],
@@ -460,7 +478,41 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.fill(line, max(width, 20)) for line in text.split("\n"))
 
 
-def _edge_labels(ax, graph, pos, node_boxes, placed, box) -> None:
+def _curve(p0, p1, rad: float, n: int = 80):
+    """Points of matplotlib's ``arc3`` connection from p0 to p1 (a quadratic Bézier), (n, 2)."""
+    import numpy as np
+    (x1, y1), (x2, y2) = p0, p1
+    c = ((x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1))
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return (1 - t) ** 2 * np.array(p0) + 2 * (1 - t) * t * np.array(c) + t ** 2 * np.array(p1)
+
+
+def _inside(pts, b, pad: float = 0.0):
+    return ((pts[:, 0] >= b[0] - pad) & (pts[:, 0] <= b[2] + pad)
+            & (pts[:, 1] >= b[1] - pad) & (pts[:, 1] <= b[3] + pad))
+
+
+def _routes(graph: nx.DiGraph, pos, node_boxes) -> dict:
+    """Each edge's bend (``arc3`` rad; 0 is straight) and its points: an edge that would pass
+    through another node (one skipping a layer) is bent around it."""
+    routes = {}
+    for a, b in graph.edges:
+        if a == b:
+            continue
+        others = [bx for n, bx in node_boxes.items() if n not in (a, b)]
+        best = None
+        for rad in (0.0, 0.12, -0.12, 0.22, -0.22, 0.32, -0.32, 0.45, -0.45):
+            pts = _curve(pos[a], pos[b], rad)
+            hits = sum(int(_inside(pts, bx, 0.08).sum()) for bx in others)
+            if best is None or hits < best[0]:
+                best = (hits, rad, pts)
+            if hits == 0:
+                break
+        routes[(a, b)] = best[1:]
+    return routes
+
+
+def _edge_labels(ax, graph, routes, node_boxes, box) -> None:
     """Edge labels along their edges (rotated with them), slid along each edge to keep
     clear of the nodes, of the labels already placed and of the other edges."""
     import numpy as np
@@ -472,40 +524,40 @@ def _edge_labels(ax, graph, pos, node_boxes, placed, box) -> None:
         return MPath([(cx + c * dx - s * dy, cy + s * dx + c * dy) for dx, dy in corners], closed=False)
 
     obstacles = [MPath([(b[0], b[1]), (b[2], b[1]), (b[2], b[3]), (b[0], b[3])]) for b in node_boxes.values()]
-    segments = {(a, b): np.array([(pos[a][0] + (pos[b][0] - pos[a][0]) * t, pos[a][1] + (pos[b][1] - pos[a][1]) * t)
-                                  for t in np.linspace(0, 1, 60)]) for a, b in graph.edges if a != b}
+    placed: list = []
     unit = np.array([(u, v) for u in np.linspace(-0.5, 0.5, 9) for v in (-0.4, 0.0, 0.4)])
     # longest edges first: they have the most room to move along
-    edges = sorted((e for e in graph.edges(data=True) if e[0] != e[1]),
-                   key=lambda e: -abs(pos[e[1]][0] - pos[e[0]][0]))
-    for a, b, data in edges:
-        (xa, ya), (xb, yb) = pos[a], pos[b]
-        ba, bb = node_boxes[a], node_boxes[b]
-        # the visible part of the edge: from the source box's side to the target box's side
-        sx = ba[2] if xb > xa else ba[0]
-        ex = bb[0] if xb > xa else bb[2]
-        angle = math.degrees(math.atan2(yb - ya, xb - xa)) if xb != xa else 90.0
-        if abs(angle) > 90:
-            angle -= math.copysign(180, angle)
+    order = sorted(routes, key=lambda e: -abs(routes[e][1][-1, 0] - routes[e][1][0, 0]))
+    for a, b in order:
+        data = graph.edges[a, b]
+        pts = routes[(a, b)][1]
+        # the visible part of the edge: outside both end boxes
+        free = ~_inside(pts, node_boxes[a], 0.05) & ~_inside(pts, node_boxes[b], 0.05)
+        idx = np.flatnonzero(free)
+        lo, hi = (idx[0], idx[-1]) if idx.size else (0, len(pts) - 1)
         probe = ax.text(0, 0, data["label"], fontsize=8)
         w, h = (box(probe)[2] - box(probe)[0]) + 0.1, (box(probe)[3] - box(probe)[1]) + 0.06
         probe.remove()
-        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
         best = None
         for t in (0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.12, 0.88):
-            x = sx + (ex - sx) * t
-            y = ya + (yb - ya) * ((x - xa) / (xb - xa) if xb != xa else t)
+            k = int(round(lo + (hi - lo) * t))
+            x, y = pts[k]
+            dx, dy = pts[min(k + 1, len(pts) - 1)] - pts[max(k - 1, 0)]
+            angle = math.degrees(math.atan2(dy, dx)) if dx or dy else 0.0
+            if abs(angle) > 90:  # keep text upright
+                angle -= math.copysign(180, angle)
+            c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
             poly = rect(x, y, w, h, angle)
-            pts = np.column_stack([x + c * unit[:, 0] * w - s * unit[:, 1] * h,
-                                   y + s * unit[:, 0] * w + c * unit[:, 1] * h])
-            covered = sum(int(o.contains_points(pts).sum()) for o in obstacles + placed) / len(pts)
-            crossed = sum(bool(poly.contains_points(seg).any()) for key, seg in segments.items() if key != (a, b))
+            cells = np.column_stack([x + c * unit[:, 0] * w - s * unit[:, 1] * h,
+                                     y + s * unit[:, 0] * w + c * unit[:, 1] * h])
+            covered = sum(int(o.contains_points(cells).sum()) for o in obstacles + placed) / len(cells)
+            crossed = sum(bool(poly.contains_points(r[1]).any()) for key, r in routes.items() if key != (a, b))
             cost = 10 * covered + crossed + abs(t - 0.5) * 0.2
             if best is None or cost < best[0]:
-                best = (cost, x, y, poly)
+                best = (cost, x, y, angle, poly)
             if cost < 0.05:
                 break
-        _, x, y, poly = best
+        _, x, y, angle, poly = best
         ax.text(x, y, data["label"], ha="center", va="center", fontsize=8, color="#1a1a1a", zorder=4,
                 rotation=angle, rotation_mode="anchor", multialignment="center",
                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
