@@ -11,6 +11,7 @@ Generated (committed, so they read as Markdown on any forge):
   comment), the source, the causal DAG (``<name>-dag.png``, ``mmmi_dsl.graph``), the
   pairwise MI matrix (``<name>-mi.png``, ``mmmi_dsl.plot``), the closed forms in
   LaTeX (or the reason there are none) and the exact MI table; ``docs/specs/index.md``;
+- ``docs/tutorial-graph.png``: the causal graph of the tutorial's spec;
 - ``grammar/mmi.tmLanguage.json``: the TextMate grammar (``mmmi_dsl.highlight``).
 
 Not committed: ``docs/_site/``, every page of ``docs/`` as HTML, code highlighted by
@@ -96,7 +97,8 @@ def _argument_rows(parser: argparse.ArgumentParser) -> list[str]:
             notes.append("one or more")
         if isinstance(a, argparse._AppendAction) and "repeatable" not in (a.help or ""):
             notes.append("repeatable")
-        if a.option_strings and a.nargs != 0 and a.default not in (None, [], argparse.SUPPRESS):
+        if (a.option_strings and a.nargs != 0 and a.default not in (None, [], argparse.SUPPRESS)
+                and "default" not in (a.help or "")):
             notes.append(f"default `{a.default}`")
         rows.append(f"| {_cell(name)} | {_cell('; '.join(notes))} |")
     return rows
@@ -312,9 +314,21 @@ def build_site(docs_dir: Path, site: Path) -> list[Path]:
 # ---------------------------------------------------------------- build and check
 
 
+def tutorial_graph(path: Path) -> None:
+    """The causal graph of the tutorial's spec (its one ```mmi block) as ``path``."""
+    from mmmi_dsl import loads
+    from mmmi_dsl.graph import write_graph
+
+    text = (ROOT / "docs/tutorial.md").read_text(encoding="utf-8")
+    spec = re.search(r"^```mmi\n(.*?)^```$", text, re.M | re.S)
+    if spec is None:
+        raise RuntimeError("docs/tutorial.md has no ```mmi block")
+    write_graph(loads(spec.group(1), file="tutorial.mmi", base_dir=ROOT / "docs"), path)
+
+
 def generated_files(specs: list[Path]) -> list[str]:
     """Paths (relative to the repository) of every committed generated file."""
-    out = ["docs/cli.md", "docs/specs/index.md", "grammar/mmi.tmLanguage.json"]
+    out = ["docs/cli.md", "docs/specs/index.md", "grammar/mmi.tmLanguage.json", "docs/tutorial-graph.png"]
     for s in specs:
         out += [f"docs/specs/{s.stem}.md", f"docs/specs/{s.stem}-dag.png", f"docs/specs/{s.stem}-mi.png"]
     return out
@@ -339,6 +353,8 @@ def build(out: Path, html_site: bool = True, pictures: bool = True, log=print) -
         write_atomic(spec_dir / f"{spec.stem}.md", page)
         infos.append(info)
     write_atomic(spec_dir / "index.md", spec_index(infos))
+    if pictures:
+        tutorial_graph(out / "docs/tutorial-graph.png")
     if html_site:
         docs_copy = out / "docs"
         if docs_copy.resolve() != (ROOT / "docs").resolve():  # a build elsewhere: the hand-written pages too
