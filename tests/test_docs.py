@@ -139,6 +139,56 @@ def test_lexer_is_registered_and_lexes_every_spec_without_errors():
     assert tokens["image"] in Keyword.Type and tokens["bits"] in Keyword
 
 
+EVERY_CONSTRUCT = """\
+model every   # every construct
+param a = 1.5e-1 in [0, 10)
+param b = .5 in (0, 1]
+c := sqrt(a) * 2 ^ -1
+dim N = 3
+dim img = 1x4x4
+dim d = size(img)
+proto u : scalar
+proto v : scalar
+proto n[1..N] : vector[d]
+template T = normalize(blob(img, 2, 2.5, 1))
+template W : vector[d] = random(d, 7)
+matrix M : matrix[d, d] = orthogonal(d, seed = 3)
+target theta = a * u - b * v
+for i in 1..N {
+  latent z[i] = c * u * T + \
+      sum(j in 1..N, 0.5 ^ abs(i - j) * n[j])
+}
+latent h = M @ z[1] + (b
+    * v * ones(d))
+latent s = dot(W, z[2])
+flow x[1] = identity(h) : image[img]
+for i in 2..N: flow x[i] = spiral(affine(z[i], seed = i), speed = 0.1)
+label y = s >= 0
+report I(theta; x[1], x[2] | x[3]) bits
+report TC(x[1]; x[2]; x[3])
+report II(theta; x[1]; x[2]) nats
+report I(y; x[1])
+solve a in (0.01, 10) such that I(theta; x[1]) = 0.5 bits
+sweep b in linspace(0.1, 0.9, 3): report I(theta; x[2])
+sweep a in [0.5, 1]: report I(theta; x[2])
+"""
+
+
+def test_lexer_on_every_construct():
+    """A valid spec using every statement, bracket kind, continuation and query kind lexes cleanly."""
+    from pygments.token import Error, Number
+
+    from mmmi_dsl import loads
+    from mmmi_dsl.highlight import MmiLexer
+
+    loads(EVERY_CONSTRUCT)  # valid
+    for text in (EVERY_CONSTRUCT, 'template P = image("dir/file #1.png", mode = "L")\n'):
+        tokens = list(MmiLexer().get_tokens(text))
+        assert not [v for t, v in tokens if t in Error], text
+    kinds = {v: t for t, v in MmiLexer().get_tokens(EVERY_CONSTRUCT)}
+    assert kinds["1x4x4"] in Number and kinds["1.5e-1"] in Number and kinds[".5"] in Number
+
+
 def test_lexer_words_match_the_grammar():
     """The words read from grammar/mmi.lark by regex equal those Lark itself sees."""
     import lark
@@ -176,7 +226,7 @@ def _regexes(node):
             yield from _regexes(item)
 
 
-def test_textmate_grammar(fresh):
+def test_textmate_grammar():
     from mmmi_dsl.highlight import grammar_words
 
     path = ROOT / "grammar/mmi.tmLanguage.json"
