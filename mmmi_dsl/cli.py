@@ -40,6 +40,10 @@ def _add_set(p: argparse.ArgumentParser) -> None:
                    help="let the spec read files outside its own directory (absolute paths, ../, links out)")
 
 
+#: `mmmic formula`: the symbolic engine's default time budget (decay.mmi at N = 20 takes about 56 s).
+FORMULA_TIMEOUT_S = 120.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmmic", description="Compile .mmi specs of multimodal datasets with exact mutual information.")
@@ -96,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--numeric", nargs="+", default=[], metavar="NAME",
                    help="replace these params, dims or templates by their values ('templates': every "
                         "template inner product; 'all': everything)")
+    p.add_argument("--timeout", type=float, default=FORMULA_TIMEOUT_S, metavar="SECONDS",
+                   help=f"give up after this many seconds (default {FORMULA_TIMEOUT_S:g}; 0: no limit)")
     _add_set(p)
     p.set_defaults(run=cmd_formula)
 
@@ -206,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="dataset i uses seed + i; the estimators use seed")
     p.add_argument("--max-steps", type=int, metavar="S", help="training steps of the variational critics")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--oracle", action="store_true", help="add a check column: invert the known flows and read "
+                   "the recovered latents' MI with the Gaussian plug-in (should match the exact MI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_set(p)
     p.set_defaults(run=cmd_bench_estimators)
@@ -299,7 +307,9 @@ def cmd_formula(args) -> int:
     from .output import formula_text
     model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
-    print(formula_text(model, queries, args.format, set(args.numeric)))
+    if args.timeout < 0:
+        raise UsageError("--timeout must be 0 (no limit) or a positive number of seconds")
+    print(formula_text(model, queries, args.format, set(args.numeric), budget_s=args.timeout or None))
     return 0
 
 
@@ -418,7 +428,7 @@ def cmd_bench_estimators(args) -> int:
     results = run_benchmark(model, args.param, args.query or default_pair(model), targets, args.n, out,
                             estimators=configs, seed=args.seed, device=args.device, threads=args.threads,
                             max_steps=args.max_steps, bracket=parse_bracket(args.bracket) if args.bracket else None,
-                            progress=not args.no_progress)
+                            oracle=args.oracle, progress=not args.no_progress)
     print((out / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'plot.png'}")
     return 1 if any(s["failed"] for s in results["summary"]) else 0
