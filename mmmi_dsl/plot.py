@@ -27,6 +27,9 @@ from .errors import UsageError
 
 PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
 
+#: Below this many nats everywhere, a curve is 0 up to the engine's round-off (about 1e-8).
+ZERO = 1e-6
+
 
 @dataclass(frozen=True)
 class MIMatrix:
@@ -302,28 +305,42 @@ def _draw_curves(model: ir.Model, path: Path, curves: list[MICurve], xlabel: str
     for k, panel in enumerate(panels):
         ax = axes[k // cols][k % cols]
         mine = [c for c in curves if panel is None or c.query == panel]
+        # a curve below ZERO nats everywhere is 0 up to round-off: it does not choose the scale
+        zero = [bool(np.all(~np.isfinite(c.nats) | (np.abs(c.nats) < ZERO))) for c in mine]
+        ys = np.concatenate([c.nats for c, z in zip(mine, zero) if not z] or [np.array([])]) * scale
+        ys = ys[np.isfinite(ys) & (ys > 0)]
+        log_y = ys.size > 1 and ys.max() / ys.min() > 100  # spans orders of magnitude
         for i, c in enumerate(mine):
             y = c.nats * scale
             had_inf |= bool(np.isinf(y).any())
             y = np.where(np.isfinite(y), y, np.nan)
-            if panel is None:
-                label, colour = c.query, None
-            else:
+            if panel is None:  # one line per query: 10 colours, then the same colours dashed, dotted, ...
+                label, colour = c.query, matplotlib.colormaps["tab10"](i % 10)
+                style = ("-", "--", ":", "-.")[(i // 10) % 4]
+                marker = ("o", "s", "^", "D")[(i // 10) % 4]
+            else:  # one line per value of the `by` parameter, in order
                 label = f"{c.by[0]} = {c.by[1]:g}"
                 colour = cmap(i / max(len(mine) - 1, 1) * 0.9)
-            style = ("-", "--", ":", "-.")[i % 4] if panel is not None else "-"
-            marker = ("o", "s", "^", "D", "v")[i % 5] if panel is not None else "o"
-            ax.plot(c.x, y, ls=style, marker=marker if len(c.x) <= 25 else None, ms=3.5, lw=1.6, label=label,
+                style = ("-", "--", ":", "-.")[i % 4]
+                marker = ("o", "s", "^", "D", "v")[i % 5]
+            xs = c.x
+            if zero[i]:
+                label += f" = 0 (< {ZERO:g} nats)"
+                if log_y:  # nothing to draw on a log axis: the legend says it
+                    xs, y = [], []
+            ax.plot(xs, y, ls=style, marker=marker if len(c.x) <= 25 else None, ms=3.5, lw=1.6, label=label,
                     color=colour)
-        ys = np.concatenate([c.nats for c in mine]) * scale
-        ys = ys[np.isfinite(ys) & (ys > 0)]
-        log_y = ys.size > 1 and ys.max() / ys.min() > 100  # spans orders of magnitude
         if log_y:
             ax.set_yscale("log")
         ax.set_ylabel(f"MI [{unit}]" + (", log scale" if log_y else ""))
         ax.grid(True, alpha=0.3)
         if log_x:
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
             ax.set_xscale("log")
+            decades = math.log10(max(c.x.max() for c in mine) / min(c.x.min() for c in mine))
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if integer_x:
             ax.xaxis.get_major_locator().set_params(integer=True)
         if panel is not None:
