@@ -171,3 +171,49 @@ def test_cli_graph(tmp_path, capsys):
     bad_spec.write_text("model m\nproto u : scalar\nlatent z = u * u\n")
     assert main(["graph", str(bad_spec)]) == 1
     assert "error[E0201]" in capsys.readouterr().err
+
+
+CHAIN = """model chain
+dim N = 12
+dim d = 4
+param a = 0.9 in (0, 2)
+proto u : scalar
+proto n[1..N] : vector[d]
+latent z[1] : vector[d] = u * ones(d) + n[1]
+for i in 2..N: latent z[i] = a * z[i-1] + n[i]
+latent w = 2 * u * ones(d) + 3 * u * onehot(d, 2) + z[N]
+target t = u
+flow x = spiral(affine(w, seed = 1))
+for i in 1..N: flow y[i] = identity(z[i])
+label lab = dot(ones(d), w) < 0.5
+"""
+
+
+def test_chains_inside_a_family_and_skipping_edges(tmp_path):
+    from mmmi_dsl import loads
+    from mmmi_dsl.graph import _routes
+    model = loads(CHAIN)
+    full = causal_graph(model, None)
+    assert set(full.edges) == ir_edges(model) and full.has_edge("z[3]", "z[4]")
+    assert full.edges["u", "w"]["label"] == "2 × ones(4) + 3 × onehot(4, 2)"  # two terms, one edge
+    assert full.edges["w", "x"]["label"] == "spiral ∘ affine(seed=1)"  # outermost first
+    g = causal_graph(model)
+    assert g.nodes["z[1..12]"]["internal_edges"] == 11 and "11 edges within" in g.nodes["z[1..12]"]["label"]
+    assert '"z[1..12]" -> "z[1..12]"' in to_dot(g)
+    assert nx_is_dag(g)
+    pos, _ = _layout(g)
+    assert pos["t"][0] < pos["w"][0]  # u -> w skips the layer of t ...
+    boxes = {n: (x - 0.3, y - 0.2, x + 0.3, y + 0.2) for n, (x, y) in pos.items()}
+    rad, pts = _routes(g, pos, boxes)[("u", "w")]
+    x0, y0, x1, y1 = boxes["t"]
+    inside = (pts[:, 0] > x0) & (pts[:, 0] < x1) & (pts[:, 1] > y0) & (pts[:, 1] < y1)
+    assert not inside.any()  # ... and is drawn around it, not through it
+    write_graph(model, tmp_path / "c.png")
+    assert_picture(tmp_path / "c.png")
+
+
+def nx_is_dag(g) -> bool:
+    import networkx as nx
+    h = g.copy()
+    h.remove_edges_from(nx.selfloop_edges(h))
+    return nx.is_directed_acyclic_graph(h)

@@ -155,3 +155,13 @@ def test_cli_plot(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["plot", spec, "--kind", "heatmap", "-o", str(tmp_path / "p.png")])
     assert exit_.value.code == 2
+
+
+def test_a_zero_curve_does_not_pick_a_log_scale(tmp_path):
+    model = load(ROOT / "specs" / "disentangled.mmi")
+    qs = [resolve_query(model, q) for q in ("I(x1; x2 | z_c)", "I(x1; x2)", "I(y_c; x1)")]
+    curves = plot_mi_vs_param(model, tmp_path / "s.svg", "sigma", [0.001, 0.01, 0.1, 1.0], qs)
+    assert np.all(np.abs(curves[0].nats) < 1e-6)  # conditionally independent: 0 up to round-off
+    assert curves[1].nats[0] > 100 and curves[2].nats[-1] < 1
+    svg = (tmp_path / "s.svg").read_text()
+    assert "I(x1; x2 | z_c) = 0 (&lt; 1e-06 nats)" in svg and "log scale" in svg
