@@ -286,6 +286,7 @@ def render_html(md_text: str, title: str, depth: int) -> str:
                              extension_configs={"codehilite": {"guess_lang": False, "css_class": "highlight"}})
     body = re.sub(r'href="(?![a-z]+:)([^"#]*?)\.md(#[^"]*)?"', lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"',
                   body)
+    body = re.sub(r'href="(?:\.\./)+specs/([\w-]+)\.mmi"', r'href="\1.mmi.html"', body)  # sources: see build_site
     css = HtmlFormatter(style="default").get_style_defs(".highlight")
     return _PAGE.format(title=html.escape(title), css=css, body=body, up="../" * depth)
 
@@ -302,6 +303,19 @@ def build_site(docs_dir: Path, site: Path) -> list[Path]:
         out = site / rel.with_suffix(".html")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render_html(text, title, len(rel.parts) - 1), encoding="utf-8")
+        written.append(out)
+    for spec in sorted((ROOT / "specs").glob("*.mmi")):  # each spec's source, highlighted by the mmi lexer
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import get_lexer_by_name
+
+        out = site / "specs" / f"{spec.name}.html"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        code = highlight(spec.read_text(encoding="utf-8"), get_lexer_by_name("mmi"),
+                         HtmlFormatter(cssclass="highlight", linenos="table"))
+        body = f'<h1>specs/{spec.name}</h1>\n<p><a href="{spec.stem}.html">its page</a></p>\n{code}'
+        out.write_text(_PAGE.format(title=spec.name, css=HtmlFormatter().get_style_defs(".highlight"), body=body,
+                                    up="../"), encoding="utf-8")
         written.append(out)
     for pic in sorted(docs_dir.rglob("*.png")) + sorted(docs_dir.rglob("*.svg")):
         rel = pic.relative_to(docs_dir)

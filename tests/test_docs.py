@@ -60,6 +60,11 @@ def test_html_site_uses_the_mmi_lexer(fresh):
         assert (site / md.with_suffix(".html").name).is_file(), md.name
     assert 'href="tutorial.html"' in (site / "index.html").read_text()
     assert '<div class="math">' in (site / "specs/two_views.html").read_text()
+    assert '<span class="k">model</span>' in (site / "specs/two_views.mmi.html").read_text()
+    for page in site.rglob("*.html"):  # every relative link and picture resolves
+        for href in re.findall(r'(?:href|src)="([^"#]+)', page.read_text()):
+            if not re.match(r"[a-z]+:", href):
+                assert (page.parent / href).exists(), f"{page.relative_to(site)}: broken link {href}"
 
 
 def test_committed_docs_are_up_to_date(fresh):
