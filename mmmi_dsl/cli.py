@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_queries(p, "mi-vs-param: a query (repeatable); default: the spec's reports")
     p.add_argument("--by", metavar="NAME=v1,v2,...", help="mi-vs-param: one line per value of another "
                    "parameter, one panel per query")
+    p.add_argument("--names", metavar="a,b,...", help="mi-matrix: the variables (default: targets and modalities)")
     p.add_argument("--unit", default="nats", choices=["nats", "bits"])
     _add_set(p)
     p.set_defaults(run=cmd_plot)
@@ -324,7 +325,7 @@ def cmd_plot(args) -> int:
     from .plot import run_plot_command
     model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     print(run_plot_command(model, args.kind, args.output, args.param, args.values, args.over, args.query,
-                           args.by, args.unit))
+                           args.by, args.unit, args.names))
     return 0
 
 

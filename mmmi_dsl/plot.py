@@ -90,24 +90,39 @@ def _fmt(x: float) -> str:
 
 
 def mi_matrix(model: ir.Model, names: Sequence[str] | None = None) -> MIMatrix:
-    """Exact pairwise MI (nats) between ``names`` (default: the targets, then the modalities)."""
+    """Exact pairwise MI (nats) between ``names`` (default: the targets, then the modalities).
+
+    NaN on the diagonal and between two labels (a query has at most one label, alone on its side).
+    """
     names = tuple(names) if names is not None else tuple(model.targets) + tuple(model.modalities)
+    for name in names:
+        try:
+            model.size_of(name)
+        except KeyError:
+            known = [*model.targets, *model.modalities, *model.variables, *model.labels, *model.protos]
+            raise UsageError(f"--names: `{name}` is not a variable of {model.name} (e.g. "
+                             f"{', '.join(list(dict.fromkeys(known))[:8])})") from None
+    if len(set(names)) != len(names):
+        raise UsageError(f"--names: a name is given twice ({', '.join(names)})")
     engine = Analysis(model)
     n = len(names)
     out = np.full((n, n), np.nan)
     for i in range(n):
         for j in range(i + 1, n):
+            if names[i] in model.labels and names[j] in model.labels:
+                continue
             out[i, j] = out[j, i] = engine.evaluate(_pair(names[i], names[j])).nats
     return MIMatrix(names, out)
 
 
 def plot_mi_matrix(model: ir.Model, path: str | Path, names: Sequence[str] | None = None,
                    unit: str = "nats") -> MIMatrix:
-    """Draw the pairwise exact MI of the targets and modalities as a heatmap.
+    """Draw the pairwise exact MI of ``names`` (default: the targets and modalities) as a heatmap.
 
     Cells hold I(row; column) in ``unit``, written in the cell (up to 24 variables),
-    ``∞`` where the MI is infinite (drawn in the darkest colour). The diagonal would be
-    I(X; X) = H(X), infinite for continuous variables: it is left blank (grey, "—").
+    ``∞`` where the MI is infinite (drawn in the brightest colour). The diagonal would be
+    I(X; X) = H(X), infinite for continuous variables: it is left blank (grey, "—"), as is
+    a pair of labels ("n/a"). Values spanning more than 50x get a log colour scale.
     Returns the matrix drawn, always in nats.
     """
     from matplotlib.colors import LogNorm, Normalize
@@ -128,7 +143,8 @@ def plot_mi_matrix(model: ir.Model, path: str | Path, names: Sequence[str] | Non
     if log:
         vmin = max(float(positive.min()), vmax * 1e-6)
         norm = LogNorm(vmin, vmax)
-        shown = np.clip(np.where(np.isinf(values), vmax, values), vmin, None)
+        shown = np.where(np.isinf(values), vmax, values)
+        shown = np.where(shown < vmin, vmin / 2, shown)  # below the scale (0 or nearly): drawn white
     else:
         norm = Normalize(0.0, vmax)
         shown = np.where(np.isinf(values), vmax, values)
@@ -138,7 +154,7 @@ def plot_mi_matrix(model: ir.Model, path: str | Path, names: Sequence[str] | Non
     fig = _figure(side + 2.6, side + 1.9, layout="constrained")
     ax = fig.add_subplot()
     import matplotlib
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd", under="#ffffff")
     im = ax.imshow(shown, cmap=cmap, norm=norm, interpolation="nearest")
     step = math.ceil(n / 40)  # at most about 40 tick labels a side
     ticks = list(range(0, n, step))
@@ -150,13 +166,16 @@ def plot_mi_matrix(model: ir.Model, path: str | Path, names: Sequence[str] | Non
         for i in range(n):
             for j in range(n):
                 v = values[i, j]
-                if i == j:
-                    ax.text(j, i, "—", ha="center", va="center", fontsize=8, color="#777777")
+                if i == j or np.isnan(v):  # the diagonal; two labels
+                    ax.text(j, i, "—" if i == j else "n/a", ha="center", va="center", fontsize=8, color="#777777")
                     continue
-                light = np.isinf(v) or norm(shown[i, j]) > 0.55
+                light = np.isinf(v) or float(norm(shown[i, j])) > 0.55 or float(norm(shown[i, j])) < 0
                 ax.text(j, i, _fmt(v), ha="center", va="center", fontsize=8 if n <= 12 else 6,
                         color="black" if light else "white")
-    fig.colorbar(im, ax=ax, shrink=0.9, label=f"I(row; column) [{unit}]" + (", log colour scale" if log else ""))
+    under = log and bool(np.any(values[np.isfinite(values)] < vmin))
+    fig.colorbar(im, ax=ax, shrink=0.9, extend="min" if under else "neither",
+                 label=f"I(row; column) [{unit}]" + (", log colour scale" if log else "")
+                 + (f"; white: < {vmin:.2g}" if under else ""))
     inf_note = "\n∞: infinite MI (a deterministic relation)" if np.isinf(values).any() else ""
     ax.set_title(f"{model.name}: exact pairwise MI [{unit}]", fontsize=11)
     ax.set_xlabel(f"diagonal I(X; X) = H(X) not shown (infinite for continuous X){inf_note}", fontsize=8,
@@ -440,7 +459,7 @@ def _default_values(model: ir.Model, param: str) -> list[float]:
 
 def run_plot_command(model: ir.Model, kind: str, output: str, param: str | None = None, values: str | None = None,
                      over: str | None = None, queries: Sequence[str] = (), by: str | None = None,
-                     unit: str = "nats") -> str:
+                     unit: str = "nats", names: str | None = None) -> str:
     """``mmmic plot``: check the options of ``kind``, draw, and return the line to print."""
     _check_path(output)
     if kind == "mi-matrix":
@@ -449,11 +468,16 @@ def run_plot_command(model: ir.Model, kind: str, output: str, param: str | None 
         if extra:
             raise UsageError(f"{', '.join(extra)} {'goes' if len(extra) == 1 else 'go'} with --kind mi-vs-param, "
                              "not mi-matrix")
-        m = plot_mi_matrix(model, output, unit=unit)
+        chosen = [n.strip() for n in names.split(",")] if names else None
+        if chosen is not None and (len(chosen) < 2 or not all(chosen)):
+            raise UsageError(f"--names {names!r}: give two or more names separated by commas, e.g. x1,x2,theta")
+        m = plot_mi_matrix(model, output, chosen, unit=unit)
         shown = ", ".join(m.names) if len(m.names) <= 8 else f"{', '.join(m.names[:4])}, ..., {m.names[-1]}"
         return f"wrote {output}: exact MI of {len(m.names)} variables ({shown})"
     if kind != "mi-vs-param":
         raise UsageError(f"--kind {kind!r}: expected mi-matrix or mi-vs-param")
+    if names is not None:
+        raise UsageError("--names goes with --kind mi-matrix")
     by_values = parse_by(by) if by else None
     if over is not None:
         if param is not None or values is not None:

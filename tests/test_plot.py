@@ -165,3 +165,22 @@ def test_a_zero_curve_does_not_pick_a_log_scale(tmp_path):
     assert curves[1].nats[0] > 100 and curves[2].nats[-1] < 1
     svg = (tmp_path / "s.svg").read_text()
     assert "I(x1; x2 | z_c) = 0 (&lt; 1e-06 nats)" in svg and "log scale" in svg
+
+
+def test_mi_matrix_of_chosen_names(tmp_path, capsys):
+    model = load(ROOT / "specs" / "disentangled.mmi")
+    names = ["x1", "z_c", "y_c", "y_s1"]
+    m = plot_mi_matrix(model, tmp_path / "m.png", names)
+    assert m.names == tuple(names)
+    assert m.nats[1, 2] == pytest.approx(math.log(2))  # y_c = 1[dot(w_c, z_c) > 0]: one bit about z_c
+    assert m.nats[0, 2] == exact(model, "y_c", "x1") and m.nats[0, 1] == exact(model, "x1", "z_c")
+    assert np.isnan(m.nats[2, 3])  # two labels: no such query
+    with pytest.raises(UsageError, match="not a variable"):
+        plot_mi_matrix(model, tmp_path / "m.png", ["x1", "nope"])
+    spec = str(ROOT / "specs" / "disentangled.mmi")
+    assert main(["plot", spec, "--kind", "mi-matrix", "--names", "x1,z_c,y_c", "-o", str(tmp_path / "n.png")]) == 0
+    assert "exact MI of 3 variables (x1, z_c, y_c)" in capsys.readouterr().out
+    for bad in ("x1", "x1,,x2", "x1,x1"):
+        assert main(["plot", spec, "--kind", "mi-matrix", "--names", bad, "-o", str(tmp_path / "n.png")]) == 2
+    assert main(["plot", spec, "--kind", "mi-vs-param", "--param", "sigma", "--names", "x1,x2",
+                 "-o", str(tmp_path / "n.png")]) == 2
