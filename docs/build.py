@@ -255,8 +255,8 @@ _PAGE = """<!doctype html>
 body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
 pre {{ padding: .6rem .8rem; overflow-x: auto; background: #f6f8fa; border-radius: 4px; }}
 code {{ font: 14px/1.4 ui-monospace, monospace; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: .2rem .5rem; vertical-align: top; }}
-img {{ max-width: 100%; }} .math {{ overflow-x: auto; }} nav {{ margin-bottom: 1rem; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: .2rem .5rem; vertical-align: top; text-align: left; }}
+img {{ max-width: 100%; }} .math {{ overflow-x: auto; font: 13px/1.4 ui-monospace, monospace; margin: .5rem 0; }} nav {{ margin-bottom: 1rem; }}
 {css}
 </style>
 <script>window.MathJax = {{ tex: {{ displayMath: [['\\\\[', '\\\\]']] }} }};</script>
