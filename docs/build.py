@@ -184,6 +184,8 @@ def _formulas(model, queries, spec_rel: str) -> list[str]:
             why = why.split(f"no closed form for {q.text}: ", 1)[-1] if "no closed form for" in why else \
                 why.split(": ", 1)[-1]
             none.append((q, why))
+    if next(lines, None) is not None or len(shown) + len(long) + len(none) != len(queries):
+        raise RuntimeError(f"{spec_rel}: cannot read output.formula_text's output (one entry per query)")
     out = []
     if shown:
         out += [f"Derived by `mmmic formula {spec_rel}` (nats; `ln` is the natural log; "
