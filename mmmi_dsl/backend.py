@@ -303,7 +303,7 @@ class Sampler(torch.nn.Module):
         rows = []
         with torch.no_grad():
             for start in range(0, len(x), batch):
-                xb = torch.as_tensor(np.asarray(x[start:start + batch]), dtype=self.dtype, device=self.device)
+                xb = torch.as_tensor(np.array(x[start:start + batch]), dtype=self.dtype, device=self.device)
                 rows.append(flow.inverse(xb.reshape(len(xb), -1)).cpu().numpy())
         return np.concatenate(rows) if rows else np.zeros((0, self.model.size_of(name)))
 
