@@ -46,7 +46,7 @@ class EstimatorConfig:
 
 
 def parse_estimator(text: str) -> EstimatorConfig:
-    """``NAME`` or ``NAME:key=value,key=value`` (numbers are read as numbers; ``inf`` too)."""
+    """``NAME`` or ``NAME:key=value,key=value`` (numbers as numbers, ``inf`` too; ``true``/``false``)."""
     from .estimators import get_estimator
 
     name, _, rest = text.strip().partition(":")
@@ -60,7 +60,9 @@ def parse_estimator(text: str) -> EstimatorConfig:
     return EstimatorConfig(text.strip(), name, tuple(options))
 
 
-def _option_value(text: str) -> float | int | str:
+def _option_value(text: str) -> bool | float | int | str:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)

@@ -66,6 +66,7 @@ def test_parse_estimator():
     c = benchmark.parse_estimator("smile:tau=5")
     assert (c.label, c.name, c.options) == ("smile:tau=5", "smile", (("tau", 5),))
     assert benchmark.parse_estimator("smile:tau=inf").options == (("tau", math.inf),)
+    assert benchmark.parse_estimator("nwj:conv=false,critic=joint").options == (("conv", False), ("critic", "joint"))
     assert benchmark.parse_estimator("dv:hidden=64,lr=0.001").options == (("hidden", 64), ("lr", 0.001))
     with pytest.raises(UsageError, match="unknown estimator"):
         benchmark.parse_estimator("smiley")
