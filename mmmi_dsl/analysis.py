@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ir
+from .check import variable_order
 from .errors import Diagnostic, SpecError
 from .gaussian import Block, GaussianSystem, MIValue, TooLargeError
 from .realize import matrix_array, template_vector
@@ -44,6 +45,8 @@ class _Form:
         """The largest |coefficient| of the form (0 for an all-zero form)."""
         values = [abs(a) for a in self.identity.values()] + [float(np.max(np.abs(self.loadings), initial=0.0))]
         values += [float(np.max(np.abs(d), initial=0.0)) for d in self.dense.values()]
+        if not all(math.isfinite(v) for v in values):  # inf or NaN (inf - inf): max() would hide a NaN
+            return math.inf
         return max(values, default=0.0)
 
 
@@ -89,13 +92,15 @@ class Analysis:
         self.K = len(self.scalar_protos)
         self._forms: dict[str, _Form] = {}
         self.block_scale: dict[str, float] = {}
-        blocks = {}
-        for name in list(model.protos) + list(model.variables):
-            blocks[name] = self._block(name, self.form(name))
-        for lab in model.labels.values():
-            blocks[self.score_block(lab.name)] = self._block(self.score_block(lab.name),
-                                                             self._terms_form(lab.terms, 1))
-        self._check_magnitudes()
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_magnitudes
+            for name in variable_order(model):  # sources first: form() then never recurses deeply
+                self.form(name)
+            forms = {name: self.form(name) for name in list(model.protos) + list(model.variables)}
+            scores = {lab.name: self._terms_form(lab.terms, 1) for lab in model.labels.values()}
+        self._check_magnitudes(scores)
+        blocks = {name: self._block(name, f) for name, f in forms.items()}
+        for lab_name, f in scores.items():
+            blocks[self.score_block(lab_name)] = self._block(self.score_block(lab_name), f)
         vector_protos = {p.name: p.size for p in model.protos.values() if p.kind == "vector"}
         self.system = GaussianSystem(self.scalar_protos, vector_protos, blocks, dense_limit=dense_limit)
 
@@ -104,14 +109,16 @@ class Analysis:
     #: Largest |coefficient| of a linear form: covariances square it (float64 ends near 1.8e308).
     MAX_MAGNITUDE = 1e150
 
-    def _check_magnitudes(self) -> None:
+    def _check_magnitudes(self, scores: dict[str, _Form] | None = None) -> None:
         """Refuse forms whose covariances would overflow float64 (a spec error, never NaN)."""
-        for name, f in self._forms.items():
-            worst = f.magnitude()
+        for name, f in [*self._forms.items(), *(scores or {}).items()]:
+            with np.errstate(invalid="ignore"):
+                worst = f.magnitude()
             if not np.isfinite(worst) or worst > self.MAX_MAGNITUDE:
-                v = self.model.variables.get(name)
+                v = self.model.variables.get(name) or self.model.labels.get(name)
                 raise SpecError([Diagnostic(
-                    "E0212", f"`{name}` has a coefficient of size {worst:.3g}: its covariance would overflow",
+                    "E0212", (f"`{name}` has a coefficient of size {worst:.3g}: its covariance would overflow"
+                              if math.isfinite(worst) else f"`{name}` has a coefficient that overflows float64"),
                     v.span if v else None, "", f"keep coefficients below {self.MAX_MAGNITUDE:.0e} (rescale the model; "
                     "MI is unchanged by rescaling a whole block)")])
 
@@ -128,8 +135,19 @@ class Analysis:
             return self.score_block(name)
         return name
 
-    def _coef(self, expr: ir.Expr) -> float:
-        return ir.evaluate(expr, self.env)
+    def _coef(self, expr: ir.Expr, span=None) -> float:
+        """A coefficient's value; E0212 (never NaN, never a traceback) where it is not a real number."""
+        try:
+            value = ir.evaluate(expr, self.env)
+        except (ZeroDivisionError, OverflowError, ValueError) as err:
+            value, reason = math.nan, "division by zero" if isinstance(err, ZeroDivisionError) else str(err)
+        else:
+            reason = f"it is {value!r}"
+        if isinstance(value, complex) or not math.isfinite(value):
+            raise SpecError([Diagnostic("E0212", "a coefficient is not a finite real number at the current "
+                                        f"parameter values: {reason}", span, "", "check the parameter values (--set) and the "
+                                        "math functions' domains (sqrt, log of a negative number ...)")])
+        return float(value)
 
     def form(self, name: str) -> _Form:
         """The linear form of a proto-latent, latent or target (memoised)."""
@@ -156,7 +174,7 @@ class Analysis:
     def _terms_form(self, terms, size: int) -> _Form:
         out = _Form(size, loadings=np.zeros((size, self.K)))
         for t in terms:
-            c = self._coef(t.coef)
+            c = self._coef(t.coef, t.span)
             if c == 0.0:
                 continue
             if t.op == "identity":
@@ -284,7 +302,7 @@ class Analysis:
             label = (labels_a or labels_b)[0]
             others = groups[1] if labels_a else groups[0]
             lab = m.labels[label]
-            t = self._coef(lab.threshold)
+            t = self._coef(lab.threshold, lab.span)
             given_set = _unique(g for g in given if g not in others)
             score = self.score_block(label)
             return self.system.label_mi(score, t * self.block_scale[score], _unique(others), given_set)

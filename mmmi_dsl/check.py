@@ -12,6 +12,9 @@ All problems are collected into one :class:`~mmmi_dsl.errors.SpecError`.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
+
 from . import ir
 from .errors import Collector
 
@@ -19,6 +22,7 @@ from .errors import Collector
 def check(model: ir.Model, sources: dict[str, str] | None = None) -> ir.Model:
     """Run every check; return the model unchanged or raise SpecError."""
     errors = Collector()
+    _check_memory(model, errors)
     _check_cycles(model, errors)
     for v in model.variables.values():
         _check_terms(model, v.name, v.size, v.terms, errors)
@@ -38,27 +42,64 @@ def _check_cycles(model: ir.Model, errors: Collector) -> None:
              for name, v in model.variables.items()}
     state: dict[str, int] = {}
     reported: set[frozenset] = set()
+    for root in graph:  # depth-first, with an explicit stack: a chain of 100,000 latents is fine
+        if state.get(root) is not None:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [iter(graph[root])]
+        while stack:
+            for nxt in stack[-1]:
+                if state.get(nxt) == 1:
+                    cycle = path[path.index(nxt):] + [nxt]
+                    key = frozenset(cycle)
+                    if key not in reported:
+                        reported.add(key)
+                        errors.error("E0205", "the causal graph has a cycle: " + " -> ".join(cycle),
+                                     model.variables[nxt].span, "this latent depends on itself",
+                                     "structural equations must form a DAG; remove one of the edges")
+                elif state.get(nxt) is None:
+                    state[nxt] = 1
+                    path.append(nxt)
+                    stack.append(iter(graph[nxt]))
+                    break
+            else:
+                stack.pop()
+                state[path.pop()] = 2
 
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        path.append(node)
-        for nxt in graph[node]:
-            if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    errors.error("E0205", "the causal graph has a cycle: " + " -> ".join(cycle),
-                                 model.variables[nxt].span, "this latent depends on itself",
-                                 "structural equations must form a DAG; remove one of the edges")
-            elif state.get(nxt) is None:
-                visit(nxt, path)
-        path.pop()
-        state[node] = 2
 
-    for name in graph:
-        if state.get(name) is None:
-            visit(name, [])
+def postorder(roots: Iterable[str], children: Callable[[str], Iterable[str]]) -> list[str]:
+    """Every node reachable from ``roots``, each after the nodes it points to.
+
+    Iterative (no recursion limit on long chains of latents); a cycle is cut where
+    it closes (cycles are reported by :func:`check`).
+    """
+    seen: set[str] = set()
+    out: list[str] = []
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(children(root)))]
+        while stack:
+            node, it = stack[-1]
+            for c in it:
+                if c not in seen:
+                    seen.add(c)
+                    stack.append((c, iter(children(c))))
+                    break
+            else:
+                stack.pop()
+                out.append(node)
+    return out
+
+
+def variable_order(model: ir.Model, roots: Iterable[str] | None = None) -> list[str]:
+    """Variables (those reachable from ``roots``, default all), each after the variables it uses."""
+    def sources(name: str) -> list[str]:
+        v = model.variables.get(name)
+        return [s for t in v.terms for s in t.sources if s in model.variables] if v else []
+    return [n for n in postorder(model.variables if roots is None else roots, sources) if n in model.variables]
 
 
 def _size(model: ir.Model, name: str) -> int:
@@ -113,3 +154,69 @@ def check_query(model: ir.Model, q: ir.Query, errors: Collector) -> None:
     if q.kind == "I" and all(any(n in model.labels for n in g) for g in q.groups):
         errors.error("E0211", "I(label; label) between two labels is not supported", q.span, "",
                      "put Gaussian variables (modalities, latents, targets) on one side")
+
+
+def physical_memory() -> int:
+    """Bytes of memory this process may use: physical memory, or less under a ulimit -v (0: unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 0
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            total = min(total, soft) if total else soft
+    except (ImportError, ValueError, OSError):
+        pass
+    return int(total)
+
+
+def gib(nbytes: float) -> str:
+    """A size in bytes as text: 7.5 GiB, 381 MiB."""
+    if nbytes >= 2**30:
+        return f"{nbytes / 2**30:.1f} GiB"
+    return f"{nbytes / 2**20:.0f} MiB"
+
+
+def analysis_memory(model: ir.Model) -> tuple[int, str, ir.Span | None]:
+    """Bytes the exact-MI engine (mmmi_dsl.analysis) allocates for ``model``, at least.
+
+    Every proto, latent, target and label score is a block with a (size, K) array of
+    loadings on the K scalar protos, about three times over (its linear form, the
+    scaled block, temporaries; measured: 975 MB peak for an estimate of 940 MB);
+    templates and matrices are realised once, and a matrix term keeps a dense map of
+    the matrix's shape, twice. Returns (bytes, what needs them, where).
+    """
+    scalars = [p for p in model.protos.values() if p.kind == "scalar"]
+    K = max(1, len(scalars))
+    blocks = [(p.name, p.size, p.span) for p in model.protos.values()]
+    blocks += [(v.name, v.size, v.span) for v in model.variables.values()]
+    blocks += [(lab.name, 1, lab.span) for lab in model.labels.values()]
+    values = sum(size for _, size, _ in blocks)
+    total = 24 * values * K
+    total += sum(8 * t.size for t in model.templates.values())
+    total += sum(8 * m.rows * m.cols for m in model.matrices.values())
+    for v in model.variables.values():
+        for t in v.terms:
+            if t.op == "matrix":
+                m = model.matrices[t.matrix]
+                total += 16 * m.rows * m.cols
+            elif t.op == "dot":
+                total += 16 * model.templates[t.template].size
+    name, size, span = max(blocks, key=lambda b: b[1], default=("", 0, None))
+    if K > 1 and 24 * size * K < total // 2:  # many scalar causes, not one big block: point at them
+        span = scalars[-1].span
+    what = (f"{len(blocks):,} variables with {values:,} values in all, each with {K:,} loadings (one per scalar "
+            f"proto-latent), held about 3 times; the largest is `{name}` ({size:,} values)")
+    return total, what, span
+
+
+def _check_memory(model: ir.Model, errors: Collector) -> None:
+    need, what, span = analysis_memory(model)
+    have = physical_memory()
+    if have and need > have:
+        errors.error("E0215", f"the exact-MI engine needs at least {gib(need)} for this model; this machine has "
+                     f"{gib(have)}", span, what,
+                     "use smaller dims (--set d=...), fewer scalar proto-latents (one `vector[k]` proto "
+                     "instead of k scalars) or smaller matrices")

@@ -464,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:  # check refuses what clearly will not fit; this is the rest
+        from .check import gib, physical_memory
+        print(f"error: mmmic ran out of memory (this machine has {gib(physical_memory())})\n"
+              "  = help: use smaller dims (--set d=...), fewer variables or smaller matrices", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
     except Exception as err:  # noqa: BLE001 - last resort: an internal error, not the user's

@@ -14,6 +14,7 @@ and raise one :class:`SpecError` holding all of them, which the CLI renders as
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -66,7 +67,7 @@ class Diagnostic:
 
     def render(self, sources: dict[str, str] | None = None) -> str:
         """Render as text; ``sources`` maps file names to their text."""
-        lines = [f"error[{self.code}]: {self.message}"]
+        lines = [f"error[{self.code}]: {_shorten(self.message)}"]
         pad = "  "
         if self.span is not None:
             s = self.span
@@ -75,21 +76,28 @@ class Diagnostic:
             if text is None:
                 text = _read_source(s.file)
             if text is not None:
-                src_lines = text.splitlines()
+                src_lines = [ln.rstrip("\r") for ln in text.split("\n")]  # lines as the lexer counts them
                 if 1 <= s.line <= len(src_lines):
-                    src = src_lines[s.line - 1].expandtabs(1)
+                    src = _printable(src_lines[s.line - 1].expandtabs(1))
                     gutter = len(str(s.line))
                     end = s.end_column if s.end_line == s.line else len(src) + 1
-                    width = max(1, end - s.column)
+                    col = s.column
+                    if len(src) > MAX_SHOWN:  # a huge line: show a window around the caret
+                        start = max(0, min(col - 1 - MAX_SHOWN // 4, len(src) - MAX_SHOWN))
+                        src = ("..." if start else "") + src[start:start + MAX_SHOWN] + \
+                            ("..." if start + MAX_SHOWN < len(src) else "")
+                        shift = start - (3 if start else 0)
+                        col, end = col - shift, min(end - shift, len(src) + 1)
+                    width = max(1, end - col)
                     pad = " " * (gutter + 1)
                     lines.append(f"{pad}|")
                     lines.append(f"{s.line} | {src}")
-                    caret = " " * (s.column - 1) + "^" * width
-                    lines.append(f"{pad}| {caret}" + (f" {self.label}" if self.label else ""))
+                    caret = " " * (col - 1) + "^" * width
+                    lines.append(f"{pad}| {caret}" + (f" {_shorten(self.label)}" if self.label else ""))
         elif self.label:
-            lines.append(f"{pad}= note: {self.label}")
+            lines.append(f"{pad}= note: {_shorten(self.label)}")
         if self.hint:
-            lines.append(f"{pad}= help: {self.hint}")
+            lines.append(f"{pad}= help: {_shorten(self.hint)}")
         return "\n".join(lines)
 
 
@@ -160,6 +168,20 @@ def _dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
             out.append(d)
     out.sort(key=lambda d: (d.span is None, d.span and (d.span.file, d.span.line, d.span.column)))
     return out
+
+
+#: Longest source line shown under an error; longer ones are cut around the caret.
+MAX_SHOWN = 160
+
+
+def _shorten(text: str) -> str:
+    """Cut quoted names longer than 60 characters (a fuzzed 100,000-character name stays readable)."""
+    return _printable(re.sub(r"`([^`\n]{60})[^`\n]+`", r"`\1...`", text))
+
+
+def _printable(line: str) -> str:
+    """The line with control characters (NUL, escape sequences) shown as U+FFFD, one column each."""
+    return "".join(ch if ch.isprintable() or ch == " " else "\ufffd" for ch in line)
 
 
 def _read_source(file: str) -> str | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import builtins
 from . import ir
+from .check import gib as _gib, physical_memory, postorder
 from .errors import Collector, UsageError, did_you_mean
 from .ir import BinOp, Expr, Func, Neg, Num, Span, Sym
 from .parse import (Binder, BinaryOp, Call, Decl, Kwarg, ListLit, Name, Negate, Number,
@@ -26,6 +27,8 @@ from .parse import (Binder, BinaryOp, Call, Decl, Kwarg, ListLit, Name, Negate, 
 MAX_VECTOR_SIZE = 50_000_000
 MAX_MATRIX_ENTRIES = 100_000_000
 MAX_VARIABLES = 100_000
+# Terms that sum(...) may expand to in all: lowering costs ~50 us a term (decay.mmi at N = 316: 100,000).
+MAX_TERMS = 100_000
 
 
 class _Skip(Exception):
@@ -141,8 +144,9 @@ def binop(op: str, a: Expr, b: Expr) -> Expr:
 
 
 def _pow(a: float, b: float) -> float:
+    """a^b, NaN where it is not real (a negative base, a fractional power): refused as E0212."""
     r = a ** b
-    return r.real if isinstance(r, complex) else r
+    return math.nan if isinstance(r, complex) else r
 
 
 # ---------------------------------------------------------------- linear forms
@@ -228,6 +232,7 @@ class Lowerer:
         self.protos: dict[str, ir.Proto] = {}
         self.sizes: dict[str, int] = {}
         self._constant: dict[int, bool] = {}
+        self.n_terms = 0  # terms expanded by sum(...) so far (MAX_TERMS)
 
     # --------------------------------------------------------- entry point
 
@@ -257,8 +262,8 @@ class Lowerer:
         eqs: dict[str, tuple[Statement, dict, list[ir.Term]]] = {}
         for s, env in instances:
             if s.kind in ("latent", "target"):
-                name = self._decl_name(s.decl, env)
-                terms = self._try(self._lower_equation, s.value, env)
+                name = self._try(self._decl_name, s.decl, env)
+                terms = self._try(self._lower_equation, s.value, env) if name is not None else None
                 if terms is not None:
                     eqs[name] = (s, env, terms)
         variables = self._lower_variables(eqs)
@@ -417,6 +422,13 @@ class Lowerer:
             self.fail("E0202", "a string is not a number", node.span)
         self.fail("E0202", "expected a number", getattr(node, "span", None))
 
+    def seed_value(self, node, env) -> int:
+        """A random seed: a non-negative integer (numpy's generators refuse negative ones)."""
+        seed = self.int_value(node, env, "seed")
+        if seed < 0:
+            self.fail("E0206", f"a seed is a non-negative integer, got {seed}", node.span)
+        return seed
+
     def int_value(self, node, env, what: str = "value") -> int:
         v = self.value(node, env, allow_params=False)
         if not float(v).is_integer():
@@ -451,29 +463,32 @@ class Lowerer:
         that depend on it are still tried and no false cycle is reported.
         """
         state: dict[str, str] = {}
-
-        def visit(name: str, chain: tuple[str, ...]) -> None:
-            if state.get(name) == "done":
-                return
-            s = by_name[name]
-            if state.get(name) == "busy":
-                cyc = " -> ".join(chain[chain.index(name):] + (name,))
-                self.fail("E0205", f"{what} depend on each other in a cycle: {cyc}", s.name_span, "",
-                          "give one of them a value that does not use the others")
-            state[name] = "busy"
-            try:
-                for dep in _names_in(s.value):
-                    if dep in by_name and dep != name:
-                        visit(dep, chain + (name,))
-                lower_one(s)
-            finally:
-                state[name] = "done"
-
-        for name in by_name:
-            try:
-                visit(name, ())
-            except _Skip:
-                pass
+        for root in by_name:  # depth-first with an explicit stack: a chain of 10,000 dims is fine
+            if state.get(root) == "done":
+                continue
+            state[root] = "busy"
+            path = [root]
+            stack = [iter(sorted(d for d in _names_in(by_name[root].value) if d in by_name and d != root))]
+            while stack:
+                for dep in stack[-1]:
+                    if state.get(dep) == "busy":  # a cycle: the statement that closes it fails
+                        cyc = " -> ".join(path[path.index(dep):] + [dep])
+                        self._try(self.fail, "E0205", f"{what} depend on each other in a cycle: {cyc}",
+                                  by_name[dep].name_span, "", "give one of them a value that does not use the others")
+                        for n in path:  # like a failure: none of the chain is lowered
+                            state[n] = "failed"
+                    elif state.get(dep) is None:
+                        state[dep] = "busy"
+                        path.append(dep)
+                        stack.append(iter(sorted(d for d in _names_in(by_name[dep].value)
+                                                 if d in by_name and d != dep)))
+                        break
+                else:
+                    stack.pop()
+                    name = path.pop()
+                    if state[name] == "busy":
+                        self._try(lower_one, by_name[name])
+                    state[name] = "done"
 
     def _lower_dim(self, s: Statement) -> None:
         over = self.overrides.pop(s.name, None)
@@ -482,6 +497,10 @@ class Lowerer:
             if shape is None:
                 raise UsageError(f"--set {s.name}={over}: a dim takes a positive integer or a shape like 3x32x32")
             value = math.prod(shape)
+            if value > MAX_VECTOR_SIZE:
+                raise UsageError(f"--set {s.name}={over}: {value:,} values, more than the limit of {MAX_VECTOR_SIZE:,}; "
+                                 f"one vector of this size needs {_gib(value * 8)} as float64 (this machine has "
+                                 f"{_gib(physical_memory())})")
             self.dims[s.name] = ir.Dim(name=s.name, value=value, shape=shape if len(shape) > 1 else None,
                                        span=s.name_span)
             return
@@ -489,6 +508,7 @@ class Lowerer:
             shape = s.value.dims
             if any(d <= 0 for d in shape):
                 self.fail("E0206", "shape sizes must be positive", s.value.span)
+            self.check_vector_size(math.prod(shape), s.value.span)
             self.dims[s.name] = ir.Dim(name=s.name, value=math.prod(shape), shape=shape, span=s.name_span)
             return
         if isinstance(s.value, Name) and s.value.name in self.dims and self.dims[s.value.name].shape:
@@ -499,8 +519,10 @@ class Lowerer:
         if v <= 0:
             self.fail("E0206", f"dim `{s.name}` must be positive, got {v}", s.value.span)
         if v > MAX_VECTOR_SIZE:
-            self.fail("E0215", f"dim `{s.name}` = {v:,} is larger than {MAX_VECTOR_SIZE:,}", s.value.span,
-                      "", "mmmic refuses sizes that would not fit in memory")
+            self.fail("E0215", f"dim `{s.name}` = {v:,} is larger than {MAX_VECTOR_SIZE:,}: one vector of this size "
+                      f"needs {_gib(v * 8)} as float64", s.value.span, "",
+                      f"the exact-MI engine keeps several vectors of each size; this machine has "
+                      f"{_gib(physical_memory())}")
         self.dims[s.name] = ir.Dim(name=s.name, value=v, span=s.name_span)
 
     def _lower_params(self, stmts: list[Statement]) -> None:
@@ -531,8 +553,8 @@ class Lowerer:
             value = ir.evaluate(expr, {**self.values, **{d.name: float(d.value) for d in self.dims.values()}})
         except (ValueError, ZeroDivisionError, OverflowError):
             value = math.nan
-        if not math.isfinite(value):
-            self.fail("E0212", f"`{s.name}` is not a finite number at the parameters' values", s.value.span)
+        if isinstance(value, complex) or not math.isfinite(value):  # complex: a negative base to a fractional power
+            self.fail("E0212", f"`{s.name}` is not a finite real number at the parameters' values", s.value.span)
         self.values[s.name] = value
         self.params[s.name] = ir.Param(name=s.name, value=value, derived=expr, span=s.name_span)
 
@@ -586,6 +608,7 @@ class Lowerer:
     def _declare(self, instances) -> None:
         """Register every declared name (order-free) before lowering any equation."""
         count = 0
+        over: Span | None = None  # the declaration that went past MAX_VARIABLES
         for s, env in instances:
             if s.decl is None:
                 continue
@@ -619,9 +642,13 @@ class Lowerer:
                                       f"first defined as a {prev.kind} on line {prev.span.line}")
                     continue
                 count += 1
+                if count > MAX_VARIABLES and over is None:
+                    over = d.span
                 self.names[m] = _Decl(s.kind, d.span, s, env)
         if count > MAX_VARIABLES:
-            self.errors.error("E0215", f"the spec declares {count:,} names; the limit is {MAX_VARIABLES:,}")
+            self.errors.error("E0215", f"the spec declares {count:,} names; the limit is {MAX_VARIABLES:,}", over,
+                              "this declaration goes past the limit",
+                              "fewer, larger variables (vector[d]) describe the same model with fewer names")
         for fam, members in self.families.items():
             members.sort(key=lambda m: int(m[m.index("[") + 1:-1]))
 
@@ -645,9 +672,17 @@ class Lowerer:
             size = math.prod(self.shape_of(node, env))
             if size <= 0:
                 self.fail("E0206", f"size must be positive, got {size}", node.span)
+            self.check_vector_size(size, node.span)
             sym: Expr = _sym(node.name) if isinstance(node, Name) and node.index is None else _num(size)
             return "vector", size, sym
         self.fail("E0209", f"unknown type `{t.name}`", t.span, "", did_you_mean(t.name, builtins.TYPES))
+
+    def check_vector_size(self, size: int, span: Span | None) -> None:
+        """E0215 for a vector longer than MAX_VECTOR_SIZE, with the memory one copy of it takes."""
+        if size > MAX_VECTOR_SIZE:
+            self.fail("E0215", f"a vector of size {size:,} needs {_gib(size * 8)} as float64 (one copy)", span,
+                      f"more than the limit of {MAX_VECTOR_SIZE:,}",
+                      f"the exact-MI engine keeps several such vectors; this machine has {_gib(physical_memory())}")
 
     def _lower_proto(self, s: Statement, env) -> None:
         kind, size, sym = self._type_size(s.type, env)
@@ -750,17 +785,19 @@ class Lowerer:
                               "indices are 1-based")
                 args["index"] = k
             if kind == "random":
-                args["seed"] = self.int_value(a["seed"], env, "seed")
+                args["seed"] = self.seed_value(a["seed"], env)
         elif kind == "blob":
             shape = self.shape_of(a["shape"], env)
             if len(shape) not in (2, 3):
                 self.fail("E0203", "blob() needs an image shape CxHxW or HxW", a["shape"].span)
             size = math.prod(shape)
+            self.check_vector_size(size, a["shape"].span)
             args["shape"] = tuple(shape)
             for key in ("row", "col", "sigma"):
                 args[key] = self.value(a[key], env, allow_params=False)
-            if args["sigma"] <= 0:
-                self.fail("E0206", "blob sigma must be positive", a["sigma"].span)
+            if not 1e-100 <= args["sigma"] <= 1e100:  # sigma^2 must neither overflow nor vanish
+                self.fail("E0206", f"blob sigma must be between 1e-100 and 1e100, got {args['sigma']:g}",
+                          a["sigma"].span, "", "sigma is the blob's width in pixels, e.g. 3")
         elif kind == "image":
             given, full = self._path(a["file"], env)
             mode = a.get("mode")
@@ -822,13 +859,13 @@ class Lowerer:
             if call.func in ("uniform", "normal"):
                 rows = self.int_value(a["rows"], env, "size")
                 cols = self.int_value(a["cols"], env, "size")
-                args["seed"] = self.int_value(a["seed"], env, "seed")
+                args["seed"] = self.seed_value(a["seed"], env)
                 for k, v in defaults.items():
                     args[k] = self.value(a[k], env, allow_params=False) if k in a else v
             elif call.func in ("orthogonal", "identity"):
                 rows = cols = self.int_value(a["size"], env, "size")
                 if call.func == "orthogonal":
-                    args["seed"] = self.int_value(a["seed"], env, "seed")
+                    args["seed"] = self.seed_value(a["seed"], env)
             else:
                 given, full = self._path(a["file"], env)
                 shape = _npy_shape(full)
@@ -840,8 +877,9 @@ class Lowerer:
             if rows <= 0 or cols <= 0:
                 self.fail("E0206", f"matrix shape {rows}x{cols} must be positive", call.span)
             if rows * cols > MAX_MATRIX_ENTRIES:
-                self.fail("E0215", f"matrix {rows}x{cols} needs {rows * cols * 8 / 2**30:.1f} GiB",
-                          call.span, "", f"at most {MAX_MATRIX_ENTRIES:,} entries are allowed")
+                self.fail("E0215", f"matrix {rows}x{cols} needs {_gib(rows * cols * 8)} as float64", call.span, "",
+                          f"at most {MAX_MATRIX_ENTRIES:,} entries ({_gib(MAX_MATRIX_ENTRIES * 8)}) are allowed; "
+                          f"this machine has {_gib(physical_memory())}")
             if s.type is not None:
                 if s.type.name != "matrix" or len(s.type.args) != 2:
                     self.fail("E0209", "a matrix type is matrix[rows, cols]", s.type.span)
@@ -883,8 +921,19 @@ class Lowerer:
             return "param", node.name
         ref = self._ref(node, env)
         if ref in self.names:
-            return self.names[ref].kind, ref
+            kind = self.names[ref].kind
+            made = {"template": self.templates, "matrix": self.matrices, "proto": self.protos, "param": self.values,
+                    "dim": self.dims}.get(kind)
+            if made is not None and ref not in made:
+                self._failed_before(ref, node.span)
+            return kind, ref
         self._unknown(node.name, node.span, "a variable")
+
+    def _failed_before(self, ref: str, span: Span | None):
+        """Skip a statement that uses ``ref`` whose own definition failed (its error is already recorded)."""
+        if self.errors.diagnostics:
+            raise _Skip
+        self.fail("E0101", f"`{ref}` could not be defined", span)
 
     def _unknown(self, name: str, span: Span, what: str):
         known = list(self.names) + list(self.families)
@@ -1030,6 +1079,12 @@ class Lowerer:
             if binder.var in env or binder.var in self.values or binder.var in self.dims:
                 self.fail("E0102", f"`{binder.var}` hides another name", binder.span)
             lo, hi = self._int_range((binder.lo, binder.hi), env, binder.span)
+            self.n_terms += hi - lo + 1
+            if self.n_terms > MAX_TERMS:
+                self.fail("E0215", f"the equations expand to more than {MAX_TERMS:,} terms", node.span,
+                          f"this sum adds {hi - lo + 1:,} terms each time it is expanded",
+                          "N latents that each sum over N sources have N^2 terms (about 50 us each to compile); "
+                          "use fewer of them or sparser sums")
             parts = [self.linear(body, {**env, binder.var: k}) for k in range(lo, hi + 1)]
             if all(p.const is not None for p in parts):
                 acc = parts[0].const
@@ -1130,6 +1185,11 @@ class Lowerer:
             state[name] = "done"
             return size
 
+        def sources(name: str) -> list[str]:
+            return [src for t in eqs[name][2] for src in t.sources if src in eqs] if name in eqs else []
+
+        for name in postorder(eqs, sources):  # sources first: infer() then never recurses deeply
+            infer(name)
         out = {}
         for name, (s, env, terms) in eqs.items():
             size = infer(name)
@@ -1201,6 +1261,8 @@ class Lowerer:
         kind, latent = self._kind(node, env)
         if kind not in ("latent", "proto"):
             self.fail("E0103", f"a flow reads a latent; `{latent}` is a {kind}", node.span)
+        if latent not in variables and latent not in self.protos:
+            self._failed_before(latent, node.span)
         size = variables[latent].size if latent in variables else self.protos[latent].size
         if s.type is not None:
             if s.type.name not in ("image", "vector"):
@@ -1428,6 +1490,7 @@ def resolve_query(model: ir.Model, text: str, file: str = "--query") -> ir.Query
     low = Lowerer(Program(file=file, text=text), base_dir=Path.cwd())
     low.dims = dict(model.dims)
     low.values = {k: p.value for k, p in model.params.items()}
+    low.protos, low.templates, low.matrices = dict(model.protos), dict(model.templates), dict(model.matrices)
     for fam, members in model.families.items():
         low.families[fam] = list(members)
         low.names[fam] = _Decl("family", Span(file=file, line=1, column=1, end_line=1, end_column=1))

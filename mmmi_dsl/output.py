@@ -72,36 +72,50 @@ def formula_text(model: ir.Model, queries, fmt: str = "latex", numeric: set[str]
                  skip_unsupported: bool = False, budget_s: float | None = None) -> str:
     """Closed forms of ``queries``: a LaTeX document body, text lines or sympy expressions.
 
-    With ``skip_unsupported``, queries outside the symbolic engine's structure become
-    a comment (LaTeX) instead of an error; with ``budget_s``, queries not started
-    within that many seconds become a comment too.
+    ``budget_s`` bounds the whole derivation (:func:`mmmi_dsl.symbolic.time_budget`).
+    With ``skip_unsupported``, queries outside the symbolic engine's structure, and the
+    ones the budget did not reach, become comments (LaTeX); without it they are errors
+    (E0211, E0215).
     """
-    import time
+    from .errors import Diagnostic, SpecError
+    from .symbolic import Deriver, GaveUp, derive, time_budget
 
-    from .errors import SpecError
-    from .symbolic import Deriver, derive
-
-    deriver = Deriver(model, set(numeric or ()))
-    out = []
-    start = time.perf_counter()
-    for q in queries:
-        if budget_s is not None and time.perf_counter() - start > budget_s:
-            out.append(f"% {q.text}: skipped, the {budget_s:g} s budget for formulas ran out; "
-                       f"run `mmmic formula SPEC --query \"{q.text}\"`")
-            continue
-        try:
-            f = derive(model, q, numeric or set(), deriver=deriver)
-        except SpecError as err:
-            if not skip_unsupported:
-                raise
-            out.append(f"% {q.text}: {err.diagnostics[0].message}")
-            continue
-        if fmt == "latex":
-            out.append("\\begin{equation}\n  " + f.latex() + "\n\\end{equation}")
-        elif fmt == "text":
-            out.append(f.text())
-        else:
-            out.append(f.sympy())
+    queries = list(queries)
+    out: list[str] = []
+    done = 0
+    try:
+        with time_budget(budget_s):
+            deriver = Deriver(model, set(numeric or ()))
+            for q in queries:
+                try:
+                    f = derive(model, q, numeric or set(), deriver=deriver)
+                    text = ("\\begin{equation}\n  " + f.latex() + "\n\\end{equation}" if fmt == "latex"
+                            else f.text() if fmt == "text" else f.sympy())
+                except RecursionError:
+                    err = SpecError([Diagnostic("E0211", f"no closed form for {q.text}: its expressions are "
+                                                "nested too deeply for sympy", q.span, "",
+                                                "mmmic mi computes its exact value numerically")])
+                    if not skip_unsupported:
+                        raise err from None
+                    out.append(f"% {q.text}: {err.diagnostics[0].message}")
+                except SpecError as err:
+                    if not skip_unsupported:
+                        raise
+                    out.append(f"% {q.text}: {err.diagnostics[0].message}")
+                else:
+                    out.append(text)
+                done += 1
+    except GaveUp as stop:
+        left = queries[done:]
+        if not skip_unsupported:
+            q = left[0]
+            raise SpecError([Diagnostic(
+                "E0215", f"the symbolic engine gave up on {q.text} after {stop.seconds:g} s", q.span,
+                f"{done} of {done + len(left)} queries were derived",
+                "raise the budget (--timeout SECONDS, 0 for none), replace symbols by numbers (--numeric "
+                "templates, --numeric all), or get the exact value numerically with `mmmic mi`")]) from None
+        out += [f"% {q.text}: skipped, the {stop.seconds:g} s budget for formulas ran out; "
+                f"run `mmmic formula SPEC --query \"{q.text}\"`" for q in left]
     return "\n".join(out)
 
 

@@ -8,13 +8,16 @@ resolved and families are not expanded; :mod:`mmmi_dsl.lower` does that.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Union
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, Tree, v_args
+from lark.tree import Meta
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .errors import Collector, Diagnostic, SpecError
@@ -211,10 +214,13 @@ def _span(file: str, meta_or_tok) -> Span:
     return Span(file=file, line=m.line, column=m.column, end_line=m.end_line, end_column=m.end_column)
 
 
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
+    """Lark tree -> AST, without recursion (a 100,000-term sum is fine)."""
+
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        self.bad_numbers: list[Diagnostic] = []
 
     def sp(self, meta) -> Span:
         return _span(self.file, meta)
@@ -224,7 +230,17 @@ class _ToAst(Transformer):
     def number(self, meta, children):
         (tok,) = children
         is_int = tok.type == "INT"
-        return Number(float(int(tok)) if is_int else float(tok), is_int, self.sp(meta))
+        try:
+            value = float(int(tok)) if is_int else float(tok)
+        except OverflowError:  # an integer literal beyond 1.8e308
+            value = math.inf
+        mantissa = str(tok).lower().split("e")[0]
+        if not math.isfinite(value) or (value == 0.0 and any(c in "123456789" for c in mantissa)):
+            what = "too large" if value else "too small"
+            self.bad_numbers.append(Diagnostic(
+                "E0212", f"the number {_short(str(tok))} is {what} for a double-precision float", self.sp(meta),
+                "", "numbers run from about 2.2e-308 to 1.8e308 in magnitude (or exactly 0)"))
+        return Number(value, is_int, self.sp(meta))
 
     @v_args(meta=True)
     def shape(self, meta, children):
@@ -433,8 +449,10 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
         elif tok.type == "_NL" and "`)`" in expected:
             hint = "a `(` is not closed"
     elif isinstance(err, UnexpectedCharacters):
-        ch = text.splitlines()[line - 1][column - 1] if line <= len(text.splitlines()) else "?"
-        message = f"unexpected character `{ch}`"
+        lines = text.split("\n")  # lark counts lines by "\n" only (not \x0b, \x0c, \u2028 ...)
+        src = lines[line - 1] if line <= len(lines) else ""
+        ch = src[column - 1] if column <= len(src) else "?"
+        message = f"unexpected character `{ch}`" if ch.isprintable() else f"unexpected character U+{ord(ch):04X}"
         allowed = sorted({_readable(t) for t in (err.allowed or ())})
         if allowed:
             message += f"; expected {_one_of(allowed)}"
@@ -452,6 +470,10 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
     return Diagnostic("E0001", message, span, "", hint or "see docs/language.md for the syntax")
 
 
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
 def _one_of(items: list[str]) -> str:
     if len(items) > 8:
         items = items[:8] + ["..."]
@@ -459,6 +481,11 @@ def _one_of(items: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- entry points
+
+
+#: Error recovery stops after parsing about this many characters in all: a 10 kB spec reports up
+#: to 20 syntax errors, a 100 kB one 2, a 1 MB one 1 (Lark parses about 50-500 kB/s).
+RECOVERY_CHARS = 200_000
 
 
 def parse_text(text: str, file: str = "<string>", max_errors: int = 20) -> Program:
@@ -472,6 +499,8 @@ def parse_text(text: str, file: str = "<string>", max_errors: int = 20) -> Progr
     """
     errors = Collector()
     work = text if text.endswith("\n") else text + "\n"
+    # each recovery parses the whole text again: bound the total to about RECOVERY_CHARS
+    max_errors = max(1, min(max_errors, RECOVERY_CHARS // max(1, len(work))))
     for _ in range(max_errors):
         try:
             tree = _parser().parse(work, start="start")
@@ -487,9 +516,104 @@ def parse_text(text: str, file: str = "<string>", max_errors: int = 20) -> Progr
             continue
         if errors.diagnostics:
             break
-        statements = _ToAst(file).transform(tree)
-        return Program(file=file, text=text, statements=statements)
+        return Program(file=file, text=text, statements=_to_ast(tree, file, text))
     raise SpecError(errors.diagnostics, {file: text})
+
+
+#: Deepest expression nesting accepted. Later stages (lowering, the IR, sympy) walk
+#: expressions recursively; long sums are rebalanced first, so this bounds only
+#: genuinely nested expressions (``-(-(-...))``, ``a^a^a...``, ``f(f(f(...)))``).
+MAX_NESTING = 100
+
+# A chain of more `+`/`-` terms than this is rebalanced into a tree of depth log2(n).
+_CHAIN = 16
+
+
+def _to_ast(tree: Tree, file: str, text: str):
+    """Rebalance long sums, refuse too deep nesting, then build the AST (E0212 for bad numbers)."""
+    _rebalance_sums(tree)
+    deep = _too_deep(tree)
+    if deep is not None:
+        depth, meta = deep
+        span = Span(file=file, line=meta.line, column=meta.column, end_line=meta.line, end_column=meta.column + 1)
+        raise SpecError([Diagnostic(
+            "E0215", f"this expression is nested more than {MAX_NESTING} levels deep", span, "",
+            "split it into named parameters (`a := ...`) or latents; a long sum is fine, "
+            "and sum(j in 1..N, ...) writes one compactly")], {file: text})
+    ast = _ToAst(file)
+    result = ast.transform(tree)
+    if ast.bad_numbers:
+        raise SpecError(ast.bad_numbers, {file: text})
+    return result
+
+
+def _meta_of(node) -> Meta:
+    if isinstance(node, Tree):
+        return node.meta
+    m = Meta()
+    m.line, m.column, m.end_line, m.end_column = node.line, node.column, node.end_line, node.end_column
+    m.start_pos, m.end_pos, m.empty = node.start_pos, node.end_pos, False
+    return m
+
+
+def _joined_meta(first, last) -> Meta:
+    a, b = _meta_of(first), _meta_of(last)
+    m = Meta()
+    m.line, m.column, m.start_pos = a.line, a.column, getattr(a, "start_pos", None)
+    m.end_line, m.end_column, m.end_pos = b.end_line, b.end_column, getattr(b, "end_pos", None)
+    m.empty = False
+    return m
+
+
+def _balanced(items: list) -> Tree:
+    if len(items) == 1:
+        return items[0]
+    mid = len(items) // 2
+    left, right = _balanced(items[:mid]), _balanced(items[mid:])
+    return Tree("add", [left, right], meta=_joined_meta(left, right))
+
+
+def _rebalance_sums(tree: Tree) -> None:
+    """Turn each left-deep chain ``a + b - c + ...`` of more than ``_CHAIN`` terms into a
+    balanced tree of ``add`` (``- c`` becomes ``+ (-c)``), in place and without recursion."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if node.data in ("add", "sub"):
+            ops, cur = [], node
+            while isinstance(cur, Tree) and cur.data in ("add", "sub"):
+                ops.append((cur.data, cur.children[1]))
+                cur = cur.children[0]
+            if len(ops) >= _CHAIN:
+                items = [cur]
+                for op, operand in reversed(ops):
+                    items.append(operand if op == "add" else Tree("neg", [operand], meta=_meta_of(operand)))
+                mid = len(items) // 2
+                node.data, node.children = "add", [_balanced(items[:mid]), _balanced(items[mid:])]
+                stack.extend(items)
+                continue
+        stack.extend(node.children)
+
+
+def _too_deep(tree: Tree):
+    """(depth, meta) of the first node nested deeper than ``MAX_NESTING`` expression levels, or None."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if node.data in _NESTING:
+            depth += 1
+            if depth > MAX_NESTING:
+                return depth, node.meta
+        for child in node.children:
+            stack.append((child, depth))
+    return None
+
+
+_NESTING = frozenset({"add", "sub", "mul", "div", "matmul", "pow", "neg", "call", "name", "list", "var"})
 
 
 def parse_query(text: str, file: str = "--query") -> tuple[QueryAst, str]:
@@ -502,8 +626,7 @@ def parse_query(text: str, file: str = "--query") -> tuple[QueryAst, str]:
         tree = _parser().parse(text.strip() + "\n", start="query_only")
     except UnexpectedInput as err:
         raise SpecError([_syntax_diagnostic(err, file, text.strip())], {file: text.strip()}) from None
-    ast = _ToAst(file)
-    query = ast.transform(tree.children[0])
+    query = _to_ast(tree.children[0], file, text.strip())
     unit = str(tree.children[1]) if len(tree.children) > 1 and tree.children[1] is not None else "nats"
     return query, unit
 

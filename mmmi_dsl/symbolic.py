@@ -22,15 +22,60 @@ get a clear error: their numbers come from the numeric engine only.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
 
 import sympy as sp
 
 from . import ir
+from .check import variable_order
 from .errors import Diagnostic, SpecError
 
-__all__ = ["Deriver", "Formula", "derive", "derive_all", "evaluate_formula", "to_sympy"]
+__all__ = ["Deriver", "Formula", "GaveUp", "derive", "derive_all", "evaluate_formula", "time_budget", "to_sympy"]
+
+
+class GaveUp(BaseException):
+    """The symbolic engine ran past its time budget (a BaseException: sympy's ``except Exception`` can't eat it)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"gave up after {seconds:g} s")
+        self.seconds = seconds
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None):
+    """Raise :class:`GaveUp` inside the block once ``seconds`` have passed (``None`` or 0: no limit).
+
+    A real-time interval timer (SIGALRM) interrupts sympy wherever it is; an outer timer
+    that is already set is restored afterwards. Outside the main thread, where signals
+    cannot be used, the block runs without a limit.
+    """
+    if not seconds or seconds <= 0 or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
+    if outer_left and outer_left <= seconds:  # an outer deadline comes first: leave it in charge
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise GaveUp(seconds)
+
+    start = time.monotonic()
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        if outer_left:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - start), 1e-3))
 
 
 class Unsupported(SpecError):
@@ -93,6 +138,8 @@ class Deriver:
                                         else sp.Symbol(p.name, real=True))
         pending = [p for p in model.params.values() if p.derived is not None]
         while pending:  # derived parameters become their expressions (unless asked for as numbers)
+            if not any(ir.symbols(p.derived) <= self.symbols.keys() for p in pending):
+                raise ValueError(f"derived parameters depend on each other: {', '.join(p.name for p in pending)}")
             for p in list(pending):
                 if ir.symbols(p.derived) <= self.symbols.keys():
                     self.symbols[p.name] = (sp.Float(p.value) if all_numeric or p.name in self.numeric
@@ -113,6 +160,13 @@ class Deriver:
         hit = self.forms.get(name)
         if hit is not None:
             return hit
+        if name in self.model.variables:  # sources first, so that _form never recurses deeply
+            for dep in variable_order(self.model, [name])[:-1]:
+                if dep not in self.forms:
+                    self._form(dep)
+        return self._form(name)
+
+    def _form(self, name: str) -> _SymForm:
         m = self.model
         if name in m.protos:
             p = m.protos[name]
@@ -157,7 +211,7 @@ class Deriver:
             if t.op == "template":
                 return to_sympy(self.model.templates[t.template].size_expr, self.symbols)
             if t.op == "identity" and t.sources[0] in self.model.variables:
-                return self._size_symbol(self.model.variables[t.sources[0]])
+                return self.form(t.sources[0]).size_symbol  # computed before (sources first)
         return sp.Integer(v.size)
 
     # ----------------------------------------------------------- template inner products
