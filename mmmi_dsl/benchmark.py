@@ -175,11 +175,23 @@ def _load_results(path: Path, key: dict) -> dict:
         except (OSError, ValueError):
             old = None
         if isinstance(old, dict) and old.get("key") == key and isinstance(old.get("points"), list):
-            return old
+            if all(_valid_point(p) for p in old["points"]):
+                return old
+            raise UsageError(f"{path} is damaged (a point lacks its numbers); delete it to start over")
         if old is not None:
             raise UsageError(f"{path.parent} holds a different benchmark (other spec, targets, n or seed); "
                              "give another -o DIR or delete it")
     return {"format": "mmmic-bench-estimators/1", "key": key, "points": []}
+
+
+def _valid_point(p) -> bool:
+    """A point of results.json as :func:`run_benchmark` writes it."""
+    number = (int, float)
+    return (isinstance(p, dict) and all(isinstance(p.get(k), number) for k in ("target", "value", "exact", "seed"))
+            and isinstance(p.get("dataset"), str) and isinstance(p.get("estimates"), dict)
+            and all(isinstance(e, dict) and isinstance(e.get("seconds"), number)
+                    and (e.get("nats") is None or isinstance(e.get("nats"), number))
+                    for e in p["estimates"].values()))
 
 
 def _write_results(path: Path, results: dict) -> None:

@@ -121,6 +121,11 @@ def test_bench_estimators_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("mmmi_dsl.estimators.estimate", lambda *a, **k: calls.append(a))
     assert cli.main(argv) == 0  # a rerun resumes: nothing is estimated again
     assert calls == []
+    damaged = json.loads((out / "results.json").read_text())
+    damaged["points"][1]["estimates"]["ksg"]["nats"] = "0.4"
+    (out / "results.json").write_text(json.dumps(damaged))
+    assert cli.main(argv) == 2
+    assert "damaged" in capsys.readouterr().err
     other = argv.copy()
     other[other.index("3000")] = "2000"
     assert cli.main(other) == 2
