@@ -444,7 +444,7 @@ def draw(graph: nx.DiGraph, path: str | Path, title: str | None = None) -> Path:
                                             fc="none", ec="#888888", ls="--", lw=1.0, zorder=1))
                 ax.text(x1 - 0.05, y0 + 0.04, _family_range(tuple(group)) if len(xs) > 1 else
                         _family_range(tuple(members)), ha="right", va="bottom", fontsize=8, color="#555555")
-        routes = _routes(graph, pos, node_boxes)
+        routes = _routes(graph, pos, node_boxes, bend=not many)
         for (a, b), (rad, _) in routes.items():
             ax.annotate("", xy=(0.5, 0.5), xycoords=texts[b], xytext=(0.5, 0.5), textcoords=texts[a],
                         arrowprops=dict(arrowstyle="-|>", color="#555555", lw=1.0, shrinkA=1, shrinkB=1,
@@ -492,12 +492,15 @@ def _inside(pts, b, pad: float = 0.0):
             & (pts[:, 1] >= b[1] - pad) & (pts[:, 1] <= b[3] + pad))
 
 
-def _routes(graph: nx.DiGraph, pos, node_boxes) -> dict:
+def _routes(graph: nx.DiGraph, pos, node_boxes, bend: bool = True) -> dict:
     """Each edge's bend (``arc3`` rad; 0 is straight) and its points: an edge that would pass
-    through another node (one skipping a layer) is bent around it."""
+    through another node (one skipping a layer) is bent around it (if ``bend``)."""
     routes = {}
     for a, b in graph.edges:
         if a == b:
+            continue
+        if not bend:
+            routes[(a, b)] = (0.0, _curve(pos[a], pos[b], 0.0, 2))
             continue
         others = [bx for n, bx in node_boxes.items() if n not in (a, b)]
         best = None
