@@ -283,7 +283,13 @@ def render_html(md_text: str, title: str, depth: int) -> str:
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import get_lexer_by_name
 
-    get_lexer_by_name("mmi")  # fail loudly if the entry point is not installed (pip install -e .)
+    from pygments.util import ClassNotFound
+
+    try:
+        get_lexer_by_name("mmi")
+    except ClassNotFound:
+        raise RuntimeError("Pygments does not know the mmi lexer: reinstall the package (pip install -e .) to "
+                           "register its pygments.lexers entry point") from None
     body = markdown.markdown(_math_blocks(md_text), extensions=["fenced_code", "codehilite", "tables", "toc"],
                              extension_configs={"codehilite": {"guess_lang": False, "css_class": "highlight"}})
     body = re.sub(r'href="(?![a-z]+:)([^"#]*?)\.md(#[^"]*)?"', lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"',
