@@ -379,10 +379,12 @@ def build(out: Path, html_site: bool = True, pictures: bool = True, log=print) -
         tutorial_graph(out / "docs/tutorial-graph.png")
     if html_site:
         docs_copy = out / "docs"
-        if docs_copy.resolve() != (ROOT / "docs").resolve():  # a build elsewhere: the hand-written pages too
-            for md in (ROOT / "docs").glob("*.md"):
-                if not (docs_copy / md.name).exists():
-                    shutil.copyfile(md, docs_copy / md.name)
+        if docs_copy.resolve() != (ROOT / "docs").resolve():  # a build elsewhere: hand-written pages and pictures too
+            for src in (ROOT / "docs").rglob("*"):
+                rel = src.relative_to(ROOT / "docs")
+                if src.is_file() and rel.parts[0] != "_site" and not (docs_copy / rel).exists():
+                    (docs_copy / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(src, docs_copy / rel)
         build_site(docs_copy, docs_copy / "_site")
     return generated_files(specs)
 
