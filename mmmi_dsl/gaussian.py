@@ -14,12 +14,16 @@ loadings touch d. Pure numpy; imports nothing from the rest of the package.
 
 Note:
     Tolerance. An eigenvalue (a variance along some direction) is treated as an
-    exact zero when it is below ``RTOL * scale`` with ``RTOL = 1e-12`` and
-    ``scale`` an upper bound on the largest eigenvalue of the covariance of the
-    union of all blocks in the query (``Σ_v (Σ_j (|c_vj| + ‖D_vj‖₂)² + ‖L_v‖₂²)``).
-    One absolute threshold per query keeps the ranks of the four sets of a
-    conditional MI consistent. Consequence: a direction whose variance is below
-    1e-12 of the largest one counts as deterministic (MI may become inf).
+    exact zero when it is below ``RTOL = 1e-12`` times the scale of the matrix it
+    was computed from, summed over the union of all blocks in the query:
+    eigenvalues of the identity Grams ``F_g`` against ``Σ_v Σ_j c_vj²``, those of
+    the loadings' Gram against ``Σ_v ‖L_v‖₂²``, and those of a dense covariance
+    against the bound ``Σ_v (Σ_j (|c_vj| + ‖D_vj‖₂)² + ‖L_v‖₂²)`` on its largest
+    eigenvalue (:class:`Tolerance`). Each is computed to about eps times its own
+    scale, so a strong shared cause (``‖L‖² = d·c²``, 1e13 in decay.mmi at small
+    beta) does not swamp the noise it rides on. One set of thresholds per query
+    keeps the ranks of the four sets of a conditional MI consistent. Consequence:
+    noise whose variance is below 1e-12 of the other noise counts as absent.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "Block",
     "LogDet",
     "MIValue",
+    "Tolerance",
     "TooLargeError",
     "GaussianSystem",
     "binary_entropy",
@@ -47,6 +52,16 @@ RTOL = 1e-12
 
 # Samples per chunk in pmi: keeps the rotated copy of the data below ~32 MiB.
 _CHUNK_FLOATS = 1 << 22
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Absolute eigenvalue thresholds of one query (module Note): an eigenvalue at or
+    below its threshold is an exact zero."""
+
+    identity: float  # eigenvalues of the identity Grams F_g
+    loadings: float  # eigenvalues of the loadings' Gram M0
+    total: float  # eigenvalues of a dense covariance
 
 
 class TooLargeError(ValueError):
@@ -379,24 +394,30 @@ class GaussianSystem:
     def _is_dense(self, names: Sequence[str]) -> bool:
         return any(self._blocks[n].dense for n in names)
 
-    def _block_scale(self, name: str) -> float:
-        """Upper bound on the largest eigenvalue of ``Σ_vv``."""
+    def _block_scales(self, name: str) -> tuple[float, float, float]:
+        """``(Σ_j c_j², ‖L‖₂², Σ_j (|c_j| + ‖D_j‖₂)² + ‖L‖₂²)``: identity, loadings, whole-block scales."""
         s = self._scale_cache.get(name)
         if s is None:
             blk = self._blocks[name]
-            s = float(np.linalg.norm(blk.loadings, 2) ** 2) if blk.loadings.size else 0.0
+            loading = float(np.linalg.norm(blk.loadings, 2) ** 2) if blk.loadings.size else 0.0
+            identity, total = 0.0, loading
             for proto in set(blk.identity) | set(blk.dense):
-                part = abs(blk.identity.get(proto, 0.0))
-                if proto in blk.dense:
-                    part += float(np.linalg.norm(blk.dense[proto], 2))
-                s += part * part
-            self._scale_cache[name] = s
+                c = abs(blk.identity.get(proto, 0.0))
+                identity += c * c
+                part = c + (float(np.linalg.norm(blk.dense[proto], 2)) if proto in blk.dense else 0.0)
+                total += part * part
+            s = self._scale_cache[name] = (identity, loading, total)
         return s
 
-    def tolerance(self, names: str | Sequence[str]) -> float:
-        """Absolute eigenvalue threshold ``RTOL * scale`` used for a query over ``names``."""
+    def _block_scale(self, name: str) -> float:
+        """Upper bound on the largest eigenvalue of ``Σ_vv``."""
+        return self._block_scales(name)[2]
+
+    def tolerance(self, names: str | Sequence[str]) -> Tolerance:
+        """The eigenvalue thresholds (``RTOL`` times each scale) of a query over ``names``."""
         names = self._check(names, "names")
-        return RTOL * sum(self._block_scale(n) for n in names)
+        scales = np.sum([self._block_scales(n) for n in names], axis=0) if names else np.zeros(3)
+        return Tolerance(*(RTOL * float(x) for x in scales))
 
     # ------------------------------------------------------------ dense helpers
     def _dense_matrix(self, names: Sequence[str]) -> np.ndarray:
@@ -487,15 +508,15 @@ class GaussianSystem:
         return lam, V
 
     # ----------------------------------------------------------------- logdet
-    def logdet(self, names: str | Sequence[str], atol: float | None = None) -> LogDet:
+    def logdet(self, names: str | Sequence[str], atol: Tolerance | None = None) -> LogDet:
         """Log pseudo-determinant and rank of ``Σ_SS``.
 
         Args:
             names: Block names (order irrelevant).
-            atol: Absolute eigenvalue threshold; default ``self.tolerance(names)``.
+            atol: Eigenvalue thresholds; default ``self.tolerance(names)``.
 
         Returns:
-            LogDet with the sum of logs of eigenvalues > atol, their count, dim S.
+            LogDet with the sum of logs of the eigenvalues above their threshold, their count, dim S.
 
         Raises:
             TooLargeError: Dense path (a block has dense maps) beyond ``dense_limit``.
@@ -516,11 +537,11 @@ class GaussianSystem:
             A = self._dense_matrix(names)
             gram = A @ A.T if A.shape[0] <= A.shape[1] else A.T @ A
             lam = np.linalg.eigvalsh(gram)
-            nz = lam > atol
+            nz = lam > atol.total
             return LogDet(float(np.sum(np.log(lam[nz]))), int(np.count_nonzero(nz)), size, "dense")
         return self._structured_logdet(names, atol, size)
 
-    def _structured_logdet(self, names: Sequence[str], atol: float, size: int) -> LogDet:
+    def _structured_logdet(self, names: Sequence[str], atol: Tolerance, size: int) -> LogDet:
         K = self._K
         value = 0.0
         rank = 0
@@ -528,7 +549,7 @@ class GaussianSystem:
         M0 = np.zeros((K, K))
         for d, members in self._groups(names).items():
             lam, V = self._group_eig(members)
-            plus = lam > atol
+            plus = lam > atol.identity
             value += d * float(np.sum(np.log(lam[plus])))
             rank += d * int(np.count_nonzero(plus))
             if K:
@@ -538,7 +559,7 @@ class GaussianSystem:
         if K:
             M0 = 0.5 * (M0 + M0.T)
             w, W = np.linalg.eigh(M0)
-            nz = w > atol
+            nz = w > atol.loadings
             value += float(np.sum(np.log(w[nz])))
             rank += int(np.count_nonzero(nz))
             P = W[:, ~nz]
@@ -642,7 +663,7 @@ class GaussianSystem:
         value = self._clamp(value, (x.value for x in dets), "mutual information")
         return MIValue(value, None, method)
 
-    def _mi_of_residuals(self, A, B, C, atol: float) -> MIValue:
+    def _mi_of_residuals(self, A, B, C, atol: Tolerance) -> MIValue:
         """``I(A; B | C)`` when C partly determines A or B: the MI of the residuals.
 
         Note:
@@ -657,14 +678,14 @@ class GaussianSystem:
         nx = sum(self._blocks[v].size for v in X)
         na = sum(self._blocks[v].size for v in A)
         w, v = np.linalg.eigh(cov[nx:, nx:])
-        keep = w > atol
+        keep = w > atol.total
         pinv = (v[:, keep] / w[keep]) @ v[:, keep].T
         S = cov[:nx, :nx] - cov[:nx, nx:] @ pinv @ cov[nx:, :nx]
         S = 0.5 * (S + S.T)
 
         def pdet(m: np.ndarray) -> tuple[float, int]:
             ev = np.linalg.eigvalsh(m) if m.size else np.zeros(0)
-            good = ev > atol
+            good = ev > atol.total
             return float(np.sum(np.log(ev[good]))), int(good.sum())
 
         (la, ra), (lb, rb), (lab, rab) = pdet(S[:na, :na]), pdet(S[na:, na:]), pdet(S)
@@ -888,7 +909,7 @@ class GaussianSystem:
         return 0.5 * (dets[0].value + dets[1].value - dets[2].value) + 0.5 * (qa + qb - qab)
 
     def _quad(
-        self, names: Sequence[str], samples: Mapping[str, np.ndarray], n: int, atol: float
+        self, names: Sequence[str], samples: Mapping[str, np.ndarray], n: int, atol: Tolerance
     ) -> np.ndarray:
         """Quadratic forms ``x_Sᵀ Σ_SS⁻¹ x_S``, (n,), for a non-degenerate S."""
         if self._is_dense(names):
@@ -905,7 +926,7 @@ class GaussianSystem:
             lam, V = self._group_eig(members)
             Lst = np.stack([self._blocks[m].loadings for m in members])  # (n_g, d, K)
             Up = np.einsum("ai,axk->ixk", V, Lst)  # rotated loadings, (n_g, d, K)
-            plus = lam > atol
+            plus = lam > atol.identity
             for i in np.flatnonzero(plus):
                 H += Up[i].T @ Up[i] / lam[i]
             for i in np.flatnonzero(~plus):

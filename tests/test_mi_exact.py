@@ -132,6 +132,36 @@ def test_two_views_closed_form_anywhere(rt1, rt2, rh1, rh2, d):
     assert got["I(x1; x2)"] == pytest.approx(pair, rel=1e-9)
 
 
+@given(log_rt=st.floats(-2, 0.9), log_rh=st.floats(-9, 0), d=st.integers(1, 5000))
+@settings(max_examples=40, deadline=None)
+def test_strong_cause_on_weak_noise_is_finite_and_exact(log_rt, log_rh, d):
+    """Signal-to-noise ratios d rt^2 / rh^2 up to 3e23: the shared cause's variance does
+    not swamp the noise's (each is thresholded against its own scale, gaussian.py Note)."""
+    rt, rh = 10.0 ** log_rt, 10.0 ** log_rh
+    model = load(SPECS / "two_views.mmi", {"d": str(d), "rho_t1": repr(rt), "rho_t2": repr(rt),
+                                           "rho_h1": repr(rh), "rho_h2": "1"})
+    got = {r.query: r.nats for r in Analysis(model).evaluate_all(model.reports)}
+    assert got["I(theta; x1)"] == pytest.approx(0.5 * math.log1p(d * rt**2 / rh**2), rel=1e-9)
+    a1, a2 = rh**2 + d * rt**2, 1 + d * rt**2
+    pair = 0.5 * (math.log(a1) + math.log(a2) - math.log(rh**2 + d * rt**2 * (1 + rh**2)))
+    assert got["I(x1; x2)"] == pytest.approx(pair, rel=1e-9)
+
+
+@pytest.mark.parametrize("beta", [0.25, 0.3, 0.316, 0.33, 0.5, 1.2])
+def test_decay_at_small_beta_matches_its_closed_form(beta):
+    """decay.mmi, d = 3072: x[10] carries theta with coefficient beta^-9 (5e4 at 0.3)
+    on noise of variance ~2. The engine once read inf (and I(x[1]; x[10]) = 3.4 instead
+    of 712) because the noise fell under a threshold relative to the cause."""
+    model = load(SPECS / "decay.mmi").with_params({"beta": beta})
+    engine = Analysis(model)
+    for j in (1, 5, 10):
+        noise = sum(1.2 ** (-2 * abs(j - k)) for k in range(1, 11))
+        want = 0.5 * math.log1p(3072 * beta ** (-2 * (j - 1)) / noise)
+        assert engine.evaluate(resolve_query(model, f"I(theta; x[{j}])")).nats == pytest.approx(want, rel=1e-10)
+    pair = engine.evaluate(resolve_query(model, "I(x[1]; x[10])")).nats
+    assert 709.0 < pair < 712.3  # between I(x[1]; x[10] | theta) = 709.008 and the beta -> 0 limit
+
+
 def test_general_bimodal_closed_form_with_two_causes():
     """science.md §5 with K = 2 causes and correlated noises (all-ones templates)."""
     text = """
