@@ -23,7 +23,8 @@ Note:
     scale, so a strong shared cause (``‖L‖² = d·c²``, 1e13 in decay.mmi at small
     beta) does not swamp the noise it rides on. One set of thresholds per query
     keeps the ranks of the four sets of a conditional MI consistent. Consequence:
-    noise whose variance is below 1e-12 of the other noise counts as absent.
+    noise whose variance is below 1e-12 of the other noise, or below :data:`HTOL`
+    of the causes', counts as absent.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ __all__ = [
 
 #: Relative eigenvalue tolerance (see the module Note).
 RTOL = 1e-12
+#: Identity eigenvalues below HTOL times the loadings' scale count as zero, so that
+#: ``H = Σ U'ᵀU'/λ`` cannot overflow: MI beyond ~ ½ log(1/HTOL) = 334 nats per
+#: direction reads as inf (double precision cannot tell it from a deterministic relation).
+HTOL = 1e-290
 
 # Samples per chunk in pmi: keeps the rotated copy of the data below ~32 MiB.
 _CHUNK_FLOATS = 1 << 22
@@ -416,8 +421,11 @@ class GaussianSystem:
     def tolerance(self, names: str | Sequence[str]) -> Tolerance:
         """The eigenvalue thresholds (``RTOL`` times each scale) of a query over ``names``."""
         names = self._check(names, "names")
-        scales = np.sum([self._block_scales(n) for n in names], axis=0) if names else np.zeros(3)
-        return Tolerance(*(RTOL * float(x) for x in scales))
+        identity, loadings, total = (np.sum([self._block_scales(n) for n in names], axis=0) if names
+                                     else np.zeros(3))
+        # Σ_{i∈+} U'ᵀU'/λ_i must stay finite: a variance below HTOL of the loadings' counts as zero
+        return Tolerance(max(RTOL * float(identity), HTOL * float(loadings)), RTOL * float(loadings),
+                         RTOL * float(total))
 
     # ------------------------------------------------------------ dense helpers
     def _dense_matrix(self, names: Sequence[str]) -> np.ndarray:
