@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -188,7 +189,7 @@ def _on_alarm(signum, frame):
 def workdir() -> Path:
     """A temp folder with the specs' data (templates/) beside the fuzzed spec."""
     d = Path(tempfile.mkdtemp(prefix="mmmic-fuzz-"))
-    (d / "templates").symlink_to(ROOT / "specs" / "templates")
+    shutil.copytree(ROOT / "specs" / "templates", d / "templates")  # a copy: links out of the folder are refused
     return d
 
 
@@ -234,7 +235,7 @@ def run_case(data: bytes, command: str, where: Path, timeout: float = 20.0) -> d
             status = "usage"
         else:
             status = "internal"
-    return {"status": status, "rc": rc, "seconds": round(seconds, 3), "stderr": stderr[-600:],
+    return {"status": status, "rc": rc, "seconds": round(seconds, 3), "stderr": stderr[-4000:],
             "stdout": stdout[-300:] if status == "nan" else ""}
 
 

@@ -78,7 +78,7 @@ class Diagnostic:
             if text is not None:
                 src_lines = [ln.rstrip("\r") for ln in text.split("\n")]  # lines as the lexer counts them
                 if 1 <= s.line <= len(src_lines):
-                    src = _printable(src_lines[s.line - 1].expandtabs(1))
+                    src = src_lines[s.line - 1].expandtabs(1)
                     gutter = len(str(s.line))
                     end = s.end_column if s.end_line == s.line else len(src) + 1
                     col = s.column
@@ -88,6 +88,7 @@ class Diagnostic:
                             ("..." if start + MAX_SHOWN < len(src) else "")
                         shift = start - (3 if start else 0)
                         col, end = col - shift, min(end - shift, len(src) + 1)
+                    src = _printable(src)
                     width = max(1, end - col)
                     pad = " " * (gutter + 1)
                     lines.append(f"{pad}|")
@@ -117,8 +118,10 @@ class SpecError(MmmicError):
 
     def render(self) -> str:
         n = len(self.diagnostics)
-        body = "\n\n".join(d.render(self.sources) for d in self.diagnostics)
+        body = "\n\n".join(d.render(self.sources) for d in self.diagnostics[:MAX_RENDERED])
         tail = f"\n\n{n} error{'s' if n != 1 else ''} found" if n > 1 else ""
+        if n > MAX_RENDERED:
+            tail += f" ({n - MAX_RENDERED} more not shown)"
         return body + tail
 
 
@@ -169,6 +172,9 @@ def _dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     out.sort(key=lambda d: (d.span is None, d.span and (d.span.file, d.span.line, d.span.column)))
     return out
 
+
+#: Most diagnostics rendered at once (a fuzzed spec produced 1,410).
+MAX_RENDERED = 50
 
 #: Longest source line shown under an error; longer ones are cut around the caret.
 MAX_SHOWN = 160

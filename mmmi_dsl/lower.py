@@ -29,6 +29,9 @@ MAX_MATRIX_ENTRIES = 100_000_000
 MAX_VARIABLES = 100_000
 # Terms that sum(...) may expand to in all: lowering costs ~50 us a term (decay.mmi at N = 316: 100,000).
 MAX_TERMS = 100_000
+# Expression nodes lowering may evaluate in all (~2 us each): a 100,000-member loop over a statement
+# with a 10,000-node index took minutes. decay.mmi at N = 316 evaluates about 1.5 million.
+MAX_WORK = 5_000_000
 
 
 class _Skip(Exception):
@@ -233,6 +236,7 @@ class Lowerer:
         self.sizes: dict[str, int] = {}
         self._constant: dict[int, bool] = {}
         self.n_terms = 0  # terms expanded by sum(...) so far (MAX_TERMS)
+        self.work = 0  # expression nodes evaluated so far (MAX_WORK)
 
     # --------------------------------------------------------- entry point
 
@@ -353,8 +357,17 @@ class Lowerer:
 
     # --------------------------------------------------------- constants
 
+    def _tick(self, node) -> None:
+        """Count one expression node evaluated; E0215 past MAX_WORK (a loop times a huge expression)."""
+        self.work += 1
+        if self.work > MAX_WORK:
+            self.fail("E0215", f"expanding the loops evaluates more than {MAX_WORK:,} expression nodes",
+                      getattr(node, "span", None), "",
+                      "a loop repeats its statement once per member: use shorter loops or simpler expressions")
+
     def value(self, node, env: dict[str, int], allow_params: bool = True) -> float:
         """Evaluate a constant expression (numbers, dims, parameters, loop variables)."""
+        self._tick(node)
         if isinstance(node, Number):
             return node.value
         if isinstance(node, Name):
@@ -742,6 +755,8 @@ class Lowerer:
     def _path(self, node, env) -> tuple[str, Path]:
         if not isinstance(node, String):
             self.fail("E0209", "expected a file name in double quotes", node.span, "", 'image("templates/mass.png")')
+        if "\x00" in node.value:  # the OS refuses such names (ValueError from every path call)
+            self.fail("E0208", "a file name cannot contain a NUL character", node.span)
         p = Path(node.value)
         full = p if p.is_absolute() else self.base_dir / p
         if not self.allow_paths:
@@ -956,6 +971,7 @@ class Lowerer:
 
     def _const(self, node, env) -> Expr:
         """Fast path of :meth:`linear` for constant subtrees (checked by ``_is_constant``)."""
+        self._tick(node)
         if isinstance(node, BinaryOp):
             return binop(node.op, self._const(node.left, env), self._const(node.right, env))
         if isinstance(node, Name):
@@ -976,6 +992,7 @@ class Lowerer:
         return self._linear(node, env).const  # reports the problem
 
     def _linear(self, node, env) -> _Lin:
+        self._tick(node)
         span = getattr(node, "span", None)
         if isinstance(node, Number):
             return _Lin(const=_num(node.value), span=span)
