@@ -16,6 +16,7 @@ bijections.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,7 +139,12 @@ class Analysis:
     def _coef(self, expr: ir.Expr, span=None) -> float:
         """A coefficient's value; E0212 (never NaN, never a traceback) where it is not a real number."""
         try:
-            value = ir.evaluate(expr, self.env)
+            value = _checked_evaluate(expr, self.env)
+        except _Underflow as err:
+            raise SpecError([Diagnostic("E0212", f"a coefficient underflows: {err} (below {sys.float_info.min:.3g}, "
+                                        "the smallest normal double)", span, "",
+                                        "rescale the model: multiplying a whole latent by a constant leaves its MI "
+                                        "unchanged")]) from None
         except (ZeroDivisionError, OverflowError, ValueError) as err:
             value, reason = math.nan, "division by zero" if isinstance(err, ZeroDivisionError) else str(err)
         else:
@@ -321,6 +327,34 @@ class Analysis:
         return [self.evaluate(q) for q in queries]
 
 
+class _Underflow(ArithmeticError):
+    """A product, quotient, power or exp of nonzero numbers fell below the normal doubles."""
+
+
+def _checked_evaluate(expr: ir.Expr, env: dict[str, float]) -> float:
+    """:func:`mmmi_dsl.ir.evaluate` that raises :class:`_Underflow` where a nonzero value is lost.
+
+    ``1e-200 * 1e-200`` is 0.0 in floating point: the term would vanish silently and the
+    MI drop to 0. Subnormal results (precision lost) count as underflow too.
+    """
+    if isinstance(expr, ir.BinOp):
+        a, b = _checked_evaluate(expr.left, env), _checked_evaluate(expr.right, env)
+        value = ir.evaluate(ir.BinOp(op=expr.op, left=ir.Num(value=a), right=ir.Num(value=b)), {})
+        if expr.op in "*/^" and a != 0 and (b != 0 or expr.op == "^") and not isinstance(value, complex) \
+                and math.isfinite(value) and abs(value) < sys.float_info.min:
+            raise _Underflow(f"{ir.to_text(expr)} = {a:.3g} {expr.op} {b:.3g} gives {value:.3g}")
+        return value
+    if isinstance(expr, ir.Neg):
+        return -_checked_evaluate(expr.operand, env)
+    if isinstance(expr, ir.Func):
+        args = [_checked_evaluate(x, env) for x in expr.args]
+        value = ir.evaluate(ir.Func(name=expr.name, args=tuple(ir.Num(value=x) for x in args)), {})
+        if expr.name == "exp" and abs(value) < sys.float_info.min:
+            raise _Underflow(f"{ir.to_text(expr)} = exp({args[0]:.3g}) gives {value:.3g}")
+        return value
+    return ir.evaluate(expr, env)
+
+
 def _unique(names) -> list[str]:
     out: list[str] = []
     for n in names:
@@ -329,10 +363,26 @@ def _unique(names) -> list[str]:
     return out
 
 
+#: Most default queries (no `report` statements): about 1 ms each; 1,000 modalities have 500,500 pairs.
+MAX_DEFAULT_QUERIES = 10_000
+
+
 def default_queries(model: ir.Model) -> list[ir.Query]:
-    """The spec's reports, or I(target; each modality) and I(x_i; x_j) for all pairs."""
+    """The spec's reports, or I(target; each modality) and I(x_i; x_j) for all pairs.
+
+    Raises:
+        SpecError: E0215 when that is more than MAX_DEFAULT_QUERIES queries.
+    """
     if model.reports:
         return list(model.reports)
+    m = len(model.modalities)
+    count = len(model.targets) * m + m * (m - 1) // 2
+    if count > MAX_DEFAULT_QUERIES:
+        first = model.flows[model.modalities[0]].span if model.modalities else None
+        raise SpecError([Diagnostic(
+            "E0215", f"without `report` statements the default queries are all {count:,} pairs of the {m:,} "
+            f"modalities (and targets), more than {MAX_DEFAULT_QUERIES:,} (about 1 ms each)", first, "",
+            "add `report` statements (e.g. `for j in 2..N: report I(x[1]; x[j])`) or give --query")])
     out = []
     for t in model.targets:
         for x in model.modalities:

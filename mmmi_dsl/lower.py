@@ -105,7 +105,7 @@ def _with(t: _T, **update) -> _T:
 
 def mul(a: Expr, b: Expr) -> Expr:
     """Product with the obvious simplifications (1*x, -1*x, constant folding)."""
-    if isinstance(a, Num) and isinstance(b, Num):
+    if isinstance(a, Num) and isinstance(b, Num) and not _underflows(a.value, b.value, a.value * b.value):
         return _num(a.value * b.value)
     for x, y in ((a, b), (b, a)):
         if isinstance(x, Num) and x.value == 1:
@@ -134,8 +134,8 @@ def binop(op: str, a: Expr, b: Expr) -> Expr:
                  "^": _pow(a.value, b.value)}[op]
         except (OverflowError, ZeroDivisionError):
             v = math.nan
-        if math.isfinite(v):
-            return _num(v)
+        if math.isfinite(v) and not (op in "/^" and _underflows(a.value, b.value if op == "/" else 1.0, v)):
+            return _num(v)  # an underflow stays unfolded: the MI engine reports it with its position
     if op == "^" and isinstance(b, Num):
         if b.value == 0:
             return _num(1.0)
@@ -144,6 +144,11 @@ def binop(op: str, a: Expr, b: Expr) -> Expr:
     if op == "/" and isinstance(b, Num) and b.value == 1:
         return a
     return _bin(op, a, b)  # type: ignore[arg-type]
+
+
+def _underflows(a: float, b: float, result: float) -> bool:
+    """Whether an operation on nonzero a, b lost its value to underflow (0 or a subnormal)."""
+    return a != 0 and b != 0 and math.isfinite(result) and abs(result) < 2.2250738585072014e-308
 
 
 def _pow(a: float, b: float) -> float:
