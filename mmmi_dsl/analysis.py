@@ -235,6 +235,12 @@ class Analysis:
             threshold, which is relative to the largest variance of the query.
         """
         top = f.magnitude()
+        if 0 < top < sys.float_info.min:  # 1/top would overflow (a subnormal value, e.g. --set eta=1e-320)
+            v = self.model.variables.get(name)
+            raise SpecError([Diagnostic("E0212", f"`{name}` has only subnormal coefficients (largest {top:.3g}, below "
+                                        f"{sys.float_info.min:.3g})", v.span if v else None, "",
+                                        "rescale the model: multiplying a whole latent by a constant leaves its MI "
+                                        "unchanged")])
         c = 1.0 / top if top > 0 else 1.0
         self.block_scale[name] = c
         return Block(name=name, size=f.size, identity={p: a * c for p, a in f.identity.items()},
@@ -259,6 +265,11 @@ class Analysis:
         except ValueError as err:  # e.g. II = inf - inf, which is undefined
             raise SpecError([Diagnostic("E0211", f"{q.text} is undefined: {err}", q.span, "",
                                         "ask for the two MI terms separately")]) from None
+        except ArithmeticError as err:  # round-off beat the engine's rank threshold (coefficients ~1e9 apart)
+            raise SpecError([Diagnostic("E0212", f"{q.text} cannot be computed in double precision: {err}", q.span,
+                                        "", "the coefficients of these variables span too many orders of magnitude; "
+                                        "keep the ratio of a variable's largest to smallest coefficient below ~1e6")]
+                            ) from None
         reason = value.reason
         if math.isinf(value.nats) and reason:
             reason += self._noiseless_note(q)

@@ -235,8 +235,8 @@ class _ToAst(Transformer_NonRecursive):
         except OverflowError:  # an integer literal beyond 1.8e308
             value = math.inf
         mantissa = str(tok).lower().split("e")[0]
-        if not math.isfinite(value) or (value == 0.0 and any(c in "123456789" for c in mantissa)):
-            what = "too large" if value else "too small"
+        if not math.isfinite(value) or (abs(value) < 2.2250738585072014e-308 and any(c in "123456789" for c in mantissa)):
+            what = "too large" if not math.isfinite(value) else "too small"  # 0 or subnormal (imprecise)
             self.bad_numbers.append(Diagnostic(
                 "E0212", f"the number {_short(str(tok))} is {what} for a double-precision float", self.sp(meta),
                 "", "numbers run from about 2.2e-308 to 1.8e308 in magnitude (or exactly 0)"))

@@ -252,6 +252,23 @@ def test_a_loop_over_a_huge_expression_is_refused():
     assert "E0215" in err and "expression nodes" in err
 
 
+def test_subnormal_numbers_are_refused(capsys):
+    """eta = 1e-320 made a block's scale 1/1e-320 = inf (ValueError in the engine)."""
+    text = (ROOT / "specs" / "two_views.mmi").read_text().replace("param eta = 1", "param eta = 1e-320", 1)
+    assert "too small for a double" in run(text, "mi")["stderr"]
+    from mmmi_dsl.cli import main
+    assert main(["mi", str(ROOT / "specs" / "two_views.mmi"), "--set", "eta=1e-320"]) == 1
+    assert "subnormal" in capsys.readouterr().err
+
+
+def test_ill_conditioned_model_is_a_clear_error():
+    """rho1 = 2147483648 against noise 1: round-off beat the rank threshold (ArithmeticError)."""
+    text = (ROOT / "specs" / "ablation.mmi").read_text().replace(
+        "param rho1 = 2 in (0, 100)", "param rho1 = 2147483648 in (0, 100000000000000000000)", 1)
+    result = run(text, "mi")
+    assert result["status"] == "ok" or "cannot be computed in double precision" in result["stderr"]
+
+
 # ---------------------------------------------------------------- the long campaign (opt-in)
 
 @pytest.mark.slow
