@@ -150,7 +150,8 @@ class Collector:
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """A hint naming the closest known names, or listing a few if none is close."""
     known = sorted(k for k in set(known) if "(" not in k)  # inline templates are not names
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    # difflib is quadratic in the name's length: a 60,000-character name took seconds a call
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5) if len(name) <= 64 else []
     if close:
         return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
     if not known:

@@ -242,6 +242,7 @@ class Lowerer:
         self._constant: dict[int, bool] = {}
         self.n_terms = 0  # terms expanded by sum(...) so far (MAX_TERMS)
         self.work = 0  # expression nodes evaluated so far (MAX_WORK)
+        self._hints: dict[tuple, str] = {}  # did-you-mean hints by (name, span, what)
 
     # --------------------------------------------------------- entry point
 
@@ -667,6 +668,7 @@ class Lowerer:
             self.errors.error("E0215", f"the spec declares {count:,} names; the limit is {MAX_VARIABLES:,}", over,
                               "this declaration goes past the limit",
                               "fewer, larger variables (vector[d]) describe the same model with fewer names")
+            self.errors.raise_if_any({self.file: self.program.text})  # lowering them all would take minutes
         for fam, members in self.families.items():
             members.sort(key=lambda m: int(m[m.index("[") + 1:-1]))
 
@@ -956,8 +958,10 @@ class Lowerer:
         self.fail("E0101", f"`{ref}` could not be defined", span)
 
     def _unknown(self, name: str, span: Span, what: str):
-        known = list(self.names) + list(self.families)
-        self.fail("E0101", f"unknown name `{name}`", span, f"expected {what}", did_you_mean(name, known))
+        key = (name, span, what)
+        if key not in self._hints:  # a loop of 100,000 members repeats the same mistake: one search
+            self._hints[key] = did_you_mean(name, list(self.names) + list(self.families))
+        self.fail("E0101", f"unknown name `{name}`", span, f"expected {what}", self._hints[key])
 
     # --------------------------------------------------------- linearisation
 

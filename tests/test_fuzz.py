@@ -269,6 +269,19 @@ def test_ill_conditioned_model_is_a_clear_error():
     assert result["status"] == "ok" or "cannot be computed in double precision" in result["stderr"]
 
 
+def test_a_huge_misspelt_name_in_a_loop():
+    """did-you-mean (difflib) on a 60,000-character name, 100,000 times, took minutes."""
+    result = run("for i in 1..20000: proto q[i] : " + "scalar" * 10_000 + "\n")
+    assert "unknown type" in result["stderr"] and result["seconds"] < TIMEOUT
+
+
+def test_too_many_names_stops_early():
+    """300,002 names: the limit error comes before lowering them all (39 s before the fix)."""
+    text = (ROOT / "specs" / "decay.mmi").read_text().replace("dim N = 10", "dim N = 100000", 1)
+    result = run(text)
+    assert "300,002 names" in result["stderr"] and result["seconds"] < TIMEOUT
+
+
 # ---------------------------------------------------------------- the long campaign (opt-in)
 
 @pytest.mark.slow
