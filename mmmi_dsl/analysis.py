@@ -174,6 +174,20 @@ class Analysis:
         self._forms[name] = f
         return f
 
+    def _check_chain_underflow(self, c: float, src: _Form, t) -> None:
+        """E0212 where c times all of a source's coefficients underflows (z2 = 1e-200 * z1, z1 = 1e-200 * (u + n)).
+
+        Without it the product 1e-400 became 0 and the latent lost its dependence silently. Entries
+        far below the source's largest one may underflow: they are below every tolerance anyway.
+        """
+        largest = src.magnitude()
+        if c != 0 and 0 < largest and math.isfinite(largest) and abs(c) * largest < sys.float_info.min:
+            raise SpecError([Diagnostic("E0212", f"a coefficient underflows: {c:.3g} times the coefficients of "
+                                        f"`{t.sources[0]}` (at most {largest:.3g}) is below {sys.float_info.min:.3g}, "
+                                        "the smallest normal double", t.span, "",
+                                        "rescale the model: multiplying a whole latent by a constant leaves its MI "
+                                        "unchanged")])
+
     def _template(self, name: str) -> np.ndarray:
         return template_vector(self.model.templates[name], self.model, self._templates)
 
@@ -185,6 +199,7 @@ class Analysis:
                 continue
             if t.op == "identity":
                 src = self.form(t.sources[0])
+                self._check_chain_underflow(c, src, t)
                 for p, a in src.identity.items():
                     out.identity[p] = out.identity.get(p, 0.0) + c * a
                 out.loadings += c * src.loadings

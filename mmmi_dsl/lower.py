@@ -358,7 +358,9 @@ class Lowerer:
                       "ranges are inclusive: 1..N has N members")
         if hi - lo + 1 > MAX_VARIABLES:
             self.fail("E0215", f"range {lo}..{hi} has {hi - lo + 1:,} members", span, "",
-                      f"at most {MAX_VARIABLES:,} are allowed")
+                      f"at most {MAX_VARIABLES:,} are allowed: each member is a variable of its own (a Python "
+                      "object when compiled, a block of loadings in the MI engine); one vector[k] proto holds k "
+                      "values under one name")
         return lo, hi
 
     # --------------------------------------------------------- constants

@@ -78,7 +78,7 @@ def test_a_family_that_fits_the_name_limit_but_not_memory(monkeypatch):
 
 
 def test_too_many_scalar_causes():
-    """K scalar protos make every block (size, K): 99,990 scalars need 223 GiB, refused with the cause."""
+    """K scalar protos make every block (size, K): 99,990 scalars need 237 GiB, refused with the cause."""
     err = spec_error("for i in 1..99990: proto q[i] : scalar\nproto n : vector[3072]\n"
                      "latent z = q[1] * ones(3072) + n\n")
     assert "needs at least" in err and "99,990 loadings" in err

@@ -210,3 +210,16 @@ def test_labels_with_extreme_thresholds(threshold, want):
         assert r.nats == pytest.approx(want, abs=1e-12)
     else:
         assert 0 < r.nats < math.log(2)
+
+
+def test_underflow_along_a_chain_of_latents():
+    """z2 = 1e-200 * z1 with z1 = 1e-200 * (u + n): the product 1e-400 made I(u; z2) silently 0."""
+    text = ("dim d = 3\nproto u : scalar\nproto n : vector[d]\nlatent z1 = {k} * u * ones(d) + {k} * n\n"
+            "latent z2 = {k} * z1\nreport I(u; z2)\n")
+    with pytest.raises(SpecError) as info:
+        model = loads(text.format(k="1e-200"))
+        Analysis(model).evaluate_all(model.reports)
+    assert "underflows" in info.value.render() and info.value.diagnostics[0].span.line == 5
+    model = loads(text.format(k="1e-100"))
+    (r,) = Analysis(model).evaluate_all(model.reports)
+    assert r.nats == pytest.approx(0.5 * math.log(4), rel=1e-12)
