@@ -180,8 +180,9 @@ class Analysis:
         Without it the product 1e-400 became 0 and the latent lost its dependence silently. Entries
         far below the source's largest one may underflow: they are below every tolerance anyway.
         """
-        largest = src.magnitude()
-        if c != 0 and 0 < largest and math.isfinite(largest) and abs(c) * largest < sys.float_info.min:
+        largest, tiny = src.magnitude(), sys.float_info.min
+        # normal inputs only: a subnormal value given as such (solve probes one ulp above 0) passes
+        if abs(c) >= tiny and tiny <= largest < math.inf and abs(c) * largest < tiny:
             raise SpecError([Diagnostic("E0212", f"a coefficient underflows: {c:.3g} times the coefficients of "
                                         f"`{t.sources[0]}` (at most {largest:.3g}) is below {sys.float_info.min:.3g}, "
                                         "the smallest normal double", t.span, "",
@@ -366,8 +367,9 @@ def _checked_evaluate(expr: ir.Expr, env: dict[str, float]) -> float:
     if isinstance(expr, ir.BinOp):
         a, b = _checked_evaluate(expr.left, env), _checked_evaluate(expr.right, env)
         value = ir.evaluate(ir.BinOp(op=expr.op, left=ir.Num(value=a), right=ir.Num(value=b)), {})
-        if expr.op in "*/^" and a != 0 and (b != 0 or expr.op == "^") and not isinstance(value, complex) \
-                and math.isfinite(value) and abs(value) < sys.float_info.min:
+        tiny = sys.float_info.min  # normal inputs only: a subnormal value given as such (solve's probes) passes
+        if expr.op in "*/^" and abs(a) >= tiny and (abs(b) >= tiny or expr.op == "^") \
+                and not isinstance(value, complex) and math.isfinite(value) and abs(value) < tiny:
             raise _Underflow(f"{ir.to_text(expr)} = {a:.3g} {expr.op} {b:.3g} gives {value:.3g}")
         return value
     if isinstance(expr, ir.Neg):
