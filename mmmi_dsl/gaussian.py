@@ -278,6 +278,25 @@ def _union(*sets: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _logdet_spd(M: np.ndarray) -> float:
+    """``log|M|`` of a symmetric positive definite M, equilibrated first.
+
+    ``M = D C D`` with ``D = diag(M)^½``, so ``log|M| = 2 Σ log D + log|C|`` and the
+    Cholesky factor of the unit-diagonal C keeps causes of very different strength
+    (H entries 1e18 next to 1) apart. Working in range(Π) (``PᵀHP``, not ``ΠHΠ``)
+    matters too: ``1 + 1e18`` rounds to ``1e18`` in a mixed direction.
+    """
+    if M.size == 0:
+        return 0.0
+    M = 0.5 * (M + M.T)
+    d = np.sqrt(np.diag(M))
+    try:
+        chol = np.linalg.cholesky(M / np.outer(d, d))
+    except np.linalg.LinAlgError:  # I + PSD: only round-off can break it
+        raise ArithmeticError("I + PᵀHP is not positive definite in double precision") from None
+    return float(2.0 * np.sum(np.log(d)) + 2.0 * np.sum(np.log(np.diag(chol))))
+
+
 def _fmt(names: Sequence[str]) -> str:
     return "{" + ", ".join(names) + "}"
 
@@ -570,13 +589,8 @@ class GaussianSystem:
             nz = w > atol.loadings
             value += float(np.sum(np.log(w[nz])))
             rank += int(np.count_nonzero(nz))
-            P = W[:, ~nz]
-            Pi = P @ P.T
-            M = np.eye(K) + Pi @ H @ Pi
-            sign, ld = np.linalg.slogdet(0.5 * (M + M.T))
-            if sign <= 0:  # I + PSD: cannot happen unless H is corrupted
-                raise ArithmeticError("I + ΠHΠ is not positive definite")
-            value += float(ld)
+            P = W[:, ~nz]  # orthonormal basis of range(Π): |I_K + ΠHΠ| = |I_r + PᵀHP|
+            value += _logdet_spd(np.eye(P.shape[1]) + P.T @ H @ P)
         return LogDet(value, rank, size, "structured")
 
     # --------------------------------------------------------------------- MI

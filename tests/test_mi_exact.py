@@ -162,6 +162,22 @@ def test_decay_at_small_beta_matches_its_closed_form(beta):
     assert 709.0 < pair < 712.3  # between I(x[1]; x[10] | theta) = 709.008 and the beta -> 0 limit
 
 
+def test_causes_of_very_different_strength_match_the_closed_forms():
+    """ablation.mmi with rho1 up to 1e15 next to rho2 = 1: the causes' Gram H has entries
+    1e30 next to 1 and I(theta; x1) mixes them (theta = u1 + u2). Forming I + ΠHΠ once
+    rounded 1 + 1e18 to 1e18 (not positive definite); the engine works in range(Π)."""
+    from mmmi_dsl import symbolic
+
+    text = (SPECS / "ablation.mmi").read_text().replace("param rho1 = 2 in (0, 100)", "param rho1 = 2 in (0, 1e20)")
+    base = loads(text)
+    formulas = [symbolic.derive(base, q, numeric={"templates"}) for q in base.reports]
+    for rho1 in (2.0, 1e4, 2.0 ** 31, 1e12, 1e15):
+        model = base.with_params({"rho1": rho1})
+        got = Analysis(model).evaluate_all(model.reports)
+        for f, r in zip(formulas, got):
+            assert r.nats == pytest.approx(symbolic.evaluate_formula(f, model), rel=1e-10), (rho1, r.query)
+
+
 def test_general_bimodal_closed_form_with_two_causes():
     """science.md §5 with K = 2 causes and correlated noises (all-ones templates)."""
     text = """
