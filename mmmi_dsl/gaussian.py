@@ -16,14 +16,15 @@ Note:
     Tolerance. An eigenvalue (a variance along some direction) is treated as an
     exact zero when it is below ``RTOL = 1e-12`` times the scale of the matrix it
     was computed from, summed over the union of all blocks in the query:
-    eigenvalues of the identity Grams ``F_g`` against ``Σ_v Σ_j c_vj²``, those of
+    eigenvalues of the identity Grams ``F_g`` (squared singular values of R_g,
+    so RTOL applies to the singular values: RTOL² to λ) against ``Σ_v Σ_j c_vj²``, those of
     the loadings' Gram against ``Σ_v ‖L_v‖₂²``, and those of a dense covariance
     against the bound ``Σ_v (Σ_j (|c_vj| + ‖D_vj‖₂)² + ‖L_v‖₂²)`` on its largest
     eigenvalue (:class:`Tolerance`). Each is computed to about eps times its own
     scale, so a strong shared cause (``‖L‖² = d·c²``, 1e13 in decay.mmi at small
     beta) does not swamp the noise it rides on. One set of thresholds per query
     keeps the ranks of the four sets of a conditional MI consistent. Consequence:
-    noise whose variance is below 1e-12 of the other noise, or below :data:`HTOL`
+    noise whose variance is below 1e-24 of the other noise, or below :data:`HTOL`
     of the causes', counts as absent.
 """
 
@@ -443,7 +444,9 @@ class GaussianSystem:
         identity, loadings, total = (np.sum([self._block_scales(n) for n in names], axis=0) if names
                                      else np.zeros(3))
         # Σ_{i∈+} U'ᵀU'/λ_i must stay finite: a variance below HTOL of the loadings' counts as zero
-        return Tolerance(max(RTOL * float(identity), HTOL * float(loadings)), RTOL * float(loadings),
+        # F_g's eigenvalues are squared singular values of R_g, each accurate to eps·‖R_g‖:
+        # the threshold is RTOL on the singular values, RTOL² on λ
+        return Tolerance(max(RTOL * RTOL * float(identity), HTOL * float(loadings)), RTOL * float(loadings),
                          RTOL * float(total))
 
     # ------------------------------------------------------------ dense helpers
