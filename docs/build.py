@@ -124,9 +124,9 @@ def cli_reference() -> str:
     for name, p in sub.choices.items():
         what = (helps.get(name) or "").rstrip(".")
         lines += ["", f"## mmmic {name}", "", what[:1].upper() + what[1:] + ".", ""]
-        if not p.add_help:  # parsed by its own module (train-flow)
-            lines += [f"Its arguments are parsed by its own module: run `mmmic {name} --help`."]
-            continue
+        if not p.add_help:  # parsed by its own module (train-flow): render that module's parser
+            from mmmi_dsl.train import build_parser as train_parser
+            p = train_parser(f"mmmic {name}")
         lines += ["```sh", _synopsis(f"mmmic {name}", p), "```", ""] + _argument_rows(p)
     return "\n".join(lines) + "\n"
 

@@ -146,8 +146,8 @@ def _load_data(spec: str, labels: str | None) -> tuple[np.ndarray, np.ndarray, s
     return x.reshape(len(x), -1), y, str(p)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m mmmi_dsl.train") -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def build_parser(prog: str = "python -m mmmi_dsl.train") -> argparse.ArgumentParser:
+    """The arguments of ``mmmic train-flow`` / ``python -m mmmi_dsl.train`` (also read by docs/build.py)."""
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="digits | file.npy | file.npz (arrays x, y)")
     ap.add_argument("--labels", default=None, help="a .npy of integer labels for --data file.npy")
@@ -162,6 +162,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m mmmi_dsl.train") 
     ap.add_argument("--data-noise", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (results depend on it)")
     ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m mmmi_dsl.train") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = build_parser(prog)
     a = ap.parse_args(argv)
     if a.steps < 10:
         ap.error("--steps must be at least 10")
