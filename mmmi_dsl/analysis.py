@@ -318,7 +318,13 @@ class Analysis:
         data = {blocks[n]: self.block_scale[blocks[n]]
                 * np.asarray(samples[blocks[n]] if blocks[n] in samples else samples[n], dtype=np.float64)
                 for n in blocks}
-        return self.system.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
+        try:
+            return self.system.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
+        except ArithmeticError as err:
+            raise SpecError([Diagnostic("E0212", f"the PMI of {', '.join(a)} and {', '.join(b)} cannot be computed "
+                                        f"in double precision: {err}", None, "",
+                                        "its causes are too many orders of magnitude apart (around 1e12); the MI "
+                                        "itself is still exact (mmmic mi)")]) from None
 
     def _evaluate(self, q: ir.Query) -> MIValue:
         m = self.model

@@ -56,6 +56,10 @@ RTOL = 1e-12
 #: direction reads as inf (double precision cannot tell it from a deterministic relation).
 HTOL = 1e-290
 
+#: pmi refuses when its Woodbury terms exceed this times the dimension: their difference
+#: (of order the dimension) would be off by more than ~1e-6 of the dimension, in nats.
+PMI_CANCEL = 1e10
+
 # Samples per chunk in pmi: keeps the rotated copy of the data below ~32 MiB.
 _CHUNK_FLOATS = 1 << 22
 
@@ -961,12 +965,15 @@ class GaussianSystem:
             U0 = np.concatenate(zero_U, axis=0)  # (n0, K), n0 ≤ K when non-degenerate
             S00 = U0 @ U0.T
             S00_inv_U0 = np.linalg.solve(S00, U0)
-            Pi = np.eye(K) - U0.T @ S00_inv_U0
+            P = np.linalg.svd(U0, full_matrices=True)[2][U0.shape[0]:].T  # (K, K - n0): range(Π)
         else:
             U0 = np.zeros((0, K))
-            Pi = np.eye(K)
-        M = np.eye(K) + Pi @ H @ Pi
+            P = np.eye(K)
+        # tΠ(I + ΠHΠ)⁻¹Πtᵀ = (tP)(I_r + PᵀHP)⁻¹(tP)ᵀ, equilibrated (see _logdet_spd)
+        M = np.eye(P.shape[1]) + P.T @ H @ P
         M = 0.5 * (M + M.T)
+        scale = np.sqrt(np.diag(M))
+        chol = np.linalg.cholesky(M / np.outer(scale, scale)) if M.size else M
         width = sum(self._blocks[v].size for v in names)
         chunk = max(1, _CHUNK_FLOATS // max(width, 1))
         out = np.empty(n)
@@ -994,9 +1001,13 @@ class GaussianSystem:
                     q += np.sum(r * r, axis=1) / lam[i]
                     if K:
                         t += (r @ Up[i]) / lam[i]
-            if K:
-                t = t @ Pi
-                q -= np.sum(t * np.linalg.solve(M, t.T).T, axis=1)
+            if M.size:
+                y = np.linalg.solve(chol, ((t @ P) / scale).T)  # C = chol cholᵀ
+                if m and np.max(q) > PMI_CANCEL * max(width, 1):  # the difference keeps ~1e-16 of q
+                    raise ArithmeticError(
+                        f"the quadratic forms of {_fmt(names)} cancel beyond double precision "
+                        f"(terms up to {np.max(q):.2g} for a result of order {width})")
+                q -= np.sum(y * y, axis=0)
             out[sl] = q
         return out
 

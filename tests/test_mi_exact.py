@@ -307,6 +307,28 @@ def test_pmi_mean_is_mi():
     assert abs(pmi.mean() - exact) < 5 * pmi.std() / math.sqrt(len(pmi))
 
 
+@pytest.mark.parametrize("rho1, ok", [(2.0, True), (100.0, True), (1e6, False), (1e12, False)])
+def test_pmi_of_causes_far_apart_is_exact_or_refused(rho1, ok):
+    """ablation (8x8) with rho1 next to rho2 = 1: the PMI's Woodbury terms grow like rho1^2
+    and cancel; beyond double precision it is E0212, never a wrong column (rho1 = 1e12
+    once gave PMI means of 2e8 nats)."""
+    from mmmi_dsl.errors import SpecError
+
+    text = ((SPECS / "ablation.mmi").read_text().replace("param rho1 = 2 in (0, 100)", "param rho1 = 2 in (0, 1e20)")
+            .replace("dim img = 3x32x32", "dim img = 1x8x8").replace("= 22", "= 6").replace("= 10", "= 3"))
+    model = loads(text).with_params({"rho1": rho1})
+    engine = Analysis(model)
+    exact = engine.evaluate(resolve_query(model, "I(x1; x2)")).nats
+    normalized = engine.system.sample(20_000, np.random.default_rng(0))  # blocks at unit scale
+    samples = {k: v / engine.block_scale[k] for k, v in normalized.items() if k in engine.block_scale}
+    if not ok:
+        with pytest.raises(SpecError, match="cannot be computed in double precision"):
+            engine.pmi(["x1"], ["x2"], samples)
+        return
+    pmi = engine.pmi(["x1"], ["x2"], samples)
+    assert abs(pmi.mean() - exact) < 5 * pmi.std() / math.sqrt(len(pmi))
+
+
 @pytest.mark.parametrize("scale", ["1e-300", "1e-100", "1e-5", "1", "1e5", "1e100"])
 def test_mi_is_invariant_to_the_scale_of_a_block(scale):
     """theta = eta1 * u_mass: any nonzero eta1 gives I(u_mass; x1) (a block on any scale)."""
