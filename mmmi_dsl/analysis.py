@@ -92,6 +92,7 @@ class Analysis:
         self._k_index = {name: i for i, name in enumerate(self.scalar_protos)}
         self.K = len(self.scalar_protos)
         self._forms: dict[str, _Form] = {}
+        self._magnitudes: dict[str, float] = {}
         self.block_scale: dict[str, float] = {}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_magnitudes
             for name in variable_order(model):  # sources first: form() then never recurses deeply
@@ -174,13 +175,20 @@ class Analysis:
         self._forms[name] = f
         return f
 
-    def _check_chain_underflow(self, c: float, src: _Form, t) -> None:
+    def _magnitude(self, name: str) -> float:
+        """``form(name).magnitude()``, memoised (forms are complete once built)."""
+        hit = self._magnitudes.get(name)
+        if hit is None:
+            hit = self._magnitudes[name] = self.form(name).magnitude()
+        return hit
+
+    def _check_chain_underflow(self, c: float, largest: float, t) -> None:
         """E0212 where c times all of a source's coefficients underflows (z2 = 1e-200 * z1, z1 = 1e-200 * (u + n)).
 
         Without it the product 1e-400 became 0 and the latent lost its dependence silently. Entries
         far below the source's largest one may underflow: they are below every tolerance anyway.
         """
-        largest, tiny = src.magnitude(), sys.float_info.min
+        tiny = sys.float_info.min
         # normal inputs only: a subnormal value given as such (solve probes one ulp above 0) passes
         if abs(c) >= tiny and tiny <= largest < math.inf and abs(c) * largest < tiny:
             raise SpecError([Diagnostic("E0212", f"a coefficient underflows: {c:.3g} times the coefficients of "
@@ -200,7 +208,7 @@ class Analysis:
                 continue
             if t.op == "identity":
                 src = self.form(t.sources[0])
-                self._check_chain_underflow(c, src, t)
+                self._check_chain_underflow(c, self._magnitude(t.sources[0]), t)
                 for p, a in src.identity.items():
                     out.identity[p] = out.identity.get(p, 0.0) + c * a
                 out.loadings += c * src.loadings
@@ -372,7 +380,7 @@ def _checked_evaluate(expr: ir.Expr, env: dict[str, float]) -> float:
     """
     if isinstance(expr, ir.BinOp):
         a, b = _checked_evaluate(expr.left, env), _checked_evaluate(expr.right, env)
-        value = ir.evaluate(ir.BinOp(op=expr.op, left=ir.Num(value=a), right=ir.Num(value=b)), {})
+        value = ir.apply_op(expr.op, a, b)
         tiny = sys.float_info.min  # normal inputs only: a subnormal value given as such (solve's probes) passes
         if expr.op in "*/^" and abs(a) >= tiny and (abs(b) >= tiny or expr.op == "^") \
                 and not isinstance(value, complex) and math.isfinite(value) and abs(value) < tiny:
@@ -382,7 +390,7 @@ def _checked_evaluate(expr: ir.Expr, env: dict[str, float]) -> float:
         return -_checked_evaluate(expr.operand, env)
     if isinstance(expr, ir.Func):
         args = [_checked_evaluate(x, env) for x in expr.args]
-        value = ir.evaluate(ir.Func(name=expr.name, args=tuple(ir.Num(value=x) for x in args)), {})
+        value = ir.apply_func(expr.name, args)
         if expr.name == "exp" and abs(value) < sys.float_info.min:
             raise _Underflow(f"{ir.to_text(expr)} = exp({args[0]:.3g}) gives {value:.3g}")
         return value

@@ -100,20 +100,28 @@ def evaluate(expr: Expr, env: dict[str, float]) -> float:
     if isinstance(expr, Neg):
         return -evaluate(expr.operand, env)
     if isinstance(expr, BinOp):
-        a, b = evaluate(expr.left, env), evaluate(expr.right, env)
-        if expr.op == "+":
-            return a + b
-        if expr.op == "-":
-            return a - b
-        if expr.op == "*":
-            return a * b
-        if expr.op == "/":
-            return a / b
-        return a ** b
+        return apply_op(expr.op, evaluate(expr.left, env), evaluate(expr.right, env))
     if isinstance(expr, Func):
-        fn = MATH_FUNCTIONS[expr.name][1]
-        return float(fn(*(evaluate(a, env) for a in expr.args)))  # type: ignore[operator]
+        return apply_func(expr.name, [evaluate(a, env) for a in expr.args])
     raise TypeError(f"not an expression: {expr!r}")
+
+
+def apply_op(op: str, a: float, b: float) -> float:
+    """``a op b`` for a coefficient's binary operators ``+ - * / ^``."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        return a / b
+    return a ** b
+
+
+def apply_func(name: str, args: list[float]) -> float:
+    """A math function of a coefficient (``MATH_FUNCTIONS``) at these argument values."""
+    return float(MATH_FUNCTIONS[name][1](*args))  # type: ignore[operator]
 
 
 def symbols(expr: Expr) -> set[str]:
