@@ -99,10 +99,13 @@ class Analysis:
                 self.form(name)
             forms = {name: self.form(name) for name in list(model.protos) + list(model.variables)}
             scores = {lab.name: self._terms_form(lab.terms, 1) for lab in model.labels.values()}
-        self._check_magnitudes(scores)
-        blocks = {name: self._block(name, f) for name, f in forms.items()}
+            magnitudes = {name: self._magnitude(name) for name in forms}
+            magnitudes.update({self.score_block(lab): f.magnitude() for lab, f in scores.items()})
+        self._check_magnitudes(magnitudes)
+        blocks = {name: self._block(name, f, magnitudes[name]) for name, f in forms.items()}
         for lab_name, f in scores.items():
-            blocks[self.score_block(lab_name)] = self._block(self.score_block(lab_name), f)
+            score = self.score_block(lab_name)
+            blocks[score] = self._block(score, f, magnitudes[score])
         vector_protos = {p.name: p.size for p in model.protos.values() if p.kind == "vector"}
         self.system = GaussianSystem(self.scalar_protos, vector_protos, blocks, dense_limit=dense_limit)
 
@@ -111,13 +114,12 @@ class Analysis:
     #: Largest |coefficient| of a linear form: covariances square it (float64 ends near 1.8e308).
     MAX_MAGNITUDE = 1e150
 
-    def _check_magnitudes(self, scores: dict[str, _Form] | None = None) -> None:
+    def _check_magnitudes(self, magnitudes: dict[str, float]) -> None:
         """Refuse forms whose covariances would overflow float64 (a spec error, never NaN)."""
-        for name, f in [*self._forms.items(), *(scores or {}).items()]:
-            with np.errstate(invalid="ignore"):
-                worst = f.magnitude()
+        labels = {self.score_block(lab): lab for lab in self.model.labels}
+        for name, worst in magnitudes.items():
             if not np.isfinite(worst) or worst > self.MAX_MAGNITUDE:
-                v = self.model.variables.get(name) or self.model.labels.get(name)
+                v = self.model.variables.get(name) or self.model.labels.get(labels.get(name, ""))
                 raise SpecError([Diagnostic(
                     "E0212", (f"`{name}` has a coefficient of size {worst:.3g}: its covariance would overflow"
                               if math.isfinite(worst) else f"`{name}` has a coefficient that overflows float64"),
@@ -142,10 +144,8 @@ class Analysis:
         try:
             value = _checked_evaluate(expr, self.env)
         except _Underflow as err:
-            raise SpecError([Diagnostic("E0212", f"a coefficient underflows: {err} (below {sys.float_info.min:.3g}, "
-                                        "the smallest normal double)", span, "",
-                                        "rescale the model: multiplying a whole latent by a constant leaves its MI "
-                                        "unchanged")]) from None
+            raise _underflow_error(f"a coefficient underflows: {err} (below {sys.float_info.min:.3g}, "
+                                   "the smallest normal double)", span) from None
         except (ZeroDivisionError, OverflowError, ValueError) as err:
             value, reason = math.nan, "division by zero" if isinstance(err, ZeroDivisionError) else str(err)
         else:
@@ -191,11 +191,9 @@ class Analysis:
         tiny = sys.float_info.min
         # normal inputs only: a subnormal value given as such (solve probes one ulp above 0) passes
         if abs(c) >= tiny and tiny <= largest < math.inf and abs(c) * largest < tiny:
-            raise SpecError([Diagnostic("E0212", f"a coefficient underflows: {c:.3g} times the coefficients of "
-                                        f"`{t.sources[0]}` (at most {largest:.3g}) is below {sys.float_info.min:.3g}, "
-                                        "the smallest normal double", t.span, "",
-                                        "rescale the model: multiplying a whole latent by a constant leaves its MI "
-                                        "unchanged")])
+            raise _underflow_error(f"a coefficient underflows: {c:.3g} times the coefficients of "
+                                   f"`{t.sources[0]}` (at most {largest:.3g}) is below {sys.float_info.min:.3g}, "
+                                   "the smallest normal double", t.span)
 
     def _template(self, name: str) -> np.ndarray:
         return template_vector(self.model.templates[name], self.model, self._templates)
@@ -249,7 +247,7 @@ class Analysis:
         out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
         return out
 
-    def _block(self, name: str, f: _Form) -> Block:
+    def _block(self, name: str, f: _Form, top: float) -> Block:
         """The form as a Gaussian-system block, scaled to unit magnitude.
 
         Note:
@@ -258,13 +256,10 @@ class Analysis:
             this, a block on a small scale (theta = 1e-5 u) would fall under the rank
             threshold, which is relative to the largest variance of the query.
         """
-        top = f.magnitude()
         if 0 < top < sys.float_info.min:  # 1/top would overflow (a subnormal value, e.g. --set eta=1e-320)
             v = self.model.variables.get(name)
-            raise SpecError([Diagnostic("E0212", f"`{name}` has only subnormal coefficients (largest {top:.3g}, below "
-                                        f"{sys.float_info.min:.3g})", v.span if v else None, "",
-                                        "rescale the model: multiplying a whole latent by a constant leaves its MI "
-                                        "unchanged")])
+            raise _underflow_error(f"`{name}` has only subnormal coefficients (largest {top:.3g}, below "
+                                   f"{sys.float_info.min:.3g})", v.span if v else None)
         c = 1.0 / top if top > 0 else 1.0
         self.block_scale[name] = c
         return Block(name=name, size=f.size, identity={p: a * c for p, a in f.identity.items()},
@@ -291,8 +286,8 @@ class Analysis:
                                         "ask for the two MI terms separately")]) from None
         except ArithmeticError as err:  # round-off beat the engine's rank threshold (coefficients ~1e9 apart)
             raise SpecError([Diagnostic("E0212", f"{q.text} cannot be computed in double precision: {err}", q.span,
-                                        "", "the coefficients of these variables span too many orders of magnitude; "
-                                        "keep the ratio of a variable's largest to smallest coefficient below ~1e6")]
+                                        "", "the coefficients of these variables span more orders of magnitude "
+                                        "than double precision resolves; rescale or drop the weakest terms")]
                             ) from None
         reason = value.reason
         if math.isinf(value.nats) and reason:
@@ -331,8 +326,8 @@ class Analysis:
         except ArithmeticError as err:
             raise SpecError([Diagnostic("E0212", f"the PMI of {', '.join(a)} and {', '.join(b)} cannot be computed "
                                         f"in double precision: {err}", None, "",
-                                        "its causes are too many orders of magnitude apart (around 1e12); the MI "
-                                        "itself is still exact (mmmic mi)")]) from None
+                                        "its causes are too many orders of magnitude apart (beyond about 1e5 in "
+                                        "coefficient); the MI itself is still exact (mmmic mi)")]) from None
 
     def _evaluate(self, q: ir.Query) -> MIValue:
         m = self.model
@@ -366,6 +361,12 @@ class Analysis:
 
     def evaluate_all(self, queries) -> list[Result]:
         return [self.evaluate(q) for q in queries]
+
+
+def _underflow_error(message: str, span) -> SpecError:
+    """E0212 for a value that fell below the normal doubles, with the rescaling hint."""
+    return SpecError([Diagnostic("E0212", message, span, "", "rescale the model: multiplying a whole latent "
+                                 "by a constant leaves its MI unchanged")])
 
 
 class _Underflow(ArithmeticError):

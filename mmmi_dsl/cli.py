@@ -18,6 +18,12 @@ from .errors import MmmicError, SpecError, UsageError
 from .output import dumps_json
 
 
+def _at_least(value: int, minimum: int, flag: str) -> None:
+    """A usage error unless an integer option is at least ``minimum``."""
+    if value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}")
+
+
 def _parse_sets(items: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:
@@ -349,10 +355,8 @@ def cmd_generate(args) -> int:
     from .dataset import manifest_name, run_to_resume, shard_from_env
     from .output import generate_dataset
 
-    if args.n < 1:
-        raise UsageError("-n must be at least 1")
-    if args.threads < 1:
-        raise UsageError("--threads must be at least 1")
+    _at_least(args.n, 1, "-n")
+    _at_least(args.threads, 1, "--threads")
     torch.set_num_threads(args.threads)
     model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
     job = shard_from_env(args.shard)
@@ -379,8 +383,7 @@ def cmd_train_flow(args) -> int:
 
 def cmd_preview(args) -> int:
     from .output import preview_grid
-    if args.rows < 1:
-        raise UsageError("--rows must be at least 1")
+    _at_least(args.rows, 1, "--rows")
     drawn = preview_grid(Path(args.dir), Path(args.output), args.rows)
     print(f"wrote {args.output}: {args.rows} tuples of {', '.join(drawn)}")
     return 0
@@ -404,8 +407,7 @@ def cmd_merge(args) -> int:
 
 def cmd_estimate(args) -> int:
     from .estimators import run_estimate_command
-    if args.threads < 1:
-        raise UsageError("--threads must be at least 1")
+    _at_least(args.threads, 1, "--threads")
     options = {"threads": args.threads}
     if args.max_steps is not None:
         options["max_steps"] = args.max_steps
@@ -418,10 +420,8 @@ def cmd_estimate(args) -> int:
 def cmd_bench_estimators(args) -> int:
     from .benchmark import DEFAULT_ESTIMATORS, default_pair, parse_estimator, run_benchmark
     from .solve import parse_bracket, parse_values
-    if args.n < 20:
-        raise UsageError("-n must be at least 20")
-    if args.threads < 1:
-        raise UsageError("--threads must be at least 1")
+    _at_least(args.n, 20, "-n")
+    _at_least(args.threads, 1, "--threads")
     configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]
     targets = parse_values(args.targets, "--targets")
     model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)

@@ -283,22 +283,26 @@ def _union(*sets: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _logdet_spd(M: np.ndarray) -> float:
-    """``log|M|`` of a symmetric positive definite M, equilibrated first.
+def _equilibrated_cholesky(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(D, L)`` with ``M = diag(D) L Lᵀ diag(D)``, ``D = diag(M)^½``, for a symmetric positive definite M.
 
-    ``M = D C D`` with ``D = diag(M)^½``, so ``log|M| = 2 Σ log D + log|C|`` and the
-    Cholesky factor of the unit-diagonal C keeps causes of very different strength
-    (H entries 1e18 next to 1) apart. Working in range(Π) (``PᵀHP``, not ``ΠHΠ``)
-    matters too: ``1 + 1e18`` rounds to ``1e18`` in a mixed direction.
+    The Cholesky factor of the unit-diagonal ``C = M / (D Dᵀ)`` keeps causes of very
+    different strength (entries 1e18 next to 1) apart. Callers form ``I + PᵀHP`` in
+    range(Π), not ``I + ΠHΠ``: ``1 + 1e18`` rounds to ``1e18`` in a mixed direction.
     """
-    if M.size == 0:
-        return 0.0
     M = 0.5 * (M + M.T)
     d = np.sqrt(np.diag(M))
     try:
-        chol = np.linalg.cholesky(M / np.outer(d, d))
+        return d, np.linalg.cholesky(M / np.outer(d, d))
     except np.linalg.LinAlgError:  # I + PSD: only round-off can break it
         raise ArithmeticError("I + PᵀHP is not positive definite in double precision") from None
+
+
+def _logdet_spd(M: np.ndarray) -> float:
+    """``log|M| = 2 Σ log D + 2 Σ log diag(L)`` (:func:`_equilibrated_cholesky`)."""
+    if M.size == 0:
+        return 0.0
+    d, chol = _equilibrated_cholesky(M)
     return float(2.0 * np.sum(np.log(d)) + 2.0 * np.sum(np.log(np.diag(chol))))
 
 
@@ -447,9 +451,8 @@ class GaussianSystem:
         names = self._check(names, "names")
         identity, loadings, total = (np.sum([self._block_scales(n) for n in names], axis=0) if names
                                      else np.zeros(3))
-        # Σ_{i∈+} U'ᵀU'/λ_i must stay finite: a variance below HTOL of the loadings' counts as zero
-        # F_g's eigenvalues are squared singular values of R_g, each accurate to eps·‖R_g‖:
-        # the threshold is RTOL on the singular values, RTOL² on λ
+        # F_g's eigenvalues are squared singular values of R_g, each accurate to eps·‖R_g‖: RTOL on
+        # the singular values is RTOL² on λ; and Σ_{i∈+} U'ᵀU'/λ_i must stay finite (HTOL)
         return Tolerance(max(RTOL * RTOL * float(identity), HTOL * float(loadings)), RTOL * float(loadings),
                          RTOL * float(total))
 
@@ -969,11 +972,9 @@ class GaussianSystem:
         else:
             U0 = np.zeros((0, K))
             P = np.eye(K)
-        # tΠ(I + ΠHΠ)⁻¹Πtᵀ = (tP)(I_r + PᵀHP)⁻¹(tP)ᵀ, equilibrated (see _logdet_spd)
+        # tΠ(I + ΠHΠ)⁻¹Πtᵀ = (tP)(I_r + PᵀHP)⁻¹(tP)ᵀ
         M = np.eye(P.shape[1]) + P.T @ H @ P
-        M = 0.5 * (M + M.T)
-        scale = np.sqrt(np.diag(M))
-        chol = np.linalg.cholesky(M / np.outer(scale, scale)) if M.size else M
+        scale, chol = _equilibrated_cholesky(M) if M.size else (None, M)
         width = sum(self._blocks[v].size for v in names)
         chunk = max(1, _CHUNK_FLOATS // max(width, 1))
         out = np.empty(n)
