@@ -98,7 +98,7 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
     from .dataset import load_arrays
     from .estimators import EstimatorError, estimate, parse_pair
     from .output import generate_dataset
-    from .solve import _resolve, sweep_targets
+    from .solve import resolve_with_unit, sweep_targets
 
     pair = parse_pair(query)
     if pair is None:
@@ -106,7 +106,7 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
     for name in pair:
         if name not in model.flows and name not in model.targets:
             raise UsageError(f"--query {query!r}: `{name}` is not a modality or target of {model.name}")
-    q = _resolve(model, query)
+    q = resolve_with_unit(model, query)
     rows = sweep_targets(model, param, q, targets, bracket, q.unit, sources={"--query": query})
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ written atomically (temp file, then rename) so a killed run never leaves half a 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -94,16 +95,12 @@ def formula_text(model: ir.Model, queries, fmt: str = "latex", numeric: set[str]
                     f = derive(model, q, numeric or set(), deriver=deriver)
                     text = ("\\begin{equation}\n  " + f.latex() + "\n\\end{equation}" if fmt == "latex"
                             else f.text() if fmt == "text" else f.sympy())
-                except RecursionError:
-                    err = SpecError([Diagnostic("E0211", f"no closed form for {q.text}: its expressions are "
-                                                "nested too deeply for sympy", q.span, "",
-                                                "mmmic mi computes its exact value numerically")])
+                except (SpecError, RecursionError) as caught:
+                    err = caught if isinstance(caught, SpecError) else SpecError([Diagnostic(
+                        "E0211", f"no closed form for {q.text}: its expressions are nested too deeply for sympy",
+                        q.span, "", "mmmic mi computes its exact value numerically")])
                     if not skip_unsupported:
                         raise err from None
-                    out.append(f"% {q.text}: {err.diagnostics[0].message}")
-                except SpecError as err:
-                    if not skip_unsupported:
-                        raise
                     out.append(f"% {q.text}: {err.diagnostics[0].message}")
                 else:
                     out.append(text)
@@ -285,7 +282,7 @@ def preview_grid(dataset_dir: Path, out_png: Path, rows: int = 8, scale: int = 4
     tile = max(max(c.shape[0] for c in columns) // max(1, min(rows, len(arr))), 1)
     scale = max(scale, -(-64 // tile))  # small images (8x8 digits) get at least 64 px per tile
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    buf = __import__("io").BytesIO()
+    buf = io.BytesIO()
     img.save(buf, format="PNG")
     write_atomic(Path(out_png), buf.getvalue())
     return images

@@ -488,9 +488,9 @@ def run_plot_command(model: ir.Model, kind: str, output: str, param: str | None 
     else:
         if param is None:
             raise UsageError("--kind mi-vs-param needs --param NAME [--values ...] or --over INDEX=LO..HI")
-        from .solve import _resolve
+        from .solve import resolve_with_unit
         xs = parse_axis_values(values) if values is not None else _default_values(model, param)
-        qs = [_resolve(model, q) for q in queries]
+        qs = [resolve_with_unit(model, q) for q in queries]
         curves = plot_mi_vs_param(model, output, param, xs, qs or None, by_values, unit)
         x_text = f"{param} in [{min(xs):g}, {max(xs):g}] ({len(xs)} points)"
     n_queries = len(dict.fromkeys(c.query for c in curves))

@@ -549,11 +549,11 @@ def parse_target(model: ir.Model, text: str, file: str = "--target") -> tuple[ir
 
     head, eq, tail = full.partition("=")
     if not eq:
-        _resolve(model, full, file)  # a caret at a bad query, else:
+        resolve_with_unit(model, full, file)  # a caret at a bad query, else:
         raise caret(len(full), len(full), "missing `= VALUE` in --target", "expected `= VALUE` here",
                     'e.g. --target "I(x1; x2) = 0.5"  or  "I(x1; x2) = 1 bits"')
     try:
-        query = _resolve(model, head, file)
+        query = resolve_with_unit(model, head, file)
     except SpecError as err:
         err.sources[file] = full  # the query is a prefix of the whole: its columns hold
         raise
@@ -619,7 +619,7 @@ def run_sweep_command(model: ir.Model, param: str | None, values: str | None, ta
     else:
         if values is None and targets is None:
             raise UsageError("--for PARAM needs --values \"linspace(a, b, n)\" or --targets t1,t2,...")
-        qs = [_resolve(model, q) for q in queries]
+        qs = [resolve_with_unit(model, q) for q in queries]
         if values is not None:
             if bracket is not None:
                 raise UsageError("--bracket goes with --targets")
@@ -641,7 +641,7 @@ def run_sweep_command(model: ir.Model, param: str | None, values: str | None, ta
     return "\n".join(f"wrote {path} ({len(rows)} rows)" for path, (_, rows, _) in zip(written, tables))
 
 
-def _resolve(model: ir.Model, text: str, file: str = "--query") -> ir.Query:
+def resolve_with_unit(model: ir.Model, text: str, file: str = "--query") -> ir.Query:
     """``resolve_query`` with a trailing unit taken off the query's text (it is in ``unit``)."""
     from .lower import resolve_query
     q = resolve_query(model, text, file)
