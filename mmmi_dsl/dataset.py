@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol
@@ -319,10 +320,8 @@ class _NpyWriter:
 
     def _write(self, data) -> None:
         self.sha.update(data)
-        try:
+        with _naming(self.path):
             self.file.write(data)
-        except OSError as err:  # name the file: a full disk's error carries no name
-            raise OSError(err.errno, err.strerror, str(self.path)) from None
 
     def append(self, rows: np.ndarray) -> None:
         """Append a batch, (b, *shape) of the file's dtype."""
@@ -334,12 +333,10 @@ class _NpyWriter:
 
     def close(self) -> tuple[str, int]:
         """Flush and fsync; return (sha256 hex, size in bytes)."""
-        try:
+        with _naming(self.path):
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
-        except OSError as err:
-            raise OSError(err.errno, err.strerror, str(self.path)) from None
         if self.rows != self.shape[0]:
             raise DatasetError(f"sampler returned {self.rows} rows for {self.path.name}, expected {self.shape[0]}")
         return self.sha.hexdigest(), self.tmp.stat().st_size
@@ -467,10 +464,8 @@ def write_dataset(out_dir: str | Path, sampler: ChunkSampler, n: int, *, seed: i
     def save() -> None:
         manifest["shards"] = [done[s] for s in sorted(done)]
         manifest["complete"] = len(done) == len(owned)
-        try:
+        with _naming(target):
             write_atomic(target, dumps_json(manifest) + "\n")
-        except OSError as err:  # name the manifest: a full disk's error carries no name
-            raise OSError(err.errno, err.strerror, err.filename or str(target)) from None
         recorded[0] = len(done)
 
     total = sum(_rows(manifest, s) for s in owned)
@@ -491,6 +486,15 @@ def write_dataset(out_dir: str | Path, sampler: ChunkSampler, n: int, *, seed: i
             "deleted\n  = help: free some space (or raise the limit) and rerun the same command (--resume) to "
             "finish the dataset") from None
     return manifest
+
+
+@contextmanager
+def _naming(path: Path):
+    """Re-raise an OSError as one about ``path``: a full disk's write error carries no file name."""
+    try:
+        yield
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 # The errors of a write that ran out of room, and what to call them.
