@@ -40,56 +40,49 @@ def check(model: ir.Model, sources: dict[str, str] | None = None) -> ir.Model:
 def _check_cycles(model: ir.Model, errors: Collector) -> None:
     graph = {name: [s for t in v.terms for s in t.sources if s in model.variables]
              for name, v in model.variables.items()}
-    state: dict[str, int] = {}
     reported: set[frozenset] = set()
-    for root in graph:  # depth-first, with an explicit stack: a chain of 100,000 latents is fine
-        if state.get(root) is not None:
-            continue
-        state[root] = 1
-        path = [root]
-        stack = [iter(graph[root])]
-        while stack:
-            for nxt in stack[-1]:
-                if state.get(nxt) == 1:
-                    cycle = path[path.index(nxt):] + [nxt]
-                    key = frozenset(cycle)
-                    if key not in reported:
-                        reported.add(key)
-                        errors.error("E0205", "the causal graph has a cycle: " + " -> ".join(cycle),
-                                     model.variables[nxt].span, "this latent depends on itself",
-                                     "structural equations must form a DAG; remove one of the edges")
-                elif state.get(nxt) is None:
-                    state[nxt] = 1
-                    path.append(nxt)
-                    stack.append(iter(graph[nxt]))
-                    break
-            else:
-                stack.pop()
-                state[path.pop()] = 2
+
+    def report(path: list[str], nxt: str) -> None:
+        cycle = path[path.index(nxt):] + [nxt]
+        key = frozenset(cycle)
+        if key not in reported:
+            reported.add(key)
+            errors.error("E0205", "the causal graph has a cycle: " + " -> ".join(cycle),
+                         model.variables[nxt].span, "this latent depends on itself",
+                         "structural equations must form a DAG; remove one of the edges")
+
+    postorder(graph, graph.__getitem__, on_cycle=report)
 
 
-def postorder(roots: Iterable[str], children: Callable[[str], Iterable[str]]) -> list[str]:
+def postorder(roots: Iterable[str], children: Callable[[str], Iterable[str]],
+              on_cycle: Callable[[list[str], str], None] | None = None) -> list[str]:
     """Every node reachable from ``roots``, each after the nodes it points to.
 
-    Iterative (no recursion limit on long chains of latents); a cycle is cut where
-    it closes (cycles are reported by :func:`check`).
+    Depth-first with an explicit stack (no recursion limit on long chains). An edge
+    back to a node on the current path closes a cycle: ``on_cycle(path, node)`` is
+    called (``path`` from the root to here) and the edge is cut.
     """
-    seen: set[str] = set()
+    state: dict[str, int] = {}  # 1: on the path, 2: done
     out: list[str] = []
     for root in roots:
-        if root in seen:
+        if root in state:
             continue
-        seen.add(root)
-        stack = [(root, iter(children(root)))]
+        state[root] = 1
+        path, stack = [root], [iter(children(root))]
         while stack:
-            node, it = stack[-1]
-            for c in it:
-                if c not in seen:
-                    seen.add(c)
-                    stack.append((c, iter(children(c))))
+            for c in stack[-1]:
+                if state.get(c) == 1:
+                    if on_cycle is not None:
+                        on_cycle(path, c)
+                elif c not in state:
+                    state[c] = 1
+                    path.append(c)
+                    stack.append(iter(children(c)))
                     break
             else:
                 stack.pop()
+                node = path.pop()
+                state[node] = 2
                 out.append(node)
     return out
 

@@ -483,33 +483,22 @@ class Lowerer:
         A statement that fails (its diagnostic recorded) counts as done, so the ones
         that depend on it are still tried and no false cycle is reported.
         """
-        state: dict[str, str] = {}
-        for root in by_name:  # depth-first with an explicit stack: a chain of 10,000 dims is fine
-            if state.get(root) == "done":
-                continue
-            state[root] = "busy"
-            path = [root]
-            stack = [iter(sorted(d for d in _names_in(by_name[root].value) if d in by_name and d != root))]
-            while stack:
-                for dep in stack[-1]:
-                    if state.get(dep) == "busy":  # a cycle: the statement that closes it fails
-                        cyc = " -> ".join(path[path.index(dep):] + [dep])
-                        self._try(self.fail, "E0205", f"{what} depend on each other in a cycle: {cyc}",
-                                  by_name[dep].name_span, "", "give one of them a value that does not use the others")
-                        for n in path:  # like a failure: none of the chain is lowered
-                            state[n] = "failed"
-                    elif state.get(dep) is None:
-                        state[dep] = "busy"
-                        path.append(dep)
-                        stack.append(iter(sorted(d for d in _names_in(by_name[dep].value)
-                                                 if d in by_name and d != dep)))
-                        break
-                else:
-                    stack.pop()
-                    name = path.pop()
-                    if state[name] == "busy":
-                        self._try(lower_one, by_name[name])
-                    state[name] = "done"
+        failed: set[str] = set()
+
+        def deps(name: str) -> list[str]:
+            return sorted(d for d in _names_in(by_name[name].value) if d in by_name and d != name)
+
+        def cycle(path: list[str], dep: str) -> None:  # the statement that closes it fails, and its chain
+            if dep in failed:
+                return
+            cyc = " -> ".join(path[path.index(dep):] + [dep])
+            self._try(self.fail, "E0205", f"{what} depend on each other in a cycle: {cyc}",
+                      by_name[dep].name_span, "", "give one of them a value that does not use the others")
+            failed.update(path)
+
+        for name in postorder(by_name, deps, on_cycle=cycle):
+            if name not in failed:
+                self._try(lower_one, by_name[name])
 
     def _lower_dim(self, s: Statement) -> None:
         over = self.overrides.pop(s.name, None)
