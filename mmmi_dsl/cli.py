@@ -24,6 +24,11 @@ def _at_least(value: int, minimum: int, flag: str) -> None:
         raise UsageError(f"{flag} must be at least {minimum}")
 
 
+def _load_spec(args):
+    """The checked IR of ``args.spec`` with its ``--set`` overrides and ``--allow-paths``."""
+    return load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+
+
 def _parse_sets(items: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:
@@ -257,7 +262,7 @@ def cmd_mi(args) -> int:
     from .analysis import Analysis, default_queries
     from .lower import resolve_query
     from .output import mi_json, mi_table
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
     engine = Analysis(model)
     results = []
@@ -277,7 +282,7 @@ def cmd_mi(args) -> int:
 
 def cmd_solve(args) -> int:
     from .solve import parse_bracket, parse_target, solve, solve_all, solve_text
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     errors = []
     if args.param is None and args.target is None:
         if args.bracket is not None:
@@ -303,7 +308,7 @@ def cmd_solve(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .solve import run_sweep_command
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     print(run_sweep_command(model, args.param, args.values, args.targets, args.query, args.bracket, args.output))
     return 0
 
@@ -312,7 +317,7 @@ def cmd_formula(args) -> int:
     from .analysis import default_queries
     from .lower import resolve_query
     from .output import formula_text
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
     if args.timeout < 0:
         raise UsageError("--timeout must be 0 (no limit) or a positive number of seconds")
@@ -322,14 +327,14 @@ def cmd_formula(args) -> int:
 
 def cmd_graph(args) -> int:
     from .graph import run_graph_command
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     print(run_graph_command(model, args.output, args.format, args.collapse))
     return 0
 
 
 def cmd_plot(args) -> int:
     from .plot import run_plot_command
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     print(run_plot_command(model, args.kind, args.output, args.param, args.values, args.over, args.query,
                            args.by, args.unit, args.names))
     return 0
@@ -358,7 +363,7 @@ def cmd_generate(args) -> int:
     _at_least(args.n, 1, "-n")
     _at_least(args.threads, 1, "--threads")
     torch.set_num_threads(args.threads)
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     job = shard_from_env(args.shard)
     out = Path(args.output)
     if args.resume and not run_to_resume(out, job):  # a manifest, or the temp file of a run killed writing it
@@ -424,7 +429,7 @@ def cmd_bench_estimators(args) -> int:
     _at_least(args.threads, 1, "--threads")
     configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]
     targets = parse_values(args.targets, "--targets")
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     out = Path(args.output or f"out/bench-{model.name}")
     results = run_benchmark(model, args.param, args.query or default_pair(model), targets, args.n, out,
                             estimators=configs, seed=args.seed, device=args.device, threads=args.threads,
@@ -437,7 +442,7 @@ def cmd_bench_estimators(args) -> int:
 
 def cmd_compile(args) -> int:
     from .output import ir_json, write_bundle
-    model = load(args.spec, _parse_sets(args.set), allow_paths=args.allow_paths)
+    model = _load_spec(args)
     if args.output is None:
         print(ir_json(model))
         return 0
