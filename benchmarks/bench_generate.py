@@ -49,7 +49,7 @@ def ours_vs_randn(n_mod: int, d: int, n: int = 2048) -> tuple[float, float, int]
 def dense_sampler(n_mod: int, d: int, n: int = 512) -> float:
     """Samples/s of z = A u with the dense A the seed code built."""
     model = load(ROOT / "specs" / "decay.mmi", {"N": str(n_mod), "d": str(d)})
-    from mmmi_dsl.analysis import Analysis
+    from mmmi_dsl.mi.analysis import Analysis
     an = Analysis(model)
     protos = list(model.protos)
     rows = []

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mmmi_dsl import load
-from mmmi_dsl.analysis import Analysis
+from mmmi_dsl.mi.analysis import Analysis
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "decay.mmi"

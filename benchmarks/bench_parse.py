@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from mmmi_dsl import load
-from mmmi_dsl.parse import parse_file
+from mmmi_dsl.lang.parse import parse_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "decay.mmi"

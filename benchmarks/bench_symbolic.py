@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from mmmi_dsl import load
-from mmmi_dsl.analysis import Analysis
-from mmmi_dsl.symbolic import derive_all, evaluate_formula
+from mmmi_dsl.mi.analysis import Analysis
+from mmmi_dsl.mi.symbolic import derive_all, evaluate_formula
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -268,7 +268,7 @@ def _init(limit_gib: float) -> None:
     _WORK = workdir()
     _SOURCES = [p.read_bytes() for p in SPECS]
     from mmmi_dsl.cli import main  # noqa: F401 - import once per worker
-    import mmmi_dsl.analysis  # noqa: F401
+    import mmmi_dsl.mi.analysis  # noqa: F401
 
 
 def case_input(seed: int) -> tuple[bytes, str, str]:

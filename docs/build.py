@@ -125,7 +125,7 @@ def cli_reference() -> str:
         what = (helps.get(name) or "").rstrip(".")
         lines += ["", f"## mmmic {name}", "", what[:1].upper() + what[1:] + ".", ""]
         if not p.add_help:  # parsed by its own module (train-flow): render that module's parser
-            from mmmi_dsl.train import build_parser as train_parser
+            from mmmi_dsl.flows.train import build_parser as train_parser
             p = train_parser(f"mmmic {name}")
         lines += ["```sh", _synopsis(f"mmmic {name}", p), "```", ""] + _argument_rows(p)
     return "\n".join(lines) + "\n"
@@ -160,7 +160,7 @@ def story_markdown(source: str) -> str:
 
 def _formulas(model, queries, spec_rel: str) -> list[str]:
     """The formulas section of a spec page (deterministic: no timing enters the page)."""
-    from mmmi_dsl.output import BUNDLE_FORMULA_MAX_TERMS, BUNDLE_FORMULA_SECONDS, formula_text
+    from mmmi_dsl.report import BUNDLE_FORMULA_MAX_TERMS, BUNDLE_FORMULA_SECONDS, formula_text
 
     n_terms = sum(len(v.terms) for v in model.variables.values())
     if n_terms > BUNDLE_FORMULA_MAX_TERMS:
@@ -205,8 +205,8 @@ def _formulas(model, queries, spec_rel: str) -> list[str]:
 def spec_page(spec: Path, out_dir: Path, pictures: bool = True) -> tuple[str, dict]:
     """Write ``<name>.md`` and its pictures into ``out_dir``; returns (markdown, index info)."""
     from mmmi_dsl import load
-    from mmmi_dsl.analysis import Analysis, default_queries
-    from mmmi_dsl.output import mi_table
+    from mmmi_dsl.mi.analysis import Analysis, default_queries
+    from mmmi_dsl.report import mi_table
 
     name = spec.stem
     rel = spec.relative_to(ROOT).as_posix() if spec.is_relative_to(ROOT) else spec.name
@@ -359,7 +359,7 @@ def generated_files(specs: list[Path]) -> list[str]:
 def build(out: Path, html_site: bool = True, pictures: bool = True, log=print) -> list[str]:
     """Write every generated file under ``out`` (the repository root or a copy's); returns their paths."""
     from mmmi_dsl.highlight import textmate_grammar
-    from mmmi_dsl.output import write_atomic
+    from mmmi_dsl.report import write_atomic
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     specs = sorted((ROOT / "specs").glob("*.mmi"))

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import MmmicError, SpecError, UsageError
-from .ir import Model
+from mmmi_dsl.errors import MmmicError, SpecError, UsageError
+from mmmi_dsl.ir import Model
 
 __version__ = "0.1.0"
 
@@ -31,9 +31,9 @@ def load(path: str | Path, overrides: dict[str, str] | None = None, *, allow_pat
         SpecError: every problem found in the spec (with spans).
         UsageError: a bad override.
     """
-    from .check import check
-    from .lower import lower
-    from .parse import parse_file
+    from mmmi_dsl.lang.check import check
+    from mmmi_dsl.lang.lower import lower
+    from mmmi_dsl.lang.parse import parse_file
 
     program = parse_file(path)
     return check(lower(program, overrides, allow_paths=allow_paths), {program.file: program.text})
@@ -42,9 +42,9 @@ def load(path: str | Path, overrides: dict[str, str] | None = None, *, allow_pat
 def loads(text: str, overrides: dict[str, str] | None = None, file: str = "<string>",
           base_dir: str | Path | None = None, *, allow_paths: bool = False) -> Model:
     """Like :func:`load` for spec text; file paths resolve against ``base_dir`` (default: the cwd)."""
-    from .check import check
-    from .lower import lower
-    from .parse import parse_text
+    from mmmi_dsl.lang.check import check
+    from mmmi_dsl.lang.lower import lower
+    from mmmi_dsl.lang.parse import parse_text
 
     program = parse_text(text, file)
     return check(lower(program, overrides, Path(base_dir) if base_dir else None, allow_paths=allow_paths),

@@ -1,3 +1,3 @@
-from .cli import main
+from mmmi_dsl.cli import main
 
 raise SystemExit(main())

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import ir
-from .analysis import Analysis, _Form
-from .errors import Diagnostic, SpecError, UsageError
-from .flows import build_flow
+from mmmi_dsl import ir
+from mmmi_dsl.mi.analysis import Analysis, _Form
+from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
+from mmmi_dsl.flows import build_flow
 
 STANDARDIZE = ("auto", "none", "scale", "whiten")
 LEARNED_FLOWS = {"cnf", "digits"}  # trained on N(0, I) noise: `auto` whitens their input

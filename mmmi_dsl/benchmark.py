@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import ir
-from .errors import UsageError
+from mmmi_dsl import ir
+from mmmi_dsl.errors import UsageError
 
 DEFAULT_ESTIMATORS = ("gaussian", "ksg", "dv", "mine", "nwj", "infonce", "js",
                       "smile:tau=1", "smile:tau=5", "smile:tau=inf")
@@ -47,7 +47,7 @@ class EstimatorConfig:
 
 def parse_estimator(text: str) -> EstimatorConfig:
     """``NAME`` or ``NAME:key=value,key=value`` (numbers as numbers, ``inf`` too; ``true``/``false``)."""
-    from .estimators import get_estimator
+    from mmmi_dsl.estimators import get_estimator
 
     name, _, rest = text.strip().partition(":")
     get_estimator(name)
@@ -94,11 +94,11 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
     """
     import torch
 
-    from .backend import Sampler
-    from .dataset import load_arrays
-    from .estimators import EstimatorError, estimate, parse_pair
-    from .output import generate_dataset
-    from .solve import resolve_with_unit, sweep_targets
+    from mmmi_dsl.backend import Sampler
+    from mmmi_dsl.dataset import load_arrays
+    from mmmi_dsl.estimators import EstimatorError, estimate, parse_pair
+    from mmmi_dsl.dataset.generate import generate_dataset
+    from mmmi_dsl.mi.solve import resolve_with_unit, sweep_targets
 
     pair = parse_pair(query)
     if pair is None:
@@ -195,7 +195,7 @@ def _valid_point(p) -> bool:
 
 
 def _write_results(path: Path, results: dict) -> None:
-    from .output import write_atomic
+    from mmmi_dsl.files import write_atomic
     write_atomic(path, json.dumps(results, indent=2, allow_nan=False))
 
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .ir import Span
+from mmmi_dsl.ir import Span
 
 # The catalogue of error codes: code -> one-line title. Tests and docs read it.
 CODES: dict[str, str] = {

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import networkx as nx
 
-from . import ir
-from .errors import UsageError
+from mmmi_dsl import ir
+from mmmi_dsl.errors import UsageError
 
 #: Node kinds: (DOT shape, fill colour, what it is).
 KINDS: dict[str, tuple[str, str, str]] = {

@@ -27,9 +27,9 @@ def grammar_words() -> dict[str, tuple[str, ...]]:
     Keys: ``keywords`` (statement words), ``units``, ``query_ops``, ``types``,
     ``builtins`` (every callable name).
     """
-    from .builtins import CONSTANT_FUNCTIONS, EQUATION_FUNCTIONS, FLOWS, MATRICES, TEMPLATES, TYPES
-    from .ir import MATH_FUNCTIONS
-    from .parse import grammar_text
+    from mmmi_dsl.builtins import CONSTANT_FUNCTIONS, EQUATION_FUNCTIONS, FLOWS, MATRICES, TEMPLATES, TYPES
+    from mmmi_dsl.ir import MATH_FUNCTIONS
+    from mmmi_dsl.lang.parse import grammar_text
 
     text = re.sub(r"//[^\n]*", "", grammar_text())
     unit_rule = re.search(r"^UNIT\s*:(.*)$", text, re.M)

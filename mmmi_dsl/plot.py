@@ -21,9 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import ir
-from .analysis import LN2, Analysis
-from .errors import UsageError
+from mmmi_dsl import ir
+from mmmi_dsl.mi.analysis import LN2, Analysis
+from mmmi_dsl.errors import UsageError
 
 PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -212,7 +212,7 @@ def _check_values(p: ir.Param, values: Sequence[float], what: str) -> list[float
 
 
 def _at(model: ir.Model, values: dict[str, float]) -> ir.Model:
-    from .solve import _fail
+    from mmmi_dsl.mi.solve import _fail
     try:
         return model.with_params(values)
     except ValueError as err:
@@ -291,7 +291,7 @@ def index_queries(model: ir.Model, index: str, texts: Sequence[str] | None) -> l
 def mi_vs_index(model: ir.Model, index: str, values: Sequence[int], queries: Sequence[str],
                 by: tuple[str, Sequence[float]] | None = None) -> list[MICurve]:
     """Each query template's exact MI with ``index`` replaced by each value (for each ``by`` value)."""
-    from .lower import resolve_query
+    from mmmi_dsl.lang.lower import resolve_query
     pattern = re.compile(rf"\b{re.escape(index)}\b")
     curves = []
     for b in _by_values(model, by):
@@ -392,7 +392,7 @@ def plot_mi_vs_param(model: ir.Model, path: str | Path, param: str, values: Sequ
     one panel per query, one line per value of ``name``. ``queries`` default to the
     spec's reports (else I(target; x) and all pairs). Returns the curves drawn (nats).
     """
-    from .analysis import default_queries
+    from mmmi_dsl.mi.analysis import default_queries
     path = _check_path(path)
     qs = list(queries) if queries else default_queries(model)
     _check_panels(qs, by)
@@ -428,7 +428,7 @@ def _check_panels(queries: Sequence, by) -> None:
 
 def parse_by(text: str) -> tuple[str, list[float]]:
     """``NAME=v1,v2,...`` or ``NAME=linspace(a, b, n)``."""
-    from .solve import parse_values
+    from mmmi_dsl.mi.solve import parse_values
     name, sep, values = text.partition("=")
     if not sep or not name.strip() or not values.strip():
         raise UsageError(f"--by {text!r}: expected NAME=v1,v2,..., e.g. --by beta=0.5,1,2")
@@ -437,7 +437,7 @@ def parse_by(text: str) -> tuple[str, list[float]]:
 
 def parse_axis_values(text: str) -> list[float]:
     """``--values``: ``a:b:n`` (n points from a to b), ``linspace(a, b, n)``, ``logspace(a, b, n)`` or ``v1,v2``."""
-    from .solve import parse_values
+    from mmmi_dsl.mi.solve import parse_values
     parts = text.split(":")
     if len(parts) == 3:
         return parse_values(f"linspace({parts[0]}, {parts[1]}, {parts[2]})", "--values")
@@ -488,7 +488,7 @@ def run_plot_command(model: ir.Model, kind: str, output: str, param: str | None 
     else:
         if param is None:
             raise UsageError("--kind mi-vs-param needs --param NAME [--values ...] or --over INDEX=LO..HI")
-        from .solve import resolve_with_unit
+        from mmmi_dsl.mi.solve import resolve_with_unit
         xs = parse_axis_values(values) if values is not None else _default_values(model, param)
         qs = [resolve_with_unit(model, q) for q in queries]
         curves = plot_mi_vs_param(model, output, param, xs, qs or None, by_values, unit)

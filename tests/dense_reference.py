@@ -1,7 +1,7 @@
 """An independent, deliberately naive reference: dense A from the IR, Σ = A Aᵀ, slogdet.
 
-Shares nothing with mmmi_dsl.analysis / mmmi_dsl.gaussian except the template and
-matrix values (data, from mmmi_dsl.realize). Only for small sizes.
+Shares nothing with mmmi_dsl.mi.analysis / mmmi_dsl.mi.gaussian except the template and
+matrix values (data, from mmmi_dsl.builtins.realize). Only for small sizes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from mmmi_dsl import ir
-from mmmi_dsl.realize import matrix_array, template_vector
+from mmmi_dsl.builtins.realize import matrix_array, template_vector
 
 
 def dense_rows(model: ir.Model) -> tuple[dict[str, np.ndarray], int]:

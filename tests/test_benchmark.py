@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from mmmi_dsl import benchmark, cli, load, loads
-from mmmi_dsl.analysis import Analysis
+from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.errors import UsageError
-from mmmi_dsl.lower import resolve_query
+from mmmi_dsl.lang.lower import resolve_query
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

@@ -16,9 +16,9 @@ pytest.importorskip("torchdiffeq")
 pytest.importorskip("safetensors")
 pytest.importorskip("sklearn")
 
-from mmmi_dsl.cnf import CNF, DIGITS_WEIGHTS, Digits, load_weights  # noqa: E402
+from mmmi_dsl.flows.cnf import CNF, DIGITS_WEIGHTS, Digits, load_weights  # noqa: E402
 from mmmi_dsl.flows import REGISTRY  # noqa: E402
-from mmmi_dsl.train import load_digits_array, save_weights, train_flow  # noqa: E402
+from mmmi_dsl.flows.train import load_digits_array, save_weights, train_flow  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -182,6 +182,6 @@ def test_training_is_deterministic_and_saves_loadable_weights(tmp_path):
 def test_registry_is_lazy():
     assert {"cnf", "digits"} <= set(REGISTRY)
     code = ("import sys, mmmi_dsl.flows, mmmi_dsl.backend; "
-            "assert 'torchdiffeq' not in sys.modules and 'mmmi_dsl.cnf' not in sys.modules")
+            "assert 'torchdiffeq' not in sys.modules and 'mmmi_dsl.flows.cnf' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert type(REGISTRY["digits"](64, **{"class": 2})).__name__ == "Digits"

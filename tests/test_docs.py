@@ -201,7 +201,7 @@ def test_lexer_words_match_the_grammar():
     from mmmi_dsl.builtins import CONSTANT_FUNCTIONS, EQUATION_FUNCTIONS, FLOWS, MATRICES, TEMPLATES
     from mmmi_dsl.highlight import grammar_words
     from mmmi_dsl.ir import MATH_FUNCTIONS
-    from mmmi_dsl.parse import grammar_text
+    from mmmi_dsl.lang.parse import grammar_text
 
     g = lark.Lark(grammar_text(), parser="lalr", start=["start", "query_only"])
     words = set()

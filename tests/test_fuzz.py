@@ -139,7 +139,7 @@ def test_long_expressions_work(rhs):
 def test_long_sum_keeps_its_value():
     """1000 terms 0.01 u 1 and four terms -0.5 n: z = 10 u 1 - 2 n, I(u; z) = 1/2 log(1 + 3 * 100 / 4)."""
     from mmmi_dsl import loads
-    from mmmi_dsl.analysis import Analysis
+    from mmmi_dsl.mi.analysis import Analysis
     rhs = " + ".join(["0.01 * u*ones(3)"] * 1000) + " - " + " - ".join(["0.5 * n"] * 4)
     model = loads(BASE.format(rhs=rhs))
     (result,) = Analysis(model).evaluate_all(model.reports)

@@ -1,4 +1,4 @@
-"""Tests for mmmi_dsl.gaussian: structured log-determinants and MI against dense
+"""Tests for mmmi_dsl.mi.gaussian: structured log-determinants and MI against dense
 linear algebra, closed forms, sampling checks and the label/pointwise MI."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from mmmi_dsl.gaussian import (
+from mmmi_dsl.mi.gaussian import (
     Block,
     GaussianSystem,
     TooLargeError,

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from mmmi_dsl import load, loads
-from mmmi_dsl import check as check_mod
-from mmmi_dsl import lower as lower_mod
-from mmmi_dsl.analysis import Analysis
+from mmmi_dsl.lang import check as check_mod
+from mmmi_dsl.lang import lower as lower_mod
+from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError
 
@@ -155,7 +155,7 @@ def test_formula_without_a_limit(capsys):
 
 def test_bundle_budget_interrupts_a_long_derivation(monkeypatch, tmp_path):
     """compile's formulas.tex: the budget now stops a derivation in progress, not only between queries."""
-    from mmmi_dsl import output
+    from mmmi_dsl import report as output
     monkeypatch.setattr(output, "BUNDLE_FORMULA_SECONDS", 0.5)
     model = load(DECAY, {"N": "20"})
     t = time.perf_counter()
@@ -166,7 +166,7 @@ def test_bundle_budget_interrupts_a_long_derivation(monkeypatch, tmp_path):
 
 
 def test_time_budget_restores_an_outer_timer():
-    from mmmi_dsl.symbolic import GaveUp, time_budget
+    from mmmi_dsl.mi.symbolic import GaveUp, time_budget
     fired = []
     old = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
     try:

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmmi_dsl import load, loads
-from mmmi_dsl.analysis import Analysis, default_queries
-from mmmi_dsl.lower import resolve_query
+from mmmi_dsl.mi.analysis import Analysis, default_queries
+from mmmi_dsl.lang.lower import resolve_query
 
 from .conftest import ROOT
 from .dense_reference import dense_mi, dense_rows
@@ -166,7 +166,7 @@ def test_causes_of_very_different_strength_match_the_closed_forms():
     """ablation.mmi with rho1 up to 1e15 next to rho2 = 1: the causes' Gram H has entries
     1e30 next to 1 and I(theta; x1) mixes them (theta = u1 + u2). Forming I + ΠHΠ once
     rounded 1 + 1e18 to 1e18 (not positive definite); the engine works in range(Π)."""
-    from mmmi_dsl import symbolic
+    from mmmi_dsl.mi import symbolic
 
     text = (SPECS / "ablation.mmi").read_text().replace("param rho1 = 2 in (0, 100)", "param rho1 = 2 in (0, 1e20)")
     base = loads(text)

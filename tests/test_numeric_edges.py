@@ -10,7 +10,7 @@ import time
 import pytest
 
 from mmmi_dsl import loads
-from mmmi_dsl.analysis import Analysis
+from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError
 from tests.dense_reference import dense_mi

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from mmmi_dsl import load
-from mmmi_dsl.analysis import Analysis
+from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.ir import Query
-from mmmi_dsl.lower import resolve_query
+from mmmi_dsl.lang.lower import resolve_query
 from mmmi_dsl.plot import (parse_axis_values, parse_by, parse_index_range, plot_mi_matrix, plot_mi_vs_index,
                            plot_mi_vs_param)
 

@@ -98,7 +98,7 @@ def test_a_pickle_is_refused_without_running_it(tmp_path, capsys, line, file, me
 
 def test_numpy_and_realize_refuse_object_arrays_even_when_lowering_is_skipped(tmp_path):
     """realize._load_npy reads with allow_pickle=False: the second line of defence."""
-    from mmmi_dsl.realize import _load_npy
+    from mmmi_dsl.builtins.realize import _load_npy
 
     marker = tmp_path / "pwned"
     path = write_pickles(tmp_path, marker)["object.npy"]

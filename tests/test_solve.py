@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from mmmi_dsl import load, loads
-from mmmi_dsl.analysis import Analysis
+from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError, UsageError
-from mmmi_dsl.lower import resolve_query
-from mmmi_dsl.solve import solve, solve_all, sweep, sweep_targets
+from mmmi_dsl.lang.lower import resolve_query
+from mmmi_dsl.mi.solve import solve, solve_all, sweep, sweep_targets
 
 from .conftest import ROOT
 

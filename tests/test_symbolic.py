@@ -10,10 +10,10 @@ import pytest
 import sympy as sp
 
 from mmmi_dsl import load, loads
-from mmmi_dsl.analysis import Analysis
+from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.errors import SpecError
-from mmmi_dsl.lower import resolve_query
-from mmmi_dsl.symbolic import derive, derive_all, evaluate_formula
+from mmmi_dsl.lang.lower import resolve_query
+from mmmi_dsl.mi.symbolic import derive, derive_all, evaluate_formula
 
 from .conftest import ROOT
 

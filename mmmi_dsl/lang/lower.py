@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from pathlib import Path
 
-from . import builtins
-from . import ir
-from .check import gib as _gib, physical_memory, postorder
-from .errors import Collector, UsageError, did_you_mean
-from .ir import BinOp, Expr, Func, Neg, Num, Span, Sym
-from .parse import (Binder, BinaryOp, Call, Decl, Kwarg, ListLit, Name, Negate, Number,
+from mmmi_dsl import builtins
+from mmmi_dsl import ir
+from mmmi_dsl.lang.check import gib as _gib, physical_memory, postorder
+from mmmi_dsl.errors import Collector, UsageError, did_you_mean
+from mmmi_dsl.ir import BinOp, Expr, Func, Neg, Num, Span, Sym
+from mmmi_dsl.lang.parse import (Binder, BinaryOp, Call, Decl, Kwarg, ListLit, Name, Negate, Number,
                     Program, Shape, Statement, String)
 
 # A spec may not ask for more than this many floats in one template or matrix,
@@ -1499,8 +1499,8 @@ def resolve_query(model: ir.Model, text: str, file: str = "--query") -> ir.Query
 
     The query's text is kept as given. Raises SpecError (E0001, E0101, E0211).
     """
-    from .check import check_query
-    from .parse import parse_query
+    from mmmi_dsl.lang.check import check_query
+    from mmmi_dsl.lang.parse import parse_query
 
     text = text.strip()
     q, unit = parse_query(text, file)

@@ -13,9 +13,11 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import __version__, load
-from .errors import MmmicError, SpecError, UsageError
-from .output import dumps_json
+from mmmi_dsl import __version__
+
+from mmmi_dsl import load
+from mmmi_dsl.errors import MmmicError, SpecError, UsageError
+from mmmi_dsl.files import dumps_json
 
 
 def _at_least(value: int, minimum: int, flag: str) -> None:
@@ -234,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_check(args) -> int:
     overrides = _parse_sets(args.set)
-    from .output import summary
+    from mmmi_dsl.report import summary
     failed = 0
     for spec in args.specs:
         try:
@@ -245,7 +247,7 @@ def cmd_check(args) -> int:
             continue
         print(f"ok {spec}: {summary(model)}")
         if args.flows:
-            from .backend import Sampler
+            from mmmi_dsl.backend import Sampler
             try:
                 report = Sampler(model, standardize="auto").flow_roundtrip()
             except SpecError as err:
@@ -259,9 +261,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_mi(args) -> int:
-    from .analysis import Analysis, default_queries
-    from .lower import resolve_query
-    from .output import mi_json, mi_table
+    from mmmi_dsl.mi.analysis import Analysis, default_queries
+    from mmmi_dsl.lang.lower import resolve_query
+    from mmmi_dsl.report import mi_json, mi_table
     model = _load_spec(args)
     queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
     engine = Analysis(model)
@@ -281,7 +283,7 @@ def cmd_mi(args) -> int:
 
 
 def cmd_solve(args) -> int:
-    from .solve import parse_bracket, parse_target, solve, solve_all, solve_text
+    from mmmi_dsl.mi.solve import parse_bracket, parse_target, solve, solve_all, solve_text
     model = _load_spec(args)
     errors = []
     if args.param is None and args.target is None:
@@ -307,16 +309,16 @@ def cmd_solve(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .solve import run_sweep_command
+    from mmmi_dsl.mi.solve import run_sweep_command
     model = _load_spec(args)
     print(run_sweep_command(model, args.param, args.values, args.targets, args.query, args.bracket, args.output))
     return 0
 
 
 def cmd_formula(args) -> int:
-    from .analysis import default_queries
-    from .lower import resolve_query
-    from .output import formula_text
+    from mmmi_dsl.mi.analysis import default_queries
+    from mmmi_dsl.lang.lower import resolve_query
+    from mmmi_dsl.report import formula_text
     model = _load_spec(args)
     queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
     if args.timeout < 0:
@@ -326,14 +328,14 @@ def cmd_formula(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from .graph import run_graph_command
+    from mmmi_dsl.graph import run_graph_command
     model = _load_spec(args)
     print(run_graph_command(model, args.output, args.format, args.collapse))
     return 0
 
 
 def cmd_plot(args) -> int:
-    from .plot import run_plot_command
+    from mmmi_dsl.plot import run_plot_command
     model = _load_spec(args)
     print(run_plot_command(model, args.kind, args.output, args.param, args.values, args.over, args.query,
                            args.by, args.unit, args.names))
@@ -341,7 +343,7 @@ def cmd_plot(args) -> int:
 
 
 def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
-    from .lower import resolve_query
+    from mmmi_dsl.lang.lower import resolve_query
     pairs = []
     for item in items:
         try:
@@ -357,8 +359,8 @@ def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
 def cmd_generate(args) -> int:
     import torch
 
-    from .dataset import manifest_name, run_to_resume, shard_from_env
-    from .output import generate_dataset
+    from mmmi_dsl.dataset import manifest_name, run_to_resume, shard_from_env
+    from mmmi_dsl.dataset.generate import generate_dataset
 
     _at_least(args.n, 1, "-n")
     _at_least(args.threads, 1, "--threads")
@@ -368,7 +370,7 @@ def cmd_generate(args) -> int:
     out = Path(args.output)
     if args.resume and not run_to_resume(out, job):  # a manifest, or the temp file of a run killed writing it
         raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
-    from .solve import parse_bracket
+    from mmmi_dsl.mi.solve import parse_bracket
     uint8_range = parse_bracket(args.uint8, "--uint8") if args.uint8 else None
     manifest = generate_dataset(model, out, args.n, seed=args.seed, device=args.device, dtype=args.dtype,
                                 standardize=args.standardize, save_latents=args.save_latents,
@@ -382,12 +384,12 @@ def cmd_generate(args) -> int:
 
 
 def cmd_train_flow(args) -> int:
-    from .train import main as train_main
+    from mmmi_dsl.flows.train import main as train_main
     return train_main(args.extra, prog="mmmic train-flow")
 
 
 def cmd_preview(args) -> int:
-    from .output import preview_grid
+    from mmmi_dsl.dataset.preview import preview_grid
     _at_least(args.rows, 1, "--rows")
     drawn = preview_grid(Path(args.dir), Path(args.output), args.rows)
     print(f"wrote {args.output}: {args.rows} tuples of {', '.join(drawn)}")
@@ -395,7 +397,7 @@ def cmd_preview(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .dataset import verify
+    from mmmi_dsl.dataset import verify
     report = verify(args.dir)
     for line in report.lines:
         print(line)
@@ -403,7 +405,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from .dataset import merge
+    from mmmi_dsl.dataset import merge
     manifest = merge(args.sources, args.output)
     state = "complete" if manifest.get("complete") else "INCOMPLETE"
     print(f"merged {len(manifest['shards'])} shard(s), {sum(s['n'] for s in manifest['shards']):,} tuples: {state}")
@@ -411,7 +413,7 @@ def cmd_merge(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from .estimators import run_estimate_command
+    from mmmi_dsl.estimators import run_estimate_command
     _at_least(args.threads, 1, "--threads")
     options = {"threads": args.threads}
     if args.max_steps is not None:
@@ -423,8 +425,8 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_bench_estimators(args) -> int:
-    from .benchmark import DEFAULT_ESTIMATORS, default_pair, parse_estimator, run_benchmark
-    from .solve import parse_bracket, parse_values
+    from mmmi_dsl.benchmark import DEFAULT_ESTIMATORS, default_pair, parse_estimator, run_benchmark
+    from mmmi_dsl.mi.solve import parse_bracket, parse_values
     _at_least(args.n, 20, "-n")
     _at_least(args.threads, 1, "--threads")
     configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]
@@ -441,7 +443,7 @@ def cmd_bench_estimators(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .output import ir_json, write_bundle
+    from mmmi_dsl.report import ir_json, write_bundle
     model = _load_spec(args)
     if args.output is None:
         print(ir_json(model))
@@ -470,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except MemoryError:  # check refuses what clearly will not fit; this is the rest
-        from .check import gib, physical_memory
+        from mmmi_dsl.lang.check import gib, physical_memory
         print(f"error: mmmic ran out of memory (this machine has {gib(physical_memory())})\n"
               "  = help: use smaller dims (--set d=...), fewer variables or smaller matrices", file=sys.stderr)
         return 1

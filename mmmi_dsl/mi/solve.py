@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import ir
-from .analysis import LN2, Analysis, Result
-from .errors import Diagnostic, SpecError, UsageError, did_you_mean
+from mmmi_dsl import ir
+from mmmi_dsl.mi.analysis import LN2, Analysis, Result
+from mmmi_dsl.errors import Diagnostic, SpecError, UsageError, did_you_mean
 
 GRID_POINTS = 25        # MI samples across the bracket for the monotonicity/reach check
 TOLERANCE = 1e-9        # |MI(value) - target| in the requested unit, relative above 1
@@ -519,7 +519,7 @@ def table_text(model: ir.Model, param: str, rows: Sequence[SweepRow], title: str
 
 def write_table(path: str | Path, model: ir.Model, param: str, rows: Sequence[SweepRow]) -> Path:
     """Write CSV or JSON, chosen by the extension (``.csv``, ``.json``); atomic."""
-    from .output import dumps_json, write_atomic
+    from mmmi_dsl.files import dumps_json, write_atomic
 
     path = Path(path)
     ext = path.suffix.lower()
@@ -601,7 +601,7 @@ def run_sweep_command(model: ir.Model, param: str | None, values: str | None, ta
 
     Returns the text to print (the tables, or the files written).
     """
-    from .analysis import default_queries
+    from mmmi_dsl.mi.analysis import default_queries
 
     if output is not None and Path(output).suffix.lower() not in (".csv", ".json"):
         raise UsageError(f"-o {output}: the output must end in .csv or .json")
@@ -643,7 +643,7 @@ def run_sweep_command(model: ir.Model, param: str | None, values: str | None, ta
 
 def resolve_with_unit(model: ir.Model, text: str, file: str = "--query") -> ir.Query:
     """``resolve_query`` with a trailing unit taken off the query's text (it is in ``unit``)."""
-    from .lower import resolve_query
+    from mmmi_dsl.lang.lower import resolve_query
     q = resolve_query(model, text, file)
     words = q.text.rsplit(None, 1)
     if len(words) == 2 and words[1] in ("bits", "nats"):

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from .errors import Diagnostic, SpecError
+from mmmi_dsl.errors import Diagnostic, SpecError
 
 
 class Flow(torch.nn.Module):
@@ -208,7 +208,7 @@ def _lazy(class_name: str):
     """A constructor that imports :mod:`mmmi_dsl.cnf` (and torchdiffeq) only when a spec uses it."""
 
     def make(size: int, **kwargs) -> Flow:
-        from . import cnf
+        from mmmi_dsl.flows import cnf
 
         return getattr(cnf, class_name)(size, **kwargs)
 
@@ -250,7 +250,7 @@ class Chain(Flow):
 
 def _plugin(step) -> type[Flow]:
     """The flow class an installed package registered under ``mmmic.flows`` for ``step.name``."""
-    from .builtins import FLOW_ENTRY_POINT_GROUP, plugin_flows
+    from mmmi_dsl.builtins import FLOW_ENTRY_POINT_GROUP, plugin_flows
 
     ep = plugin_flows().get(step.name)
     if ep is None:

@@ -5,7 +5,7 @@ Lowering, checks and the docs read these tables; nothing here runs user code.
 
 from __future__ import annotations
 
-from .ir import MATH_FUNCTIONS
+from mmmi_dsl.ir import MATH_FUNCTIONS
 
 # Template constructors: name -> (positional parameter names, keyword defaults).
 # Sizes, indices and seeds are integers; `shape` is a dim holding an image shape.

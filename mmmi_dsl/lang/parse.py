@@ -20,8 +20,8 @@ from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from .errors import Collector, Diagnostic, SpecError
-from .ir import Span
+from mmmi_dsl.errors import Collector, Diagnostic, SpecError
+from mmmi_dsl.ir import Span
 
 # ---------------------------------------------------------------- syntax tree
 
@@ -179,7 +179,7 @@ def grammar_text() -> str:
     packaged = resources.files("mmmi_dsl").joinpath("grammar/mmi.lark")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "grammar" / "mmi.lark").read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "grammar" / "mmi.lark").read_text(encoding="utf-8")
 
 
 class _BracketNewlines:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ir
-from .errors import Diagnostic, SpecError
+from mmmi_dsl import ir
+from mmmi_dsl.errors import Diagnostic, SpecError
 
 
 def _data_error(node, message: str, hint: str = "") -> SpecError:

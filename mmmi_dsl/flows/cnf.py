@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .flows import Flow
+from mmmi_dsl.flows import Flow
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DIGITS_WEIGHTS = WEIGHTS_DIR / "digits.safetensors"
 FORMAT = "mmmi_dsl.cnf/1"
 METHODS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_heun", "dopri8")

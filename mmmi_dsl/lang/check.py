@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from . import ir
-from .errors import Collector
+from mmmi_dsl import ir
+from mmmi_dsl.errors import Collector
 
 
 def check(model: ir.Model, sources: dict[str, str] | None = None) -> ir.Model:

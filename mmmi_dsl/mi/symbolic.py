@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import ir
-from .check import variable_order
-from .errors import Diagnostic, SpecError
+from mmmi_dsl import ir
+from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.errors import Diagnostic, SpecError
 
 __all__ = ["Deriver", "Formula", "GaveUp", "derive", "derive_all", "evaluate_formula", "time_budget", "to_sympy"]
 
@@ -237,7 +237,7 @@ class Deriver:
                 return sp.Integer(int(ta.args["index"] == tb.args["index"]))
             return sp.Integer(1)
         if "all" in self.numeric or "templates" in self.numeric or a in self.numeric or b in self.numeric:
-            from .realize import template_vector
+            from mmmi_dsl.builtins.realize import template_vector
             cache: dict = {}
             va, vb = template_vector(ta, self.model, cache), template_vector(tb, self.model, cache)
             return sp.Float(float(va @ vb))
@@ -447,7 +447,7 @@ def evaluate_formula(f: Formula, model: ir.Model) -> float:
     subs = {s: env[s] for s in free if s in env}
     missing = [s for s in free if s not in subs]
     if missing:  # template inner products: fill from the data
-        from .realize import template_vector
+        from mmmi_dsl.builtins.realize import template_vector
         cache: dict = {}
         for s in missing:
             a, b = f.templates[s.name]

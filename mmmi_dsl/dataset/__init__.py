@@ -28,8 +28,8 @@ from typing import Iterable, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from .errors import MmmicError, UsageError, did_you_mean
-from .output import dumps_json, write_atomic
+from mmmi_dsl.errors import MmmicError, UsageError, did_you_mean
+from mmmi_dsl.files import dumps_json, write_atomic
 
 FORMAT = "mmmi-dataset/1"
 MANIFEST = "manifest.json"

@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import MmmicError, UsageError, did_you_mean
+from mmmi_dsl.errors import MmmicError, UsageError, did_you_mean
 
 
 class EstimatorError(MmmicError):
@@ -94,7 +94,7 @@ def gaussian(x, y, *, seed: int = 0, device: str = "cpu", bias_correction: bool 
     """
     from scipy.linalg import LinAlgError, cho_factor, solve_triangular
 
-    from .dataset import plugin_bias
+    from mmmi_dsl.dataset import plugin_bias
 
     x, y = _pair(x, y, 3)
     z = np.hstack([_flat(x), _flat(y)])
@@ -551,7 +551,7 @@ def estimate(name: str, x, y, *, seed: int = 0, device: str = "cpu", **options) 
 
 def parse_pair(query: str) -> tuple[str, str] | None:
     """The two names of a plain ``I(a; b)``; None for anything else (groups, ``|``, TC, II)."""
-    from .dataset import plain_pair
+    from mmmi_dsl.dataset import plain_pair
 
     sides = plain_pair(query)
     if sides is None or len(sides[0]) != 1 or len(sides[1]) != 1:
@@ -572,7 +572,7 @@ def run_estimate_command(directory: str, query: str, names: list[str] | None, *,
                          device: str = "cpu", max_samples: int | None = None, seed: int = 0,
                          options: dict | None = None) -> tuple[str, int]:
     """``mmmic estimate``: the printable result and the exit code (1 if an estimator failed)."""
-    from .dataset import MANIFEST, read_manifest, load_arrays
+    from mmmi_dsl.dataset import MANIFEST, read_manifest, load_arrays
 
     names = list(names or ESTIMATORS)
     for name in names:

@@ -1,0 +1,91 @@
+"""Generate a dataset from a model: the one code path of ``mmmic generate`` and the benchmarks."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from mmmi_dsl import ir
+
+
+LINEAR_FLOWS = {"identity", "affine"}  # a modality through these is still Gaussian
+
+
+def dataset_metadata(model: ir.Model, sampler, results) -> dict:
+    """What a dataset's manifest records besides its shards (see docs/dataset-format.md)."""
+    import torch
+
+    from mmmi_dsl import __version__
+
+    spec_text = ""
+    if model.source_file and Path(model.source_file).is_file():
+        spec_text = Path(model.source_file).read_text(encoding="utf-8")
+    gaussian = {}
+    for t in model.targets:
+        gaussian[t] = t
+    for v in sampler.saved_latents:
+        gaussian[v] = v
+    for name, f in model.flows.items():
+        if all(s.name in LINEAR_FLOWS for s in f.steps) and sampler.uint8_range is None:
+            gaussian[name] = name  # a linear bijection of a Gaussian: still Gaussian, same MI
+        elif f.latent in sampler.saved_latents:
+            gaussian[name] = f.latent
+    return {
+        "model": model.name,
+        "spec": spec_text,
+        "spec_file": Path(model.source_file).name,
+        "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+        "params": {k: p.value for k, p in model.params.items()},
+        "dims": {k: d.value for k, d in model.dims.items()},
+        "mi": [r.to_json() for r in results],
+        "mi_is_upper_bound": sampler.uint8_range is not None,  # lossy export: I(q(x1); q(x2)) <= I(x1; x2)
+        "gaussian_arrays": gaussian,
+        "flows": sampler.flow_roundtrip(),
+        "generator": {"mmmic": __version__, "torch": torch.__version__, "device_type": sampler.device.type,
+                      "dtype": str(sampler.dtype).replace("torch.", ""), "standardize": sampler.standardize},
+    }
+
+
+def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tuple[int, int]:
+    """Shard and batch sizes: multiples of the chunk, ~256 MiB per shard and ~32 MiB per batch."""
+    import numpy as np
+
+    per_sample = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in sampler.variables.values())
+    c = sampler.chunk_size
+
+    def round_to_chunks(x: float) -> int:
+        return max(c, int(x) // c * c)
+
+    shard = shard_size or round_to_chunks(min(1_048_576, (256 << 20) / max(1, per_sample)))
+    batch = batch_size or round_to_chunks(min(shard, (32 << 20) / max(1, per_sample)))
+    return int(shard), int(batch)
+
+
+def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, device: str = "cpu",
+                     dtype: str = "float32", standardize: str = "auto", save_latents: bool = False,
+                     pmi: tuple = (), chunk_size: int | None = None, uint8_range: tuple | None = None,
+                     shard_size: int | None = None, batch_size: int | None = None, job: tuple[int, int] = (0, 1),
+                     progress: bool = True, overwrite: bool = False) -> dict:
+    """Sample ``n`` tuples of ``model`` into ``out`` (mmmi-dataset/1); returns the manifest.
+
+    One code path for ``mmmic generate`` and the estimator benchmark: the manifest
+    records the exact MI of the default queries, and a matching run in ``out`` resumes.
+    """
+    import torch
+
+    from mmmi_dsl.mi.analysis import default_queries
+    from mmmi_dsl.backend import Sampler
+    from mmmi_dsl.dataset import write_dataset
+
+    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
+    sampler = Sampler(model, device=device, dtype=torch_dtype, standardize=standardize,
+                      save_latents=save_latents, pmi=list(pmi), seed=seed, chunk_size=chunk_size,
+                      uint8_range=uint8_range)
+    results = sampler.analysis.evaluate_all(default_queries(model))
+    shard_size, batch_size = default_sizes(sampler, shard_size, batch_size)
+    fingerprint = {"standardize": standardize, "dtype": dtype, "device_type": sampler.device.type,
+                   "save_latents": save_latents, "pmi": [list(p) for p in sampler.pmi_pairs],
+                   "uint8": list(uint8_range) if uint8_range else None}
+    return write_dataset(out, sampler, n, seed=seed, shard_size=shard_size, batch_size=batch_size,
+                         metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
+                         job=job, progress=progress, overwrite=overwrite)

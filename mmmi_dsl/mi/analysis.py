@@ -1,0 +1,437 @@
+"""Stage 4, analysis: exact information quantities of a checked IR.
+
+Each latent, target and label score is reduced, by substituting latents into one
+another along the DAG, to a linear form of the proto-latents
+
+    v = sum_j a_j p_j  +  L u  +  sum_j D_j p_j
+
+(identity-scaled vector protos p_j, loadings L (size, K) on the K scalar protos u,
+dense maps D_j only where `M @ ...` or `dot(...)` mixes components). The forms are
+handed to :class:`mmmi_dsl.gaussian.GaussianSystem`, which computes log
+pseudo-determinants with the Kronecker + low-rank structure (no d x d matrix for
+identity-scaled blocks). Modalities have their latent's MI: flows are per-block
+bijections.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmmi_dsl import ir
+from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.errors import Diagnostic, SpecError
+from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
+from mmmi_dsl.builtins.realize import matrix_array, template_vector
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class _Form:
+    """A linear form under construction (see the module docstring)."""
+
+    size: int
+    identity: dict[str, float] = field(default_factory=dict)
+    loadings: np.ndarray | None = None  # (size, K)
+    dense: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add_dense(self, proto: str, mat: np.ndarray) -> None:
+        self.dense[proto] = self.dense[proto] + mat if proto in self.dense else mat
+
+    def magnitude(self) -> float:
+        """The largest |coefficient| of the form (0 for an all-zero form)."""
+        values = [abs(a) for a in self.identity.values()] + [float(np.max(np.abs(self.loadings), initial=0.0))]
+        values += [float(np.max(np.abs(d), initial=0.0)) for d in self.dense.values()]
+        if not all(math.isfinite(v) for v in values):  # inf or NaN (inf - inf): max() would hide a NaN
+            return math.inf
+        return max(values, default=0.0)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One answered query; ``nats`` may be ``math.inf``."""
+
+    query: str
+    nats: float
+    reason: str | None = None
+
+    @property
+    def bits(self) -> float:
+        return self.nats / LN2
+
+    def value(self, unit: str) -> float:
+        return self.bits if unit == "bits" else self.nats
+
+    def to_json(self) -> dict:
+        def num(x: float):
+            return "inf" if math.isinf(x) else x
+        out = {"query": self.query, "nats": num(self.nats), "bits": num(self.bits)}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+class Analysis:
+    """The exact-MI engine of one model (at its parameter values).
+
+    Args:
+        model: a checked IR.
+        dense_limit: the largest total size the dense fallback may factor.
+    """
+
+    def __init__(self, model: ir.Model, dense_limit: int = 8192):
+        self.model = model
+        self.env = model.env()
+        self._templates: dict[str, np.ndarray] = {}
+        self._matrices: dict[str, np.ndarray] = {}
+        self.scalar_protos = [p.name for p in model.protos.values() if p.kind == "scalar"]
+        self._k_index = {name: i for i, name in enumerate(self.scalar_protos)}
+        self.K = len(self.scalar_protos)
+        self._forms: dict[str, _Form] = {}
+        self._magnitudes: dict[str, float] = {}
+        self.block_scale: dict[str, float] = {}
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_magnitudes
+            for name in variable_order(model):  # sources first: form() then never recurses deeply
+                self.form(name)
+            forms = {name: self.form(name) for name in list(model.protos) + list(model.variables)}
+            scores = {lab.name: self._terms_form(lab.terms, 1) for lab in model.labels.values()}
+            magnitudes = {name: self._magnitude(name) for name in forms}
+            magnitudes.update({self.score_block(lab): f.magnitude() for lab, f in scores.items()})
+        self._check_magnitudes(magnitudes)
+        blocks = {name: self._block(name, f, magnitudes[name]) for name, f in forms.items()}
+        for lab_name, f in scores.items():
+            score = self.score_block(lab_name)
+            blocks[score] = self._block(score, f, magnitudes[score])
+        vector_protos = {p.name: p.size for p in model.protos.values() if p.kind == "vector"}
+        self.system = GaussianSystem(self.scalar_protos, vector_protos, blocks, dense_limit=dense_limit)
+
+    # ----------------------------------------------------------- linear forms
+
+    #: Largest |coefficient| of a linear form: covariances square it (float64 ends near 1.8e308).
+    MAX_MAGNITUDE = 1e150
+
+    def _check_magnitudes(self, magnitudes: dict[str, float]) -> None:
+        """Refuse forms whose covariances would overflow float64 (a spec error, never NaN)."""
+        labels = {self.score_block(lab): lab for lab in self.model.labels}
+        for name, worst in magnitudes.items():
+            if not np.isfinite(worst) or worst > self.MAX_MAGNITUDE:
+                v = self.model.variables.get(name) or self.model.labels.get(labels.get(name, ""))
+                raise SpecError([Diagnostic(
+                    "E0212", (f"`{name}` has a coefficient of size {worst:.3g}: its covariance would overflow"
+                              if math.isfinite(worst) else f"`{name}` has a coefficient that overflows float64"),
+                    v.span if v else None, "", f"keep coefficients below {self.MAX_MAGNITUDE:.0e} (rescale the model; "
+                    "MI is unchanged by rescaling a whole block)")])
+
+    @staticmethod
+    def score_block(label: str) -> str:
+        return f"score of {label}"
+
+    def block_of(self, name: str) -> str:
+        """The block a query name denotes: modalities map to their latent."""
+        m = self.model
+        if name in m.flows:
+            return m.flows[name].latent
+        if name in m.labels:
+            return self.score_block(name)
+        return name
+
+    def _coef(self, expr: ir.Expr, span=None) -> float:
+        """A coefficient's value; E0212 (never NaN, never a traceback) where it is not a real number."""
+        try:
+            value = _checked_evaluate(expr, self.env)
+        except _Underflow as err:
+            raise _underflow_error(f"a coefficient underflows: {err} (below {sys.float_info.min:.3g}, "
+                                   "the smallest normal double)", span) from None
+        except (ZeroDivisionError, OverflowError, ValueError) as err:
+            value, reason = math.nan, "division by zero" if isinstance(err, ZeroDivisionError) else str(err)
+        else:
+            reason = f"it is {value!r}"
+        if isinstance(value, complex) or not math.isfinite(value):
+            raise SpecError([Diagnostic("E0212", "a coefficient is not a finite real number at the current "
+                                        f"parameter values: {reason}", span, "", "check the parameter values (--set) and the "
+                                        "math functions' domains (sqrt, log of a negative number ...)")])
+        return float(value)
+
+    def form(self, name: str) -> _Form:
+        """The linear form of a proto-latent, latent or target (memoised)."""
+        hit = self._forms.get(name)
+        if hit is not None:
+            return hit
+        m = self.model
+        if name in m.protos:
+            p = m.protos[name]
+            f = _Form(p.size, loadings=np.zeros((p.size, self.K)))
+            if p.kind == "scalar":
+                f.loadings[0, self._k_index[name]] = 1.0
+            else:
+                f.identity[name] = 1.0
+        else:
+            v = m.variables[name]
+            f = self._terms_form(v.terms, v.size)
+        self._forms[name] = f
+        return f
+
+    def _magnitude(self, name: str) -> float:
+        """``form(name).magnitude()``, memoised (forms are complete once built)."""
+        hit = self._magnitudes.get(name)
+        if hit is None:
+            hit = self._magnitudes[name] = self.form(name).magnitude()
+        return hit
+
+    def _check_chain_underflow(self, c: float, largest: float, t) -> None:
+        """E0212 where c times all of a source's coefficients underflows (z2 = 1e-200 * z1, z1 = 1e-200 * (u + n)).
+
+        Without it the product 1e-400 became 0 and the latent lost its dependence silently. Entries
+        far below the source's largest one may underflow: they are below every tolerance anyway.
+        """
+        tiny = sys.float_info.min
+        # normal inputs only: a subnormal value given as such (solve probes one ulp above 0) passes
+        if abs(c) >= tiny and tiny <= largest < math.inf and abs(c) * largest < tiny:
+            raise _underflow_error(f"a coefficient underflows: {c:.3g} times the coefficients of "
+                                   f"`{t.sources[0]}` (at most {largest:.3g}) is below {sys.float_info.min:.3g}, "
+                                   "the smallest normal double", t.span)
+
+    def _template(self, name: str) -> np.ndarray:
+        return template_vector(self.model.templates[name], self.model, self._templates)
+
+    def _terms_form(self, terms, size: int) -> _Form:
+        out = _Form(size, loadings=np.zeros((size, self.K)))
+        for t in terms:
+            c = self._coef(t.coef, t.span)
+            if c == 0.0:
+                continue
+            if t.op == "identity":
+                src = self.form(t.sources[0])
+                self._check_chain_underflow(c, self._magnitude(t.sources[0]), t)
+                for p, a in src.identity.items():
+                    out.identity[p] = out.identity.get(p, 0.0) + c * a
+                out.loadings += c * src.loadings
+                for p, d in src.dense.items():
+                    out.add_dense(p, c * d)
+            elif t.op == "template":
+                # a scalar source spread over the template: T (size,) times the source's row
+                col = c * self._template(t.template)[:, None]
+                src = self.form(t.sources[0])
+                out.loadings += col * src.loadings  # (size, 1) * (1, K)
+                for p, a in src.identity.items():  # a size-1 vector proto
+                    out.add_dense(p, col * a)
+                for p, d in src.dense.items():
+                    out.add_dense(p, col @ d)
+            elif t.op == "dot":
+                row = c * self._template(t.template)[None, :]
+                src = self.form(t.sources[0])
+                out.loadings += row @ src.loadings
+                for p, a in src.identity.items():
+                    out.add_dense(p, row * a)
+                for p, d in src.dense.items():
+                    out.add_dense(p, row @ d)
+            else:  # matrix @ concat(sources)
+                mat = c * matrix_array(self.model.matrices[t.matrix], self._matrices)
+                start = 0
+                for s in t.sources:
+                    src = self.form(s)
+                    block = mat[:, start:start + src.size]
+                    start += src.size
+                    out.loadings += block @ src.loadings
+                    for p, a in src.identity.items():
+                        out.add_dense(p, block * a)
+                    for p, d in src.dense.items():
+                        out.add_dense(p, block @ d)
+        # a proto both identity-scaled and dense becomes dense only
+        for p in [p for p in out.identity if p in out.dense]:
+            out.dense[p] = out.dense[p] + out.identity.pop(p) * np.eye(size)
+        out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
+        return out
+
+    def _block(self, name: str, f: _Form, top: float) -> Block:
+        """The form as a Gaussian-system block, scaled to unit magnitude.
+
+        Note:
+            MI, PMI and label MI are invariant under an invertible map of one block, so
+            each block enters the system divided by its largest |coefficient|. Without
+            this, a block on a small scale (theta = 1e-5 u) would fall under the rank
+            threshold, which is relative to the largest variance of the query.
+        """
+        if 0 < top < sys.float_info.min:  # 1/top would overflow (a subnormal value, e.g. --set eta=1e-320)
+            v = self.model.variables.get(name)
+            raise _underflow_error(f"`{name}` has only subnormal coefficients (largest {top:.3g}, below "
+                                   f"{sys.float_info.min:.3g})", v.span if v else None)
+        c = 1.0 / top if top > 0 else 1.0
+        self.block_scale[name] = c
+        return Block(name=name, size=f.size, identity={p: a * c for p, a in f.identity.items()},
+                     loadings=f.loadings * c, dense={p: d * c for p, d in f.dense.items()})
+
+    def covariance(self, names: list[str]) -> np.ndarray:
+        """The dense covariance of blocks (original scale); for small sizes only."""
+        blocks = [self.block_of(n) for n in names]
+        cov = self.system.covariance(blocks)
+        scale = np.concatenate([np.full(self.system.blocks[b].size, 1.0 / self.block_scale[b]) for b in blocks])
+        return cov * scale[:, None] * scale[None, :]
+
+    # ----------------------------------------------------------- queries
+
+    def evaluate(self, q: ir.Query) -> Result:
+        """Answer one query exactly."""
+        try:
+            value = self._evaluate(q)
+        except TooLargeError as err:
+            raise SpecError([Diagnostic("E0215", f"{q.text} needs the dense path, which is too large: {err}",
+                                        q.span, "", "reduce the sizes of the variables mixed by matrices")]) from None
+        except ValueError as err:  # e.g. II = inf - inf, which is undefined
+            raise SpecError([Diagnostic("E0211", f"{q.text} is undefined: {err}", q.span, "",
+                                        "ask for the two MI terms separately")]) from None
+        except ArithmeticError as err:  # round-off beat the engine's rank threshold (coefficients ~1e9 apart)
+            raise SpecError([Diagnostic("E0212", f"{q.text} cannot be computed in double precision: {err}", q.span,
+                                        "", "the coefficients of these variables span more orders of magnitude "
+                                        "than double precision resolves; rescale or drop the weakest terms")]
+                            ) from None
+        reason = value.reason
+        if math.isinf(value.nats) and reason:
+            reason += self._noiseless_note(q)
+        return Result(q.text, value.nats, reason)
+
+    def _noiseless_note(self, q: ir.Query) -> str:
+        """Name the equations that make a covariance singular: latents without noise."""
+        notes = []
+        for name in [n for g in (*q.groups, q.given) for n in g]:
+            block = self.block_of(name)
+            v = self.model.variables.get(block)
+            f = self._forms.get(block)
+            if v is None or f is None or f.identity or f.dense:
+                continue
+            if v.size > 1 or v.role == "latent":
+                line = f" (line {v.span.line})" if v.span else ""
+                notes.append(f"`{block}`{line} has no noise term: it is a deterministic function of "
+                             f"{self.K} scalar cause{'s' * (self.K != 1)}")
+        return ("; " + "; ".join(dict.fromkeys(notes))) if notes else ""
+
+    def pmi(self, a: list[str], b: list[str], samples: dict[str, np.ndarray]) -> np.ndarray:
+        """Exact pointwise MI ``log p(a,b) - log p(a) - log p(b)`` per sample, (n,).
+
+        Args:
+            a, b: names of modalities, latents, targets or proto-latents.
+            samples: latent samples by IR name (a modality's latent under its latent's
+                name), each (n, size).
+        """
+        blocks = {n: self.block_of(n) for n in [*a, *b]}
+        data = {blocks[n]: self.block_scale[blocks[n]]
+                * np.asarray(samples[blocks[n]] if blocks[n] in samples else samples[n], dtype=np.float64)
+                for n in blocks}
+        try:
+            return self.system.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
+        except ArithmeticError as err:
+            raise SpecError([Diagnostic("E0212", f"the PMI of {', '.join(a)} and {', '.join(b)} cannot be computed "
+                                        f"in double precision: {err}", None, "",
+                                        "its causes are too many orders of magnitude apart (beyond about 1e5 in "
+                                        "coefficient); the MI itself is still exact (mmmic mi)")]) from None
+
+    def _evaluate(self, q: ir.Query) -> MIValue:
+        m = self.model
+        groups = [[self.block_of(n) for n in g] for g in q.groups]
+        given = [self.block_of(n) for n in q.given]
+        if q.kind == "TC":
+            return self.system.total_correlation([_unique(g) for g in groups])
+        if q.kind == "II":
+            return self.system.interaction_information(*[_unique(g) for g in groups])
+        a_names, b_names = q.groups
+        labels_a = [n for n in a_names if n in m.labels]
+        labels_b = [n for n in b_names if n in m.labels]
+        if labels_a or labels_b:
+            label = (labels_a or labels_b)[0]
+            others = groups[1] if labels_a else groups[0]
+            lab = m.labels[label]
+            t = self._coef(lab.threshold, lab.span)
+            given_set = _unique(g for g in given if g not in others)
+            score = self.score_block(label)
+            return self.system.label_mi(score, t * self.block_scale[score], _unique(others), given_set)
+        c = _unique(given)
+        a = [x for x in _unique(groups[0]) if x not in c]
+        b = [x for x in _unique(groups[1]) if x not in c]
+        shared = sorted(set(a) & set(b))
+        if shared:
+            return MIValue(math.inf, f"`{shared[0]}` is on both sides (a modality and its latent are one "
+                                     "variable up to a bijection)", "identical")
+        if not a or not b:
+            return MIValue(0.0, "a side is fully determined by the conditioning set", "independent")
+        return self.system.mi(a, b, c)
+
+    def evaluate_all(self, queries) -> list[Result]:
+        return [self.evaluate(q) for q in queries]
+
+
+def _underflow_error(message: str, span) -> SpecError:
+    """E0212 for a value that fell below the normal doubles, with the rescaling hint."""
+    return SpecError([Diagnostic("E0212", message, span, "", "rescale the model: multiplying a whole latent "
+                                 "by a constant leaves its MI unchanged")])
+
+
+class _Underflow(ArithmeticError):
+    """A product, quotient, power or exp of nonzero numbers fell below the normal doubles."""
+
+
+def _checked_evaluate(expr: ir.Expr, env: dict[str, float]) -> float:
+    """:func:`mmmi_dsl.ir.evaluate` that raises :class:`_Underflow` where a nonzero value is lost.
+
+    ``1e-200 * 1e-200`` is 0.0 in floating point: the term would vanish silently and the
+    MI drop to 0. Subnormal results (precision lost) count as underflow too.
+    """
+    if isinstance(expr, ir.BinOp):
+        a, b = _checked_evaluate(expr.left, env), _checked_evaluate(expr.right, env)
+        value = ir.apply_op(expr.op, a, b)
+        tiny = sys.float_info.min  # normal inputs only: a subnormal value given as such (solve's probes) passes
+        if expr.op in "*/^" and abs(a) >= tiny and (abs(b) >= tiny or expr.op == "^") \
+                and not isinstance(value, complex) and math.isfinite(value) and abs(value) < tiny:
+            raise _Underflow(f"{ir.to_text(expr)} = {a:.3g} {expr.op} {b:.3g} gives {value:.3g}")
+        return value
+    if isinstance(expr, ir.Neg):
+        return -_checked_evaluate(expr.operand, env)
+    if isinstance(expr, ir.Func):
+        args = [_checked_evaluate(x, env) for x in expr.args]
+        value = ir.apply_func(expr.name, args)
+        if expr.name == "exp" and abs(value) < sys.float_info.min:
+            raise _Underflow(f"{ir.to_text(expr)} = exp({args[0]:.3g}) gives {value:.3g}")
+        return value
+    return ir.evaluate(expr, env)
+
+
+def _unique(names) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        if n not in out:
+            out.append(n)
+    return out
+
+
+#: Most default queries (no `report` statements): about 1 ms each; 1,000 modalities have 500,500 pairs.
+MAX_DEFAULT_QUERIES = 10_000
+
+
+def default_queries(model: ir.Model) -> list[ir.Query]:
+    """The spec's reports, or I(target; each modality) and I(x_i; x_j) for all pairs.
+
+    Raises:
+        SpecError: E0215 when that is more than MAX_DEFAULT_QUERIES queries.
+    """
+    if model.reports:
+        return list(model.reports)
+    m = len(model.modalities)
+    count = len(model.targets) * m + m * (m - 1) // 2
+    if count > MAX_DEFAULT_QUERIES:
+        first = model.flows[model.modalities[0]].span if model.modalities else None
+        raise SpecError([Diagnostic(
+            "E0215", f"without `report` statements the default queries are all {count:,} pairs of the {m:,} "
+            f"modalities (and targets), more than {MAX_DEFAULT_QUERIES:,} (about 1 ms each)", first, "",
+            "add `report` statements (e.g. `for j in 2..N: report I(x[1]; x[j])`) or give --query")])
+    out = []
+    for t in model.targets:
+        for x in model.modalities:
+            out.append(ir.Query(kind="I", groups=((t,), (x,)), text=f"I({t}; {x})"))
+    mods = model.modalities
+    for i, a in enumerate(mods):
+        for b in mods[i + 1:]:
+            out.append(ir.Query(kind="I", groups=((a,), (b,)), text=f"I({a}; {b})"))
+    return out

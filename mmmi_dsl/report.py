@@ -1,0 +1,131 @@
+"""Results rendered for people and files: MI tables, JSON, formulas, compiled bundles.
+
+``mmmic compile SPEC -o DIR`` writes ``DIR/ir.json`` (the resolved IR) and the MI results;
+files are written atomically (:func:`mmmi_dsl.files.write_atomic`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mmmi_dsl import ir
+from mmmi_dsl.files import dumps_json, write_atomic
+
+
+def ir_json(model: ir.Model) -> str:
+    """The IR as indented JSON; ``Model.model_validate_json`` reads it back equal."""
+    return model.model_dump_json(indent=2)
+
+
+def mi_json(model: ir.Model, results) -> dict:
+    """The JSON of ``mmmic mi --json`` and of ``mi.json`` in a bundle."""
+    return {"model": model.name,
+            "params": {k: p.value for k, p in model.params.items()},
+            "dims": {k: d.value for k, d in model.dims.items()},
+            "results": [r.to_json() for r in results]}
+
+
+def mi_table(model: ir.Model, queries, results) -> str:
+    """A plain-text table of exact MI values (nats and bits)."""
+    rows = [(r.query, _fmt(r.nats), _fmt(r.bits), r.reason if r.reason and math.isinf(r.nats) else "")
+            for r in results]
+    w = max([len("query")] + [len(r[0]) for r in rows])
+    lines = [f"# model {model.name}: exact mutual information",
+             f"{'query':<{w}}  {'nats':>12}  {'bits':>12}", f"{'-' * w}  {'-' * 12}  {'-' * 12}"]
+    for q, nats, bits, note in rows:
+        lines.append(f"{q:<{w}}  {nats:>12}  {bits:>12}" + (f"  ({note})" if note else ""))
+    return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    if math.isinf(x):
+        return "inf"
+    return f"{x:.6f}" if x == 0 or abs(x) >= 1e-4 else f"{x:.6e}"
+
+
+#: compile's formulas.tex: stop deriving after this many seconds, and skip models with
+#: more equation terms than this (decay: 12 s at N = 10, 56 s at N = 20 for all queries).
+BUNDLE_FORMULA_SECONDS = 15.0
+BUNDLE_FORMULA_MAX_TERMS = 1000
+
+
+def formula_text(model: ir.Model, queries, fmt: str = "latex", numeric: set[str] | None = None,
+                 skip_unsupported: bool = False, budget_s: float | None = None) -> str:
+    """Closed forms of ``queries``: a LaTeX document body, text lines or sympy expressions.
+
+    ``budget_s`` bounds the whole derivation (:func:`mmmi_dsl.symbolic.time_budget`).
+    With ``skip_unsupported``, queries outside the symbolic engine's structure, and the
+    ones the budget did not reach, become comments (LaTeX); without it they are errors
+    (E0211, E0215).
+    """
+    from mmmi_dsl.errors import Diagnostic, SpecError
+    from mmmi_dsl.mi.symbolic import Deriver, GaveUp, derive, time_budget
+
+    queries = list(queries)
+    out: list[str] = []
+    done = 0
+    try:
+        with time_budget(budget_s):
+            deriver = Deriver(model, set(numeric or ()))
+            for q in queries:
+                try:
+                    f = derive(model, q, numeric or set(), deriver=deriver)
+                    text = ("\\begin{equation}\n  " + f.latex() + "\n\\end{equation}" if fmt == "latex"
+                            else f.text() if fmt == "text" else f.sympy())
+                except (SpecError, RecursionError) as caught:
+                    err = caught if isinstance(caught, SpecError) else SpecError([Diagnostic(
+                        "E0211", f"no closed form for {q.text}: its expressions are nested too deeply for sympy",
+                        q.span, "", "mmmic mi computes its exact value numerically")])
+                    if not skip_unsupported:
+                        raise err from None
+                    out.append(f"% {q.text}: {err.diagnostics[0].message}")
+                else:
+                    out.append(text)
+                done += 1
+    except GaveUp as stop:
+        left = queries[done:]
+        if not skip_unsupported:
+            q = left[0]
+            raise SpecError([Diagnostic(
+                "E0215", f"the symbolic engine gave up on {q.text} after {stop.seconds:g} s", q.span,
+                f"{done} of {done + len(left)} queries were derived",
+                "raise the budget (--timeout SECONDS, 0 for none), replace symbols by numbers (--numeric "
+                "templates, --numeric all), or get the exact value numerically with `mmmic mi`")]) from None
+        out += [f"% {q.text}: skipped, the {stop.seconds:g} s budget for formulas ran out; "
+                f"run `mmmic formula SPEC --query \"{q.text}\"`" for q in left]
+    return "\n".join(out)
+
+
+def write_bundle(model: ir.Model, out_dir: Path) -> list[Path]:
+    """Write the compiled bundle (ir.json, mi.json, formulas.tex); returns the files written."""
+    from mmmi_dsl.mi.analysis import Analysis, default_queries
+
+    out_dir = Path(out_dir)
+    target = out_dir / "ir.json"
+    write_atomic(target, ir_json(model) + "\n")
+    queries = default_queries(model)
+    results = Analysis(model).evaluate_all(queries)
+    mi_path = out_dir / "mi.json"
+    write_atomic(mi_path, dumps_json(mi_json(model, results)) + "\n")
+    tex_path = out_dir / "formulas.tex"
+    header = f"% exact mutual information of model {model.name} (nats unless marked bits), by mmmic\n"
+    n_terms = sum(len(v.terms) for v in model.variables.values())
+    if n_terms > BUNDLE_FORMULA_MAX_TERMS:
+        body = (f"% skipped: {n_terms} equation terms (more than {BUNDLE_FORMULA_MAX_TERMS}) would take long to "
+                "derive symbolically; run `mmmic formula SPEC --query ...` for the ones you need")
+    else:
+        body = formula_text(model, queries, "latex", skip_unsupported=True, budget_s=BUNDLE_FORMULA_SECONDS)
+    write_atomic(tex_path, header + body + "\n")
+    return [target, mi_path, tex_path]
+
+
+def summary(model: ir.Model) -> str:
+    """One line describing a model, for ``mmmic check``."""
+    parts = [f"{len(model.params)} params", f"{len(model.protos)} proto-latents",
+             f"{len(model.variables)} latents/targets", f"{len(model.flows)} modalities"]
+    if model.labels:
+        parts.append(f"{len(model.labels)} labels")
+    if model.reports:
+        parts.append(f"{len(model.reports)} reports")
+    return f"model {model.name}: " + ", ".join(parts)
