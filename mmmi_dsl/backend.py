@@ -37,15 +37,15 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N``; a usage error if CUDA is asked for but absent."""
+    """``cpu``, ``cuda`` or ``cuda:N``; a :class:`UsageError` if CUDA is asked for but absent."""
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as err:
-        raise UsageError(f"--device {name!r}: {err}") from None
+        raise UsageError(f"device {name!r}: {err}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        raise UsageError(f"device {name!r}: CUDA is not available on this machine (use cpu)")
     if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: only cpu and cuda are supported")
+        raise UsageError(f"device {name!r}: only cpu and cuda are supported")
     return dev
 
 

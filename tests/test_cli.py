@@ -213,3 +213,22 @@ def test_compile_formulas_are_bounded_for_large_models(tmp_path):
     tex = (tmp_path / "formulas.tex").read_text()
     assert "skipped" in tex and "mmmic formula" in tex
     assert (tmp_path / "mi.json").is_file()
+
+
+def test_closed_pipe_is_not_an_error():
+    """`mmmic compile SPEC | head -1` prints one line and exits 0 (no 'Broken pipe' on stderr)."""
+    proc = subprocess.run(f"set -o pipefail; {sys.executable} -m mmmi_dsl compile specs/decay.mmi | head -1",
+                          shell=True, executable="/bin/bash", cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "{"
+    assert proc.stderr == ""
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_estimate_device_cuda_without_cuda_is_a_usage_error(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["generate", "specs/two_views.mmi", "--set", "d=4", "-n", "200", "-o", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["estimate", str(out), "-q", "I(x1; x2)", "-e", "gaussian", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "--device 'cuda': CUDA is not available" in err

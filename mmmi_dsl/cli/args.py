@@ -1,0 +1,57 @@
+"""Flags shared by several commands, checked once where they enter.
+
+Domain code never sees a flag: these helpers turn strings from the command line into
+plain values (or a :class:`~mmmi_dsl.errors.UsageError` naming the flag, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mmmi_dsl import load
+from mmmi_dsl.errors import UsageError
+
+
+def at_least(value: int, minimum: int, flag: str) -> None:
+    """A usage error unless an integer option is at least ``minimum``."""
+    if value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}")
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """``--set NAME=VALUE`` items as a dict (the values are checked by lowering, with positions)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set d=64")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def load_spec(args):
+    """The checked IR of ``args.spec`` with its ``--set`` overrides and ``--allow-paths``."""
+    return load(args.spec, parse_sets(args.set), allow_paths=args.allow_paths)
+
+
+def add_queries(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--query", "-q", action="append", default=[], metavar='"I(a; b | c)"', help=help)
+
+
+def add_spec_options(p: argparse.ArgumentParser) -> None:
+    """The options of every command that reads a spec: --set and --allow-paths."""
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
+                   help="override a param or dim default (repeatable)")
+    p.add_argument("--allow-paths", action="store_true",
+                   help="let the spec read files outside its own directory (absolute paths, ../, links out)")
+
+
+def check_device(name: str) -> str:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``, available on this machine (exit 2 otherwise)."""
+    from mmmi_dsl.backend import resolve_device
+
+    try:
+        resolve_device(name)
+    except UsageError as err:
+        raise UsageError(f"--{err}") from None
+    return name

@@ -1,0 +1,84 @@
+"""Commands that train and measure: train-flow, estimate, bench-estimators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmmi_dsl.cli.args import check_device, add_spec_options, at_least, load_spec
+
+
+def add_parsers(sub) -> None:
+    """Add this family's subcommands to the ``mmmic`` parser."""
+    p = sub.add_parser("train-flow", add_help=False,
+                       help="train a class-conditional flow-matching model (see `mmmic train-flow --help`)")
+    p.set_defaults(run=cmd_train_flow, passes_extra=True)  # its arguments are parsed by mmmi_dsl.flows.train
+    p = sub.add_parser("estimate", help="run MI estimators on a generated dataset, beside the exact MI")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--query", "-q", required=True, metavar='"I(a; b)"', help="two saved variables")
+    p.add_argument("--estimator", "-e", action="append", default=[], metavar="NAME",
+                   help="repeatable; default: all (gaussian, ksg, dv, mine, nwj, infonce, js, smile)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (variational critics, brute-force KSG)")
+    p.add_argument("--max-samples", type=int, metavar="N", help="use the first N samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, metavar="S", help="training steps of the variational critics")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training critics (default 1)")
+    p.set_defaults(run=cmd_estimate)
+    p = sub.add_parser("bench-estimators", help="solve a parameter per target MI, generate each dataset, "
+                       "run the estimators; table + plot of estimated vs exact MI")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--for", dest="param", required=True, metavar="PARAM", help="the free parameter to solve for")
+    p.add_argument("--targets", required=True, metavar='t1,t2,...|"linspace(a, b, n)"',
+                   help="target MIs of --query (nats unless the query ends in `bits`)")
+    p.add_argument("--query", "-q", metavar='"I(a; b)"', help="two modalities (default: the first such report)")
+    p.add_argument("-n", type=int, default=10_000, metavar="N", help="tuples per dataset (default 10000)")
+    p.add_argument("-o", "--output", metavar="DIR", help="datasets, results.json/.md, plot.png "
+                   "(default: out/bench-MODEL); a rerun resumes")
+    p.add_argument("--estimator", "-e", action="append", default=[], metavar="NAME[:key=value,...]",
+                   help="repeatable; default: gaussian ksg dv mine nwj infonce js smile:tau=1 smile:tau=5 "
+                        "smile:tau=inf")
+    p.add_argument("--bracket", metavar="LO,HI", help="where to search the parameter")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (generation and critics)")
+    p.add_argument("--seed", type=int, default=0, help="dataset i uses seed + i; the estimators use seed")
+    p.add_argument("--max-steps", type=int, metavar="S", help="training steps of the variational critics")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--oracle", action="store_true", help="add a check column: invert the known flows and read "
+                   "the recovered latents' MI with the Gaussian plug-in (should match the exact MI)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_spec_options(p)
+    p.set_defaults(run=cmd_bench_estimators)
+
+
+def cmd_train_flow(args) -> int:
+    from mmmi_dsl.flows.train import main as train_main
+    return train_main(args.extra, prog="mmmic train-flow")
+
+
+def cmd_estimate(args) -> int:
+    from mmmi_dsl.estimators import run_estimate_command
+    at_least(args.threads, 1, "--threads")
+    options = {"threads": args.threads}
+    if args.max_steps is not None:
+        options["max_steps"] = args.max_steps
+    text, code = run_estimate_command(args.dir, args.query, args.estimator, as_json=args.json, device=check_device(args.device),
+                                      max_samples=args.max_samples, seed=args.seed, options=options)
+    print(text)
+    return code
+
+
+def cmd_bench_estimators(args) -> int:
+    from mmmi_dsl.benchmark import DEFAULT_ESTIMATORS, default_pair, parse_estimator, run_benchmark
+    from mmmi_dsl.mi.solve import parse_bracket, parse_values
+    at_least(args.n, 20, "-n")
+    at_least(args.threads, 1, "--threads")
+    configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]
+    targets = parse_values(args.targets, "--targets")
+    model = load_spec(args)
+    out = Path(args.output or f"out/bench-{model.name}")
+    results = run_benchmark(model, args.param, args.query or default_pair(model), targets, args.n, out,
+                            estimators=configs, seed=args.seed, device=check_device(args.device), threads=args.threads,
+                            max_steps=args.max_steps, bracket=parse_bracket(args.bracket) if args.bracket else None,
+                            oracle=args.oracle, progress=not args.no_progress)
+    print((out / "results.md").read_text(encoding="utf-8"))
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'plot.png'}")
+    return 1 if any(s["failed"] for s in results["summary"]) else 0

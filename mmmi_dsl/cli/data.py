@@ -1,0 +1,118 @@
+"""Commands that write and read datasets: generate, preview, verify, merge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmmi_dsl.cli.args import check_device, add_spec_options, at_least, load_spec
+from mmmi_dsl.errors import SpecError, UsageError
+
+
+def add_parsers(sub) -> None:
+    """Add this family's subcommands to the ``mmmic`` parser."""
+    p = sub.add_parser("generate", help="generate a dataset: streamed, sharded, resumable")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("-n", type=int, required=True, metavar="N", help="number of tuples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, metavar="B", help="tuples per batch in memory (default ~32 MiB)")
+    p.add_argument("--shard-size", type=int, metavar="S", help="tuples per shard file (default ~256 MiB)")
+    p.add_argument("--chunk-size", type=int, metavar="C",
+                   help="tuples per deterministic random chunk (default from the model's size)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--standardize", default="auto", choices=["auto", "none", "scale", "whiten"],
+                   help="per-modality invertible standardisation before the flow (keeps the MI); auto: "
+                        "whiten before learned flows (cnf, digits, trained on N(0, I) noise), else none")
+    p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
+                   "SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE")
+    p.add_argument("--save-latents", action="store_true", help="also save every latent")
+    p.add_argument("--uint8", metavar="LO,HI", help="lossy export (write --uint8=-1,1): modalities as 8-bit over the fixed range "
+                   "[LO, HI]; the manifest then marks the MI as an upper bound")
+    p.add_argument("--pmi", action="append", default=[], metavar='"a;b"', help="add an exact PMI column")
+    p.add_argument("--resume", action="store_true", help="require an existing matching run to continue "
+                   "(resuming a matching run is automatic anyway)")
+    p.add_argument("--overwrite", action="store_true", help="replace a different dataset in DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: on a busy 2-core machine the digits flow ran 9x "
+                        "faster on one thread than on two; see docs/benchmarks.md)")
+    add_spec_options(p)
+    p.set_defaults(run=cmd_generate)
+    p = sub.add_parser("preview", help="draw a grid of sample tuples of a dataset (PNG)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    p.add_argument("--rows", type=int, default=8, help="tuples to draw (default 8)")
+    p.set_defaults(run=cmd_preview)
+    p = sub.add_parser("verify", help="check a dataset's files, checksums and MI statistics")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(run=cmd_verify)
+    p = sub.add_parser("merge", help="join the part manifests of a split run into manifest.json")
+    p.add_argument("sources", nargs="+", metavar="DIR_OR_PART")
+    p.add_argument("-o", "--output", metavar="DIR", help="where manifest.json goes (default: the first DIR)")
+    p.set_defaults(run=cmd_merge)
+
+
+def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
+    from mmmi_dsl.lang.lower import resolve_query
+    pairs = []
+    for item in items:
+        try:
+            q = resolve_query(model, f"I({item})")
+        except SpecError as err:
+            raise UsageError(f"--pmi {item!r}: {err.diagnostics[0].message}; give two variables as \"a;b\"") from None
+        if q.given or any(len(g) != 1 for g in q.groups) or any(n in model.labels for g in q.groups for n in g):
+            raise UsageError(f"--pmi {item!r}: give two Gaussian variables as \"a;b\"")
+        pairs.append((q.groups[0][0], q.groups[1][0]))
+    return pairs
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from mmmi_dsl.dataset import manifest_name, run_to_resume, shard_from_env
+    from mmmi_dsl.dataset.generate import generate_dataset
+
+    at_least(args.n, 1, "-n")
+    at_least(args.threads, 1, "--threads")
+    torch.set_num_threads(args.threads)
+    model = load_spec(args)
+    job = shard_from_env(args.shard)
+    out = Path(args.output)
+    if args.resume and not run_to_resume(out, job):  # a manifest, or the temp file of a run killed writing it
+        raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
+    from mmmi_dsl.mi.solve import parse_bracket
+    uint8_range = parse_bracket(args.uint8, "--uint8") if args.uint8 else None
+    manifest = generate_dataset(model, out, args.n, seed=args.seed, device=check_device(args.device), dtype=args.dtype,
+                                standardize=args.standardize, save_latents=args.save_latents,
+                                pmi=tuple(_pmi_pairs(model, args.pmi)), chunk_size=args.chunk_size,
+                                uint8_range=uint8_range, shard_size=args.shard_size, batch_size=args.batch_size,
+                                job=job, progress=not args.no_progress, overwrite=args.overwrite)
+    done = sum(s["n"] for s in manifest["shards"])
+    print(f"wrote {done:,} of {args.n:,} tuples in {len(manifest['shards'])} shard(s) to {out}"
+          + ("" if job == (0, 1) else f" (job {job[0]}/{job[1]}; run `mmmic merge {out}` when all jobs are done)"))
+    return 0
+
+
+def cmd_preview(args) -> int:
+    from mmmi_dsl.dataset.preview import preview_grid
+    at_least(args.rows, 1, "--rows")
+    drawn = preview_grid(Path(args.dir), Path(args.output), args.rows)
+    print(f"wrote {args.output}: {args.rows} tuples of {', '.join(drawn)}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from mmmi_dsl.dataset import verify
+    report = verify(args.dir)
+    for line in report.lines:
+        print(line)
+    return 0 if report.ok else 1
+
+
+def cmd_merge(args) -> int:
+    from mmmi_dsl.dataset import merge
+    manifest = merge(args.sources, args.output)
+    state = "complete" if manifest.get("complete") else "INCOMPLETE"
+    print(f"merged {len(manifest['shards'])} shard(s), {sum(s['n'] for s in manifest['shards']):,} tuples: {state}")
+    return 0 if manifest.get("complete") else 1
