@@ -13,7 +13,7 @@ import pytest
 
 from mmmi_dsl import load, loads
 from mmmi_dsl.lang import check as check_mod
-from mmmi_dsl.lang import lower as lower_mod
+from mmmi_dsl.lang.lower import limits as lower_limits
 from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError
@@ -118,7 +118,7 @@ def test_running_out_of_memory_anyway_is_a_clear_error(capsys, monkeypatch):
 
 def test_too_many_terms(monkeypatch):
     """decay at N = 400 has 160,000 terms (limit 100,000); with a limit of 1,000, N = 40 shows it fast."""
-    monkeypatch.setattr(lower_mod, "MAX_TERMS", 1000)
+    monkeypatch.setattr(lower_limits, "MAX_TERMS", 1000)
     with pytest.raises(SpecError) as info:
         load(DECAY, {"N": "40"})
     err = info.value.render()
@@ -127,7 +127,7 @@ def test_too_many_terms(monkeypatch):
 
 
 def test_too_much_expansion_work(monkeypatch):
-    monkeypatch.setattr(lower_mod, "MAX_WORK", 10_000)
+    monkeypatch.setattr(lower_limits, "MAX_WORK", 10_000)
     err = spec_error("for i in 1..1000: proto q[i" + " + i - i" * 10 + "] : scalar\n")
     assert "more than 10,000 expression nodes" in err
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Union
 
 import lark
-from lark import Token, Tree, v_args
+from lark import Tree, v_args
 from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken

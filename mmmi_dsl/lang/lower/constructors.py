@@ -1,0 +1,352 @@
+"""Constructors: proto-latents, templates, matrices and flows, with file safety.
+
+Each constructor call is bound to its built-in definition (:mod:`mmmi_dsl.builtins`) and its
+arguments are checked here, once, with positions; files resolve inside the spec's directory.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mmmi_dsl import builtins, ir
+from mmmi_dsl.errors import did_you_mean
+from mmmi_dsl.ir import Expr, Span
+from mmmi_dsl.lang.check import gib, physical_memory
+from mmmi_dsl.lang.lower import limits
+from mmmi_dsl.lang.lower.algebra import num_node, sym_node
+from mmmi_dsl.lang.lower.scope import Scope
+from mmmi_dsl.lang.parse import Binder, Call, Kwarg, Name, Shape, Statement, String
+
+
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def weights_problem(path: Path) -> str | None:
+    """Why a weights file is not a safetensors file (read 9 bytes, never unpickled), or None."""
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        return f"is a pickled checkpoint ({path.suffix})"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as err:
+        return f"cannot be read: {err.strerror}"
+    # safetensors: an 8-byte little-endian header length, then the JSON header's '{'
+    return None if len(head) == 9 and head[8:9] == b"{" else "is not a safetensors file"
+
+
+def npy_shape(path: Path) -> tuple[int, ...] | None:
+    """Shape of a .npy file from its header alone (no pickle, no data read)."""
+    import numpy as np
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)  # the public readers (numpy 2.4 has no _read_array_header)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read:
+                return None
+            shape, _, dtype = read[version](f)
+    except Exception:  # noqa: BLE001 - any malformed header is a data error
+        return None
+    if dtype.hasobject:
+        return None
+    return tuple(int(s) for s in shape)
+
+
+def canonical_call_text(call: Call, low: Scope, env) -> str:
+    """A stable name for an inline template: its call with arguments evaluated."""
+    parts = []
+    for a in call.args:
+        if isinstance(a, Kwarg):
+            parts.append(f"{a.name}={arg_text(a.value, low, env)}")
+        else:
+            parts.append(arg_text(a, low, env))
+    return f"{call.func}({', '.join(parts)})"
+
+
+def arg_text(node, low: Scope, env) -> str:
+    if isinstance(node, String):
+        return f'"{node.value}"'
+    if isinstance(node, Shape):
+        return "x".join(map(str, node.dims))
+    if isinstance(node, Name) and node.index is None and node.name in low.dims and low.dims[node.name].shape:
+        return "x".join(map(str, low.dims[node.name].shape))
+    if isinstance(node, Name) and low._kind(node, env)[0] == "template":  # noqa: SLF001
+        return low._ref(node, env)  # noqa: SLF001
+    if isinstance(node, Call):
+        return canonical_call_text(node, low, env)
+    v = low.value(node, env, allow_params=False)
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+class Constructors(Scope):
+    """Lower declarations that build things: protos, templates, matrices, flows."""
+
+    def _lower_proto(self, s: Statement, env) -> None:
+        kind, size, sym = self._type_size(s.type, env)
+        if s.type.name == "matrix":
+            self.fail("E0209", "a proto-latent is `scalar` or `vector[d]`", s.type.span)
+        for m in self._members(s, env):
+            self.protos[m] = ir.Proto(name=m, kind=kind, size=size, size_expr=sym, span=s.decl.span)
+            self.sizes[m] = size
+
+    def _lower_named_template(self, s: Statement, env) -> None:
+        for m in self._members(s, env):
+            if not isinstance(s.value, Call):
+                if isinstance(s.value, Name) and self._kind(s.value, env)[0] == "template":
+                    src = self.templates[self._ref(s.value, env)]
+                    t = src.model_copy(update={"name": m, "span": s.decl.span})
+                else:
+                    self.fail("E0209", "a template is built by a constructor", s.value.span, "",
+                              "ones(d), onehot(d, k), blob(img, row, col, sigma), image(\"f.png\"), "
+                              "npy(\"f.npy\"), random(d, seed), normalize(T)")
+            else:
+                t = self.template_call(s.value, env, name=m, span=s.decl.span)
+            if s.type is not None:
+                _, size, _ = self._type_size(s.type, env)
+                if size != t.size:
+                    self.fail("E0203", f"template `{m}` has {t.size} entries but is declared with {size}",
+                              s.value.span, f"{t.size} entries", "make the declared size match the constructor")
+            self.templates[m] = t
+
+    def _args(self, call: Call, params: tuple[str, ...], defaults: dict[str, object], what: str) -> dict:
+        """Bind a call's positional and keyword arguments to parameter names."""
+        out: dict[str, object] = {}
+        pos = [a for a in call.args if not isinstance(a, (Kwarg, Binder))]
+        if len(pos) > len(params):
+            self.fail("E0209", f"{call.func}() takes {len(params)} positional argument"
+                      f"{'s' * (len(params) != 1)}, got {len(pos)}", call.span, "",
+                      f"{call.func}({', '.join(params)}{''.join(f', {k}=...' for k in defaults)})")
+        for p, a in zip(params, pos):
+            out[p] = a
+        for a in call.args:
+            if isinstance(a, Binder):
+                self.fail("E0209", f"`{a.var} in ...` is only allowed in sum(...)", a.span)
+            if isinstance(a, Kwarg):
+                if a.name not in params and a.name not in defaults:
+                    self.fail("E0209", f"{call.func}() has no argument `{a.name}`", a.span, "",
+                              did_you_mean(a.name, list(params) + list(defaults)))
+                if a.name in out:
+                    self.fail("E0209", f"argument `{a.name}` given twice", a.span)
+                out[a.name] = a.value
+        missing = [p for p in params if p not in out]
+        if missing:
+            self.fail("E0209", f"{call.func}() is missing {', '.join(f'`{m}`' for m in missing)}", call.span, "",
+                      f"{what}: {call.func}({', '.join(params)})")
+        return out
+
+    def _path(self, node, env) -> tuple[str, Path]:
+        if not isinstance(node, String):
+            self.fail("E0209", "expected a file name in double quotes", node.span, "", 'image("templates/mass.png")')
+        if "\x00" in node.value:  # the OS refuses such names (ValueError from every path call)
+            self.fail("E0208", "a file name cannot contain a NUL character", node.span)
+        p = Path(node.value)
+        full = p if p.is_absolute() else self.base_dir / p
+        if not self.allow_paths:
+            root = self.base_dir.resolve()
+            try:
+                real = full.resolve()  # follows links: a link inside pointing outside is outside
+            except (OSError, RuntimeError):  # a link loop
+                real = full
+            if not real.is_relative_to(root):
+                self.fail("E0216", f"file `{node.value}` is outside the spec's directory", node.span,
+                          f"resolves to {real}", f"pass --allow-paths to allow files outside {root} "
+                          "(allow_paths=True from Python)")
+        if not full.is_file():
+            self.fail("E0208", f"file `{node.value}` not found", node.span, f"looked for {full}",
+                      "paths are relative to the spec file's directory")
+        return node.value, full
+
+    def template_call(self, call: Call, env, name: str | None = None, span: Span | None = None) -> ir.Template:
+        """Resolve a template constructor call (named or inline)."""
+        if call.func not in builtins.TEMPLATES:
+            self.fail("E0209", f"`{call.func}` is not a template constructor", call.func_span, "",
+                      did_you_mean(call.func, builtins.TEMPLATES))
+        params, defaults = builtins.TEMPLATES[call.func]
+        a = self._args(call, params, defaults, "template")
+        kind = call.func
+        args: dict[str, object] = {}
+        path = None
+        size_expr: Expr | None = None
+        if kind in ("ones", "onehot", "random"):
+            size = self.int_value(a["size"], env, "size")
+            node = a["size"]
+            if isinstance(node, Name) and node.index is None and node.name in self.dims:
+                size_expr = sym_node(node.name)
+            if size <= 0 or size > limits.MAX_VECTOR_SIZE:
+                self.fail("E0215" if size > 0 else "E0206", f"template size {size:,} is out of range",
+                          a["size"].span, "", f"sizes run from 1 to {limits.MAX_VECTOR_SIZE:,}")
+            if kind == "onehot":
+                k = self.int_value(a["index"], env, "index")
+                if not 1 <= k <= size:
+                    self.fail("E0206", f"onehot index {k} is outside 1..{size}", a["index"].span, "",
+                              "indices are 1-based")
+                args["index"] = k
+            if kind == "random":
+                args["seed"] = self.seed_value(a["seed"], env)
+        elif kind == "blob":
+            shape = self.shape_of(a["shape"], env)
+            if len(shape) not in (2, 3):
+                self.fail("E0203", "blob() needs an image shape CxHxW or HxW", a["shape"].span)
+            size = math.prod(shape)
+            self.check_vector_size(size, a["shape"].span)
+            args["shape"] = tuple(shape)
+            for key in ("row", "col", "sigma"):
+                args[key] = self.value(a[key], env, allow_params=False)
+            if not 1e-100 <= args["sigma"] <= 1e100:  # sigma^2 must neither overflow nor vanish
+                self.fail("E0206", f"blob sigma must be between 1e-100 and 1e100, got {args['sigma']:g}",
+                          a["sigma"].span, "", "sigma is the blob's width in pixels, e.g. 3")
+        elif kind == "image":
+            given, full = self._path(a["file"], env)
+            mode = a.get("mode")
+            mode_value = mode.value if isinstance(mode, String) else "RGB"
+            if mode_value not in ("RGB", "L"):
+                self.fail("E0209", f"image mode must be \"RGB\" or \"L\", got {mode_value!r}", mode.span)
+            try:
+                from PIL import Image
+                with Image.open(full) as img:
+                    w, h = img.size
+            except Exception as err:  # noqa: BLE001 - any decoder failure is a data error
+                self.fail("E0208", f"cannot read image `{given}`: {err}", a["file"].span)
+            channels = 3 if mode_value == "RGB" else 1
+            size = channels * h * w
+            args.update({"mode": mode_value, "shape": (channels, h, w), "file": given})
+            path = str(full)
+        elif kind == "npy":
+            given, full = self._path(a["file"], env)
+            shape = npy_shape(full)
+            if shape is None:
+                self.fail("E0208", f"`{given}` is not a readable .npy array", a["file"].span, "",
+                          "save with numpy.save (no pickled objects)")
+            size = math.prod(shape)
+            args["file"] = given
+            path = str(full)
+        else:  # normalize
+            inner = a["template"]
+            t = self.template_of(inner, env)
+            size = t.size
+            args["of"] = t.name
+        if name is None:
+            name = canonical_call_text(call, self, env)
+        return ir.Template(name=name, kind=kind, size=size, size_expr=size_expr or num_node(size), args=args,
+                           path=path, span=span or call.span)
+
+    def template_of(self, node, env) -> ir.Template:
+        """The template a node denotes: a named one or an inline constructor."""
+        if isinstance(node, Call):
+            t = self.template_call(node, env)
+            self.templates.setdefault(t.name, t)
+            return self.templates[t.name]
+        if isinstance(node, Name):
+            kind, ref = self._kind(node, env)
+            if kind == "template":
+                return self.templates[ref]
+            self.fail("E0103", f"`{ref}` is a {kind}, not a template", node.span)
+        self.fail("E0209", "expected a template", node.span)
+
+    def _lower_matrix(self, s: Statement, env) -> None:
+        for m in self._members(s, env):
+            call = s.value
+            if not isinstance(call, Call) or call.func not in builtins.MATRICES:
+                self.fail("E0209", "a matrix is built by a constructor", s.value.span, "",
+                          did_you_mean(getattr(call, "func", ""), builtins.MATRICES))
+            params, defaults = builtins.MATRICES[call.func]
+            a = self._args(call, params, defaults, "matrix")
+            args: dict[str, object] = {}
+            path = None
+            if call.func in ("uniform", "normal"):
+                rows = self.int_value(a["rows"], env, "size")
+                cols = self.int_value(a["cols"], env, "size")
+                args["seed"] = self.seed_value(a["seed"], env)
+                for k, v in defaults.items():
+                    args[k] = self.value(a[k], env, allow_params=False) if k in a else v
+            elif call.func in ("orthogonal", "identity"):
+                rows = cols = self.int_value(a["size"], env, "size")
+                if call.func == "orthogonal":
+                    args["seed"] = self.seed_value(a["seed"], env)
+            else:
+                given, full = self._path(a["file"], env)
+                shape = npy_shape(full)
+                if shape is None or len(shape) != 2:
+                    self.fail("E0208", f"`{given}` is not a 2-D .npy array", a["file"].span)
+                rows, cols = shape
+                args["file"] = given
+                path = str(full)
+            if rows <= 0 or cols <= 0:
+                self.fail("E0206", f"matrix shape {rows}x{cols} must be positive", call.span)
+            if rows * cols > limits.MAX_MATRIX_ENTRIES:
+                self.fail("E0215", f"matrix {rows}x{cols} needs {gib(rows * cols * 8)} as float64", call.span, "",
+                          f"at most {limits.MAX_MATRIX_ENTRIES:,} entries ({gib(limits.MAX_MATRIX_ENTRIES * 8)}) are allowed; "
+                          f"this machine has {gib(physical_memory())}")
+            if s.type is not None:
+                if s.type.name != "matrix" or len(s.type.args) != 2:
+                    self.fail("E0209", "a matrix type is matrix[rows, cols]", s.type.span)
+                r = self.int_value(s.type.args[0], env, "size")
+                c = self.int_value(s.type.args[1], env, "size")
+                if (r, c) != (rows, cols):
+                    self.fail("E0203", f"matrix `{m}` is {rows}x{cols} but declared {r}x{c}", call.span)
+            self.matrices[m] = ir.Matrix(name=m, kind=call.func, rows=rows, cols=cols, args=args,
+                                         path=path, span=s.decl.span)
+
+    def _lower_flow(self, s: Statement, env, variables) -> ir.Flow:
+        name = self._decl_name(s.decl, env)
+        steps: list[ir.FlowStep] = []
+        node = s.value
+        while True:
+            if not isinstance(node, Call):
+                self.fail("E0210", "a flow is written as a call of a flow on a latent", node.span, "",
+                          "flow x1 = identity(z1)")
+            plugins = builtins.plugin_flows() if node.func not in builtins.FLOWS else {}
+            if node.func not in builtins.FLOWS and node.func not in plugins:
+                known = list(builtins.FLOWS) + list(plugins)
+                self.fail("E0210", f"unknown flow `{node.func}`", node.func_span, "",
+                          f"{did_you_mean(node.func, known)} (flows: {', '.join(known)})")
+            pos = [a for a in node.args if not isinstance(a, (Kwarg, Binder))]
+            if len(pos) != 1:
+                self.fail("E0209", f"{node.func}() takes the latent as its one positional argument", node.span,
+                          "", f"{node.func}(z, key = value)")
+            allowed = builtins.FLOWS.get(node.func)  # None for a plugin: it checks its own arguments
+            args: dict[str, object] = {}
+            for a in node.args:
+                if isinstance(a, Binder):
+                    self.fail("E0209", "`in` is only allowed in sum(...)", a.span)
+                if isinstance(a, Kwarg):
+                    if allowed is not None and a.name not in allowed:
+                        self.fail("E0209", f"flow {node.func}() has no argument `{a.name}`", a.span, "",
+                                  did_you_mean(a.name, allowed) if allowed else f"{node.func}() takes no arguments")
+                    if a.name == "weights":
+                        args[a.name] = str(self._path(a.value, env)[1])  # relative to the spec
+                        problem = weights_problem(Path(args[a.name]))
+                        if problem:
+                            self.fail("E0208", f"weights `{a.value.value}` {problem}", a.value.span, "",
+                                      "convert them with safetensors.torch.save_file; pickles are refused "
+                                      "unread because unpickling runs code")
+                    elif isinstance(a.value, String):
+                        args[a.name] = a.value.value
+                    else:
+                        v = self.value(a.value, env)
+                        wants_int = allowed is None or isinstance(allowed[a.name], int)
+                        args[a.name] = int(v) if wants_int and v.is_integer() else v
+            steps.append(ir.FlowStep(name=node.func, args=args, span=node.span))
+            node = pos[0]
+            if isinstance(node, Name):
+                break
+        kind, latent = self._kind(node, env)
+        if kind not in ("latent", "proto"):
+            self.fail("E0103", f"a flow reads a latent; `{latent}` is a {kind}", node.span)
+        if latent not in variables and latent not in self.protos:
+            self._failed_before(latent, node.span)
+        size = variables[latent].size if latent in variables else self.protos[latent].size
+        if s.type is not None:
+            if s.type.name not in ("image", "vector"):
+                self.fail("E0209", "a modality's type is image[shape] or vector[d]", s.type.span)
+            if len(s.type.args) != 1:
+                self.fail("E0209", f"`{s.type.name}` takes one size", s.type.span)
+            shape = tuple(self.shape_of(s.type.args[0], env))
+        else:
+            shape = (size,)
+        if size and math.prod(shape) != size:
+            self.fail("E0203", f"flow `{name}` outputs {'x'.join(map(str, shape))} = {math.prod(shape)} values "
+                      f"but latent `{latent}` has {size}", s.type.span if s.type else s.span, "",
+                      "flows are bijections: the output has the latent's size")
+        return ir.Flow(name=name, latent=latent, steps=tuple(reversed(steps)), shape=shape, span=s.decl.span)
+

@@ -1,0 +1,14 @@
+"""Sizes a spec may ask for: a clear E0215 instead of an out-of-memory crash or minutes of work.
+
+Read at use time (``limits.MAX_TERMS``), so tests can lower a limit with monkeypatch.
+"""
+
+# Floats in one template or matrix, and modalities/latents in one spec.
+MAX_VECTOR_SIZE = 50_000_000
+MAX_MATRIX_ENTRIES = 100_000_000
+MAX_VARIABLES = 100_000
+# Terms that sum(...) may expand to in all: lowering costs ~50 us a term (decay.mmi at N = 316: 100,000).
+MAX_TERMS = 100_000
+# Expression nodes lowering may evaluate in all (~2 us each): a 100,000-member loop over a statement
+# with a 10,000-node index took minutes. decay.mmi at N = 316 evaluates about 1.5 million.
+MAX_WORK = 5_000_000
