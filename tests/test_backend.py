@@ -175,10 +175,23 @@ def test_affine_flow_keeps_mi():
     plugin_check(out["x1"], out["x2"], exact)
 
 
-def test_a_flow_that_cannot_be_built_is_a_spec_error():
+def test_a_flow_that_cannot_be_built_is_refused_when_the_spec_is_checked():
+    """coupling needs two coordinates: plain loading (no torch, no flow built) refuses it at the flow."""
     text = (SPECS / "two_views.mmi").read_text().replace("identity(z2)", "coupling(z2, layers = 2)")
+    with pytest.raises(SpecError, match="coupling needs a latent of size 2 or more, got 1") as err:
+        loads(text, {"d": "1"})
+    assert err.value.diagnostics[0].code == "E0203"
+    assert err.value.diagnostics[0].span.line == text.splitlines().index(
+        next(ln for ln in text.splitlines() if "coupling(" in ln)) + 1
+
+
+def test_a_flow_built_from_ir_that_skipped_the_checks_is_still_a_spec_error():
+    model = loads((SPECS / "two_views.mmi").read_text(), {"d": "1"})
+    bad = model.flows["x2"].model_copy(update={"steps": (model.flows["x2"].steps[0].model_copy(
+        update={"name": "coupling", "args": {"layers": 2}}),)})
+    model = model.model_copy(update={"flows": {**model.flows, "x2": bad}})
     with pytest.raises(SpecError, match="cannot be built"):
-        Sampler(loads(text, {"d": "1"}))
+        Sampler(model)
 
 
 def test_cuda_absent_is_a_usage_error():

@@ -266,8 +266,8 @@ def test_language_reference_documents_every_statement_and_builtin():
     names = set(w["keywords"]) | set(w["units"]) | set(w["query_ops"]) | set(w["builtins"]) | set(TYPES)
     missing = sorted(n for n in names if not re.search(rf"(?<![A-Za-z_0-9]){re.escape(n)}(?![A-Za-z_0-9])", code))
     assert not missing, f"docs/language.md does not document: {missing}"
-    for kwargs in [*FLOWS.values(), *(kw for _, kw in MATRICES.values()), *(kw for _, kw in TEMPLATES.values())]:
-        for k in kwargs:
+    for builtin in [*FLOWS.values(), *MATRICES.values(), *TEMPLATES.values()]:
+        for k in (a.name for a in builtin.keywords):
             assert re.search(rf"(?<![A-Za-z_]){k}(?![A-Za-z_])", code), f"keyword argument {k} not documented"
     assert ":=" in code
 

@@ -97,8 +97,8 @@ def test_a_pickle_is_refused_without_running_it(tmp_path, capsys, line, file, me
 
 
 def test_numpy_and_realize_refuse_object_arrays_even_when_lowering_is_skipped(tmp_path):
-    """realize._load_npy reads with allow_pickle=False: the second line of defence."""
-    from mmmi_dsl.builtins.realize import _load_npy
+    """templates.load_npy reads with allow_pickle=False: the second line of defence."""
+    from mmmi_dsl.builtins.templates import load_npy as _load_npy
 
     marker = tmp_path / "pwned"
     path = write_pickles(tmp_path, marker)["object.npy"]
@@ -290,16 +290,43 @@ def test_a_part_manifest_with_wrong_types_is_refused_by_merge(tmp_path, capsys):
 
 @pytest.mark.parametrize("config, message", [
     ("[1, 2]", "config that is not a JSON object"),
-    ('{"format": "mmmi_dsl.cnf/1", "dim": "sixty-four"}', "cannot be built"),
-    ("{not json", "cannot be built"),
+    ('{"format": "mmmi_dsl.cnf/1", "dim": "sixty-four"}', "config `dim` must be an integer"),
+    ("{not json", "has a config that is not JSON"),
 ])
-def test_a_cnf_config_with_wrong_types_is_a_clear_error(tmp_path, capsys, config, message):
+@pytest.mark.parametrize("flows", [False, True])
+def test_a_cnf_config_with_wrong_types_is_a_clear_error(tmp_path, capsys, config, message, flows):
+    """Refused when the spec is checked (plain `check` too): no network is ever built from it."""
     from safetensors.torch import load_file, save_file
 
     save_file(load_file(str(DIGITS)), str(tmp_path / "w.safetensors"), metadata={"mmmi_config": config})
     spec = spec_with(tmp_path, 'flow x = cnf(z, weights = "w.safetensors", class = 0) : image[1x8x8]', 64)
-    code, text = run(capsys, "check", "--flows", spec)
-    assert code == 1 and "error[E0210]" in text and message in text, text
+    code, text = run(capsys, "check", *(["--flows"] if flows else []), spec)
+    assert code == 1 and "error[E0208]" in text and message in text, text
+    assert f"{spec}:4:27" in text, text  # at the weights' file name
+
+
+@pytest.mark.parametrize("key, value", [("hidden", 200_000), ("n_classes", 10**10), ("depth", 10**7),
+                                        ("hidden", 512), ("n_classes", 12), ("dim", 32)])
+def test_a_cnf_config_that_lies_about_its_tensors_is_refused_before_any_network_is_built(
+        tmp_path, capsys, monkeypatch, key, value):
+    """A config whose sizes are out of bounds or disagree with the tensors' shapes is refused from the
+    safetensors header alone: torch never allocates the network it describes."""
+    from safetensors.torch import load_file, save_file
+
+    import mmmi_dsl.flows.cnf as cnf_module
+
+    config = json.loads((DIGITS.with_suffix(".json")).read_text())
+    config[key] = value
+    save_file(load_file(str(DIGITS)), str(tmp_path / "w.safetensors"), metadata={"mmmi_config": json.dumps(config)})
+    built = []
+    monkeypatch.setattr(cnf_module, "net_from_config", lambda c: built.append(c))
+    spec = spec_with(tmp_path, 'flow x = cnf(z, weights = "w.safetensors", class = 0) : image[1x8x8]', 64)
+    code, text = run(capsys, "check", spec)
+    assert code == 1 and "error[E0208]" in text, text
+    assert ("must be an integer in" in text) or ("do not fit the architecture of its config" in text), text
+    with pytest.raises(ValueError, match="must be an integer in|do not fit the architecture"):
+        cnf_module.CNF(64, weights=str(tmp_path / "w.safetensors"))
+    assert not built
 
 
 def test_cnf_weights_that_do_not_fit_their_config_are_a_clear_error(tmp_path, capsys):
@@ -310,7 +337,7 @@ def test_cnf_weights_that_do_not_fit_their_config_are_a_clear_error(tmp_path, ca
     config = json.loads((DIGITS.with_suffix(".json")).read_text())
     save_file(state, str(tmp_path / "w.safetensors"), metadata={"mmmi_config": json.dumps(config)})
     spec = spec_with(tmp_path, 'flow x = cnf(z, weights = "w.safetensors", class = 0) : image[1x8x8]', 64)
-    code, text = run(capsys, "check", "--flows", spec)
+    code, text = run(capsys, "check", spec)
     assert code == 1 and "do not fit the architecture of its config" in text, text
 
 

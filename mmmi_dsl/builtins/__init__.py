@@ -1,48 +1,18 @@
-"""Tables of the language's built-ins: one place for names, arities and keywords.
+"""The language's built-ins, each declared once: templates, matrices, flows, functions, types.
 
-Lowering, checks and the docs read these tables; nothing here runs user code.
+Lowering binds and checks calls against these definitions, :mod:`.realize` computes
+template and matrix values from them, :mod:`mmmi_dsl.flows` builds flows from them, and the
+lexer, the docs generator and error hints read their names and signatures. Nothing here
+imports torch or runs user code.
 """
 
 from __future__ import annotations
 
+from mmmi_dsl.builtins.flows import FLOWS
+from mmmi_dsl.builtins.matrices import MATRICES
+from mmmi_dsl.builtins.signature import REQUIRED, Arg, Builtin
+from mmmi_dsl.builtins.templates import TEMPLATES
 from mmmi_dsl.ir import MATH_FUNCTIONS
-
-# Template constructors: name -> (positional parameter names, keyword defaults).
-# Sizes, indices and seeds are integers; `shape` is a dim holding an image shape.
-TEMPLATES: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
-    "ones": (("size",), {}),
-    "onehot": (("size", "index"), {}),
-    "blob": (("shape", "row", "col", "sigma"), {}),
-    "image": (("file",), {"mode": "RGB"}),
-    "npy": (("file",), {}),
-    "random": (("size", "seed"), {}),
-    "normalize": (("template",), {}),
-}
-
-# Matrix constructors.
-MATRICES: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
-    "uniform": (("rows", "cols", "seed"), {"low": -1.0, "high": 1.0}),
-    "normal": (("rows", "cols", "seed"), {"scale": 1.0}),
-    "orthogonal": (("size", "seed"), {}),
-    "identity": (("size",), {}),
-    "npy": (("file",), {}),
-}
-
-# Flows: name -> keyword arguments with their defaults. The first positional
-# argument of a flow is the latent (or the inner flow of a composition).
-FLOWS: dict[str, dict[str, object]] = {
-    "identity": {},
-    "affine": {"seed": 0, "scale": 1.0},
-    "asinh": {},
-    "sinh": {},
-    "half_cube": {},
-    "normal_cdf": {},
-    "spiral": {"speed": 1.0, "seed": 0},
-    "coupling": {"layers": 4, "seed": 0, "hidden": 64},
-    # `weights` is a file path, resolved relative to the spec like every path in a spec
-    "cnf": {"weights": "", "class": 0, "guidance": 0.0, "method": "rk4", "steps": 32, "rtol": 1e-7, "atol": 1e-8},
-    "digits": {"class": 0, "guidance": 0.0, "method": "rk4", "steps": 32, "rtol": 1e-7, "atol": 1e-8},
-}
 
 # Installed packages add flow types under this entry-point group: ``name = "pkg.module:FlowClass"``
 # (a subclass of mmmi_dsl.flows.Flow). A spec names the flow; it never names code by path.
@@ -69,3 +39,7 @@ def all_function_names() -> list[str]:
     names = set(MATH_FUNCTIONS) | set(TEMPLATES) | set(MATRICES) | set(FLOWS)
     names |= set(EQUATION_FUNCTIONS) | set(CONSTANT_FUNCTIONS)
     return sorted(names)
+
+
+__all__ = ["Arg", "Builtin", "REQUIRED", "TEMPLATES", "MATRICES", "FLOWS", "FLOW_ENTRY_POINT_GROUP", "TYPES",
+           "EQUATION_FUNCTIONS", "CONSTANT_FUNCTIONS", "plugin_flows", "all_function_names"]

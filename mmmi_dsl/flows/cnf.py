@@ -21,20 +21,19 @@ architecture comes from the config stored in the safetensors metadata (key
 from __future__ import annotations
 
 import copy
-import json
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from mmmi_dsl.flows import Flow
+from mmmi_dsl.builtins import weights
+from mmmi_dsl.builtins.flows import FIXED_STEP, METHODS
+from mmmi_dsl.builtins.weights import FORMAT, WEIGHTS_DIR
+from mmmi_dsl.flows.base import Flow
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-DIGITS_WEIGHTS = WEIGHTS_DIR / "digits.safetensors"
-FORMAT = "mmmi_dsl.cnf/1"
-METHODS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_heun", "dopri8")
-FIXED_STEP = ("rk4", "euler", "midpoint")
+DIGITS_WEIGHTS = weights.SHIPPED["digits"]
+__all__ = ["CNF", "Digits", "VelocityNet", "FORMAT", "METHODS", "FIXED_STEP", "WEIGHTS_DIR", "DIGITS_WEIGHTS",
+           "load_weights", "net_from_config"]
 
 
 class VelocityNet(nn.Module):
@@ -72,53 +71,20 @@ def net_from_config(config: dict) -> VelocityNet:
                        c_dim=int(config["c_dim"]))
 
 
-_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+def load_weights(path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read ``(state_dict, config)`` from a safetensors file; never unpickles anything.
 
-
-def _weights_path(weights) -> Path:
-    if weights is None or str(weights) == "":
-        raise ValueError("cnf: give the weights, e.g. cnf(z, weights = \"model.safetensors\", class = 0)")
-    p = Path(weights)
-    if p.suffix == "" and not p.exists():
-        p = p.with_suffix(".safetensors")
-    if p.suffix.lower() in _PICKLE_SUFFIXES:
-        raise ValueError(f"cnf: refusing weights `{p}`: pickled checkpoints can run arbitrary code when "
-                         "loaded; convert them to .safetensors (safetensors.torch.save_file)")
-    if not p.is_file():
-        raise FileNotFoundError(f"cnf: no weights file `{p}`")
-    return p
-
-
-def load_weights(weights) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read ``(state_dict, config)`` from a safetensors file (never unpickles anything)."""
-    from safetensors import safe_open
+    The config and the tensors' shapes are checked (:func:`mmmi_dsl.builtins.weights.inspect`)
+    before any tensor is read or any network is built.
+    """
     from safetensors.torch import load_file
 
-    p = _weights_path(weights)
-    with open(p, "rb") as fh:
-        head = fh.read(9)
-    # A safetensors file starts with an 8-byte little-endian header length and then '{'.
-    if len(head) < 9 or head[8:9] != b"{":
-        raise ValueError(f"cnf: `{p}` is not a safetensors file (pickled or other formats are refused "
-                         "without being read: they can run code)")
+    info = weights.inspect(path)
     try:
-        state = load_file(str(p))
-        with safe_open(str(p), framework="pt") as fh:
-            meta = fh.metadata() or {}
+        state = load_file(str(info.path))
     except Exception as exc:  # safetensors raises its own error type on malformed files
-        raise ValueError(f"cnf: `{p}` is not a valid safetensors file: {exc}") from None
-    if "mmmi_config" in meta:
-        config = json.loads(meta["mmmi_config"])
-    else:
-        side = p.with_suffix(".json")
-        if not side.is_file():
-            raise ValueError(f"cnf: `{p}` carries no config and there is no `{side.name}` next to it")
-        config = json.loads(side.read_text())
-    if not isinstance(config, dict):
-        raise ValueError(f"cnf: `{p}` has a config that is not a JSON object")
-    if config.get("format") != FORMAT:
-        raise ValueError(f"cnf: `{p}` has config format {config.get('format')!r}, expected {FORMAT!r}")
-    return state, config
+        raise weights.WeightsError(f"`{info.path}` is not a valid safetensors file: {exc}") from None
+    return state, info.config
 
 
 class CNF(Flow):
@@ -135,26 +101,21 @@ class CNF(Flow):
         rtol, atol: tolerances of adaptive methods.
     """
 
-    def __init__(self, size: int, weights="", guidance: float = 0.0, method: str = "rk4", steps: int = 32,
-                 rtol: float = 1e-7, atol: float = 1e-8, **kwargs):
-        super().__init__(size)
-        label = kwargs.pop("class", 0)
-        if kwargs:
-            raise TypeError(f"cnf: unknown argument(s) {', '.join(sorted(kwargs))}")
-        state, config = load_weights(weights)
+    builtin = "cnf"
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(size, **kwargs)
+        a = self.args
+        state, config = load_weights(a["weights"] if self.builtin == "cnf" else weights.SHIPPED[self.builtin])
         dim = int(config["dim"])
         if size != dim:
-            raise ValueError(f"cnf: these weights act on vectors of size {dim} (e.g. image[1x8x8] = 64), "
+            raise ValueError(f"{self.builtin}: these weights act on vectors of size {dim} (e.g. image[1x8x8] = 64), "
                              f"but the latent has size {size}")
         n_classes = int(config["n_classes"])
-        if float(label) != int(label) or not 0 <= int(label) < n_classes:
-            raise ValueError(f"cnf: class must be an integer in 0..{n_classes - 1}, got {label}")
-        if method not in METHODS:
-            raise ValueError(f"cnf: unknown method `{method}`; use one of {', '.join(METHODS)}")
-        if int(steps) < 1 or float(steps) != int(steps):
-            raise ValueError(f"cnf: steps must be a positive integer, got {steps}")
-        if float(guidance) < 0:
-            raise ValueError(f"cnf: guidance must be >= 0, got {guidance}")
+        label, guidance, method, steps = a["class"], a["guidance"], a["method"], a["steps"]
+        if not 0 <= int(label) < n_classes:
+            raise ValueError(f"{self.builtin}: class must be an integer in 0..{n_classes - 1}, got {label}")
+        rtol, atol = a["rtol"], a["atol"]
         self.config = config
         self.label, self.guidance = int(label), float(guidance)
         self.method, self.steps, self.rtol, self.atol = method, int(steps), float(rtol), float(atol)
@@ -210,10 +171,4 @@ class Digits(CNF):
     """``digits(z, class = k)``: the CNF with the shipped weights, trained on scikit-learn's 8x8
     handwritten digits (pixel / 16 * 2 - 1, so values lie near [-1, 1]); size must be 64."""
 
-    def __init__(self, size: int, **kwargs):
-        if size != 64:
-            raise ValueError(f"digits: the digits flow makes 8x8 images (size 64, e.g. image[1x8x8]), "
-                             f"but the latent has size {size}")
-        if "weights" in kwargs:
-            raise TypeError("digits: uses the shipped weights; for your own use cnf(z, weights = ...)")
-        super().__init__(size, weights=DIGITS_WEIGHTS, **kwargs)
+    builtin = "digits"

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 
 from mmmi_dsl import builtins, ir
+from mmmi_dsl.builtins import weights
+from mmmi_dsl.builtins.signature import Builtin
 from mmmi_dsl.errors import did_you_mean
 from mmmi_dsl.ir import Expr, Span
 from mmmi_dsl.lang.check import gib, physical_memory
@@ -19,20 +21,6 @@ from mmmi_dsl.lang.lower.scope import Scope
 from mmmi_dsl.lang.parse import Binder, Call, Kwarg, Name, Shape, Statement, String
 
 
-_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
-
-
-def weights_problem(path: Path) -> str | None:
-    """Why a weights file is not a safetensors file (read 9 bytes, never unpickled), or None."""
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
-        return f"is a pickled checkpoint ({path.suffix})"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError as err:
-        return f"cannot be read: {err.strerror}"
-    # safetensors: an 8-byte little-endian header length, then the JSON header's '{'
-    return None if len(head) == 9 and head[8:9] == b"{" else "is not a safetensors file"
 
 
 def npy_shape(path: Path) -> tuple[int, ...] | None:
@@ -78,6 +66,10 @@ def arg_text(node, low: Scope, env) -> str:
     return str(int(v)) if v.is_integer() else repr(v)
 
 
+def call_name(builtin: Builtin) -> str:
+    return f"{builtin.name}()"
+
+
 class Constructors(Scope):
     """Lower declarations that build things: protos, templates, matrices, flows."""
 
@@ -108,31 +100,61 @@ class Constructors(Scope):
                               s.value.span, f"{t.size} entries", "make the declared size match the constructor")
             self.templates[m] = t
 
-    def _args(self, call: Call, params: tuple[str, ...], defaults: dict[str, object], what: str) -> dict:
-        """Bind a call's positional and keyword arguments to parameter names."""
+    def bind(self, call: Call, builtin: Builtin, latent_first: bool = False) -> dict:
+        """Bind a call's arguments to ``builtin``'s: positional ones in order, then keywords, each once.
+
+        With ``latent_first`` (flows) the one positional argument is the latent and is not bound.
+        """
+        params = builtin.positional
         out: dict[str, object] = {}
         pos = [a for a in call.args if not isinstance(a, (Kwarg, Binder))]
-        if len(pos) > len(params):
+        if not latent_first and len(pos) > len(params):
             self.fail("E0209", f"{call.func}() takes {len(params)} positional argument"
-                      f"{'s' * (len(params) != 1)}, got {len(pos)}", call.span, "",
-                      f"{call.func}({', '.join(params)}{''.join(f', {k}=...' for k in defaults)})")
-        for p, a in zip(params, pos):
-            out[p] = a
+                      f"{'s' * (len(params) != 1)}, got {len(pos)}", call.span, "", builtin.signature())
+        for p, a in zip(params, [] if latent_first else pos):
+            out[p.name] = a
         for a in call.args:
             if isinstance(a, Binder):
                 self.fail("E0209", f"`{a.var} in ...` is only allowed in sum(...)", a.span)
             if isinstance(a, Kwarg):
-                if a.name not in params and a.name not in defaults:
+                if builtin.arg(a.name) is None:
+                    names = [x.name for x in builtin.args]
                     self.fail("E0209", f"{call.func}() has no argument `{a.name}`", a.span, "",
-                              did_you_mean(a.name, list(params) + list(defaults)))
+                              did_you_mean(a.name, names) if names else f"{call.func}() takes no arguments")
                 if a.name in out:
-                    self.fail("E0209", f"argument `{a.name}` given twice", a.span)
+                    self.fail("E0209", f"argument `{a.name}` given twice", a.span, "",
+                              "give each argument once")
                 out[a.name] = a.value
-        missing = [p for p in params if p not in out]
+        missing = [p.name for p in builtin.args if p.required and p.name not in out]
         if missing:
             self.fail("E0209", f"{call.func}() is missing {', '.join(f'`{m}`' for m in missing)}", call.span, "",
-                      f"{what}: {call.func}({', '.join(params)})")
+                      f"{builtin.kind}: {builtin.signature()}")
         return out
+
+    def number_arg(self, builtin: Builtin, name: str, node, env, allow_params: bool = False) -> int | float:
+        """The value of a numeric argument, checked against its declared type and bounds."""
+        arg = builtin.arg(name)
+        if isinstance(node, String):
+            self.fail("E0209", f"`{name}` is a number, not a string", node.span, "", arg.help)
+        if arg.name == "seed":
+            v: float = self.seed_value(node, env)
+        else:
+            v = self.value(node, env, allow_params=allow_params)
+        problem = arg.problem(v)
+        if problem:
+            self.fail("E0206", f"{call_name(builtin)}: {problem}", node.span, "", arg.help)
+        return int(v) if arg.type == "int" else v
+
+    def string_arg(self, builtin: Builtin, name: str, node) -> str:
+        """The value of a string argument, checked against its declared choices."""
+        arg = builtin.arg(name)
+        if not isinstance(node, String):
+            self.fail("E0209", f"`{name}` takes a string in double quotes", node.span, "",
+                      arg.bounds_text() or arg.help)
+        problem = arg.problem(node.value)
+        if problem:
+            self.fail("E0209", f"{call_name(builtin)}: {problem}", node.span, "", arg.help)
+        return node.value
 
     def _path(self, node, env) -> tuple[str, Path]:
         if not isinstance(node, String):
@@ -161,8 +183,8 @@ class Constructors(Scope):
         if call.func not in builtins.TEMPLATES:
             self.fail("E0209", f"`{call.func}` is not a template constructor", call.func_span, "",
                       did_you_mean(call.func, builtins.TEMPLATES))
-        params, defaults = builtins.TEMPLATES[call.func]
-        a = self._args(call, params, defaults, "template")
+        builtin = builtins.TEMPLATES[call.func]
+        a = self.bind(call, builtin)
         kind = call.func
         args: dict[str, object] = {}
         path = None
@@ -182,7 +204,7 @@ class Constructors(Scope):
                               "indices are 1-based")
                 args["index"] = k
             if kind == "random":
-                args["seed"] = self.seed_value(a["seed"], env)
+                args["seed"] = self.number_arg(builtin, "seed", a["seed"], env)
         elif kind == "blob":
             shape = self.shape_of(a["shape"], env)
             if len(shape) not in (2, 3):
@@ -190,17 +212,12 @@ class Constructors(Scope):
             size = math.prod(shape)
             self.check_vector_size(size, a["shape"].span)
             args["shape"] = tuple(shape)
-            for key in ("row", "col", "sigma"):
-                args[key] = self.value(a[key], env, allow_params=False)
-            if not 1e-100 <= args["sigma"] <= 1e100:  # sigma^2 must neither overflow nor vanish
-                self.fail("E0206", f"blob sigma must be between 1e-100 and 1e100, got {args['sigma']:g}",
-                          a["sigma"].span, "", "sigma is the blob's width in pixels, e.g. 3")
+            for key in ("row", "col", "sigma"):  # sigma^2 must neither overflow nor vanish: its bounds
+                args[key] = self.number_arg(builtin, key, a[key], env)
         elif kind == "image":
             given, full = self._path(a["file"], env)
             mode = a.get("mode")
-            mode_value = mode.value if isinstance(mode, String) else "RGB"
-            if mode_value not in ("RGB", "L"):
-                self.fail("E0209", f"image mode must be \"RGB\" or \"L\", got {mode_value!r}", mode.span)
+            mode_value = self.string_arg(builtin, "mode", mode) if mode is not None else builtin.arg("mode").default
             try:
                 from PIL import Image
                 with Image.open(full) as img:
@@ -249,20 +266,20 @@ class Constructors(Scope):
             if not isinstance(call, Call) or call.func not in builtins.MATRICES:
                 self.fail("E0209", "a matrix is built by a constructor", s.value.span, "",
                           did_you_mean(getattr(call, "func", ""), builtins.MATRICES))
-            params, defaults = builtins.MATRICES[call.func]
-            a = self._args(call, params, defaults, "matrix")
+            builtin = builtins.MATRICES[call.func]
+            a = self.bind(call, builtin)
             args: dict[str, object] = {}
             path = None
             if call.func in ("uniform", "normal"):
                 rows = self.int_value(a["rows"], env, "size")
                 cols = self.int_value(a["cols"], env, "size")
-                args["seed"] = self.seed_value(a["seed"], env)
-                for k, v in defaults.items():
-                    args[k] = self.value(a[k], env, allow_params=False) if k in a else v
+                args["seed"] = self.number_arg(builtin, "seed", a["seed"], env)
+                for k, v in builtin.defaults().items():
+                    args[k] = self.number_arg(builtin, k, a[k], env) if k in a else v
             elif call.func in ("orthogonal", "identity"):
                 rows = cols = self.int_value(a["size"], env, "size")
                 if call.func == "orthogonal":
-                    args["seed"] = self.seed_value(a["seed"], env)
+                    args["seed"] = self.number_arg(builtin, "seed", a["seed"], env)
             else:
                 given, full = self._path(a["file"], env)
                 shape = npy_shape(full)
@@ -289,44 +306,27 @@ class Constructors(Scope):
 
     def _lower_flow(self, s: Statement, env, variables) -> ir.Flow:
         name = self._decl_name(s.decl, env)
-        steps: list[ir.FlowStep] = []
+        steps: list[tuple[ir.FlowStep, Builtin | None, dict]] = []  # outermost first
         node = s.value
         while True:
             if not isinstance(node, Call):
                 self.fail("E0210", "a flow is written as a call of a flow on a latent", node.span, "",
                           "flow x1 = identity(z1)")
-            plugins = builtins.plugin_flows() if node.func not in builtins.FLOWS else {}
-            if node.func not in builtins.FLOWS and node.func not in plugins:
-                known = list(builtins.FLOWS) + list(plugins)
+            builtin = builtins.FLOWS.get(node.func)
+            if builtin is None and node.func not in builtins.plugin_flows():
+                known = list(builtins.FLOWS) + list(builtins.plugin_flows())
                 self.fail("E0210", f"unknown flow `{node.func}`", node.func_span, "",
                           f"{did_you_mean(node.func, known)} (flows: {', '.join(known)})")
             pos = [a for a in node.args if not isinstance(a, (Kwarg, Binder))]
             if len(pos) != 1:
                 self.fail("E0209", f"{node.func}() takes the latent as its one positional argument", node.span,
                           "", f"{node.func}(z, key = value)")
-            allowed = builtins.FLOWS.get(node.func)  # None for a plugin: it checks its own arguments
-            args: dict[str, object] = {}
-            for a in node.args:
-                if isinstance(a, Binder):
-                    self.fail("E0209", "`in` is only allowed in sum(...)", a.span)
-                if isinstance(a, Kwarg):
-                    if allowed is not None and a.name not in allowed:
-                        self.fail("E0209", f"flow {node.func}() has no argument `{a.name}`", a.span, "",
-                                  did_you_mean(a.name, allowed) if allowed else f"{node.func}() takes no arguments")
-                    if a.name == "weights":
-                        args[a.name] = str(self._path(a.value, env)[1])  # relative to the spec
-                        problem = weights_problem(Path(args[a.name]))
-                        if problem:
-                            self.fail("E0208", f"weights `{a.value.value}` {problem}", a.value.span, "",
-                                      "convert them with safetensors.torch.save_file; pickles are refused "
-                                      "unread because unpickling runs code")
-                    elif isinstance(a.value, String):
-                        args[a.name] = a.value.value
-                    else:
-                        v = self.value(a.value, env)
-                        wants_int = allowed is None or isinstance(allowed[a.name], int)
-                        args[a.name] = int(v) if wants_int and v.is_integer() else v
-            steps.append(ir.FlowStep(name=node.func, args=args, span=node.span))
+            if builtin is None:  # a plugin: it checks its own arguments when built
+                bound, args = {}, self._plugin_args(node, env)
+            else:
+                bound = self.bind(node, builtin, latent_first=True)
+                args = self._flow_args(builtin, bound, env)
+            steps.append((ir.FlowStep(name=node.func, args=args, span=node.span), builtin, bound))
             node = pos[0]
             if isinstance(node, Name):
                 break
@@ -348,5 +348,75 @@ class Constructors(Scope):
             self.fail("E0203", f"flow `{name}` outputs {'x'.join(map(str, shape))} = {math.prod(shape)} values "
                       f"but latent `{latent}` has {size}", s.type.span if s.type else s.span, "",
                       "flows are bijections: the output has the latent's size")
-        return ir.Flow(name=name, latent=latent, steps=tuple(reversed(steps)), shape=shape, span=s.decl.span)
+        for step, builtin, bound in steps:
+            if builtin is not None and size:
+                self._check_flow_fits(builtin, step, bound, latent, size)
+        return ir.Flow(name=name, latent=latent, steps=tuple(st for st, _, _ in reversed(steps)), shape=shape,
+                       span=s.decl.span)
+
+    def _flow_args(self, builtin: Builtin, bound: dict, env) -> dict[str, object]:
+        """A built-in flow's given keyword arguments, each checked against its definition."""
+        args: dict[str, object] = {}
+        for key, node in bound.items():
+            arg = builtin.arg(key)
+            if arg.type == "file":
+                full = self._path(node, env)[1]
+                problem = weights.file_problem(full)
+                if problem:
+                    self.fail("E0208", f"weights `{node.value}` {problem}", node.span, "",
+                              "convert them with safetensors.torch.save_file; pickles are refused "
+                              "unread because unpickling runs code")
+                args[key] = str(full)  # relative to the spec
+            elif arg.type == "str":
+                args[key] = self.string_arg(builtin, key, node)
+            else:
+                args[key] = self.number_arg(builtin, key, node, env, allow_params=True)
+        return args
+
+    def _plugin_args(self, call: Call, env) -> dict[str, object]:
+        args: dict[str, object] = {}
+        for a in call.args:
+            if isinstance(a, Binder):
+                self.fail("E0209", "`in` is only allowed in sum(...)", a.span)
+            if isinstance(a, Kwarg):
+                if a.name in args:
+                    self.fail("E0209", f"argument `{a.name}` given twice", a.span, "", "give each argument once")
+                if isinstance(a.value, String):
+                    args[a.name] = a.value.value
+                else:
+                    v = self.value(a.value, env)
+                    args[a.name] = int(v) if v.is_integer() else v
+        return args
+
+    def _check_flow_fits(self, builtin: Builtin, step: ir.FlowStep, bound: dict, latent: str, size: int) -> None:
+        """The latent's size and a learned flow's weights (config, tensors, classes) fit the flow."""
+        complete = {**builtin.defaults(), **step.args}
+        problem = builtin.size_problem(size, complete)
+        if problem:
+            self.fail("E0203", f"flow {builtin.name}() cannot take latent `{latent}`: {problem}", step.span, "",
+                      f"latent `{latent}` has size {size:,}")
+        if builtin.weights is None:
+            return
+        shipped = builtin.weights.startswith("shipped:")
+        path = weights.SHIPPED[builtin.weights.split(":", 1)[1]] if shipped else Path(str(complete["weights"]))
+        node = bound.get("weights")
+        info = self._weights.get(path)
+        if info is None:
+            try:
+                info = self._weights[path] = weights.inspect(path)
+            except (weights.WeightsError, OSError) as err:
+                self.fail("E0208", f"weights `{node.value if node else path.name}`: {err}",
+                          node.span if node else step.span, "",
+                          "weights are a .safetensors file written by `mmmic train-flow`, with the "
+                          "architecture in its metadata")
+        if info.dim != size:
+            self.fail("E0203", f"flow {builtin.name}() acts on vectors of size {info.dim:,} (its weights' "
+                      f"dimension) but latent `{latent}` has size {size:,}", step.span, "",
+                      "give the flow a latent of its weights' size, e.g. image[1x8x8] = 64 for digits")
+        label = int(complete["class"])
+        if not 0 <= label < info.n_classes:
+            where = bound.get("class")
+            self.fail("E0206", f"class {label} is outside the {info.n_classes} classes of these weights",
+                      where.span if where is not None else step.span, "",
+                      f"class runs from 0 to {info.n_classes - 1}")
 

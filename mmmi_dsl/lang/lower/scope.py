@@ -59,7 +59,8 @@ class Scope:
         self._constant: dict[int, bool] = {}
         self.n_terms = 0  # terms expanded by sum(...) so far (limits.MAX_TERMS)
         self.work = 0  # expression nodes evaluated so far (limits.MAX_WORK)
-        self._hints: dict[tuple, str] = {}  # did-you-mean hints by (name, span, what)
+        self._hints: dict[tuple, str] = {}
+        self._weights: dict = {}  # weights files inspected, by path (ten digits modalities read one)
 
     @classmethod
     def over_model(cls, model: ir.Model, program: Program):

@@ -1,0 +1,69 @@
+"""Flow constructors: per-modality bijections, each declared once (torch-free).
+
+The first positional argument of a flow is the latent (or the inner flow of a
+composition); the rest are keywords declared here with their bounds. ``implementation``
+names the torch class (:mod:`mmmi_dsl.flows`) that builds it; it is imported only when a
+flow is built, so checking a spec never loads torch.
+"""
+
+from __future__ import annotations
+
+from mmmi_dsl.builtins.signature import MAX_SEED, Arg, Builtin
+
+#: torchdiffeq solvers a learned flow may use; the fixed-step ones take ``steps``.
+METHODS = ("rk4", "euler", "midpoint", "dopri5", "bosh3", "adaptive_heun", "dopri8")
+FIXED_STEP = ("rk4", "euler", "midpoint")
+#: The most solver steps a learned flow may take over [0, 1] (each is a pass of the network).
+MAX_STEPS = 10_000
+#: The largest latent of flows that build a dense size x size matrix (10^8 entries, 0.75 GiB as float64).
+MAX_DENSE_SIZE = 10_000
+
+SEED = Arg("seed", "int", 0, low=0, high=MAX_SEED, help="a non-negative integer seed")
+
+
+def _coupling_memory(size: int, args: dict) -> str | None:
+    """A coupling keeps about 1.5 * size * hidden weights per layer."""
+    entries = 1.5 * size * int(args["hidden"]) * int(args["layers"])
+    if entries > 1e8:
+        return (f"coupling with size {size:,}, hidden = {args['hidden']} and layers = {args['layers']} needs "
+                f"about {entries * 8 / 2**30:.1f} GiB of weights; use fewer layers or a smaller hidden")
+    return None
+
+
+LEARNED = (
+    Arg("class", "int", 0, low=0, high=100_000, help="the class label, 0..n_classes-1 of the weights"),
+    Arg("guidance", "float", 0.0, low=0.0, high=100.0, help="classifier-free guidance weight w (0: none)"),
+    Arg("method", "str", "rk4", choices=METHODS, help="the ODE solver"),
+    Arg("steps", "int", 32, low=1, high=MAX_STEPS, help="fixed steps over [0, 1] (rk4, euler, midpoint)"),
+    Arg("rtol", "float", 1e-7, low=1e-12, high=1.0, open_high=True,
+        help="relative tolerance of adaptive solvers"),
+    Arg("atol", "float", 1e-8, low=1e-12, high=1.0, open_high=True,
+        help="absolute tolerance of adaptive solvers"),
+)
+
+
+def _analytic(name: str, cls: str, summary: str, *keywords: Arg, **kw) -> Builtin:
+    return Builtin(name, "flow", summary, keywords=keywords, implementation=f"mmmi_dsl.flows.analytic:{cls}", **kw)
+
+
+FLOWS: dict[str, Builtin] = {b.name: b for b in (
+    _analytic("identity", "Identity", "x = z"),
+    _analytic("affine", "Affine", "x = W z + b with a seeded, well-conditioned W (condition number <= e)",
+              SEED, Arg("scale", "float", 1.0, low=1e-6, high=1e6, magnitude=True, nonzero=True,
+                        help="the overall scale of W"), max_size=MAX_DENSE_SIZE),
+    _analytic("asinh", "Asinh", "x = asinh(z), elementwise"),
+    _analytic("sinh", "Sinh", "x = sinh(z), elementwise"),
+    _analytic("half_cube", "HalfCube", "x = z^3 / 2, elementwise"),
+    _analytic("normal_cdf", "NormalCdf", "x = Phi(z) in (0, 1), elementwise"),
+    _analytic("spiral", "Spiral", "a norm-preserving spiral x = exp(speed ||z||^2 A) z",
+              Arg("speed", "float", 1.0, low=0.0, high=1e3, magnitude=True, help="how fast the planes turn"),
+              SEED, max_size=MAX_DENSE_SIZE),
+    _analytic("coupling", "Coupling", "a fixed random RealNVP of affine couplings",
+              Arg("layers", "int", 4, low=1, high=64), SEED, Arg("hidden", "int", 64, low=1, high=4_096),
+              min_size=2, rule=_coupling_memory),
+    Builtin("cnf", "flow", "a learned class-conditional ODE flow from your safetensors weights",
+            keywords=(Arg("weights", "file", help="a .safetensors file relative to the spec"), *LEARNED),
+            implementation="mmmi_dsl.flows.cnf:CNF", weights="weights"),
+    Builtin("digits", "flow", "the shipped 8x8 handwritten-digits flow (a cnf), image[1x8x8]",
+            keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Digits", weights="shipped:digits"),
+)}

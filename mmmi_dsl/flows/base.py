@@ -1,0 +1,59 @@
+"""The flow interface: a per-sample bijection ``forward(z) -> x`` with its exact ``inverse``.
+
+A flow maps a latent batch ``z`` of shape (n, d) to data ``x`` of shape (n, d). Every flow is
+a bijection of R^d onto its image acting on one sample at a time, so the data keep the
+latents' mutual information. A built-in flow's arguments are declared once, in
+:mod:`mmmi_dsl.builtins.flows`; :meth:`Flow.arguments` checks and completes them there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mmmi_dsl.builtins import FLOWS
+
+
+class Flow(torch.nn.Module):
+    """Base class: ``forward(z) -> x`` and ``inverse(x) -> z``, both (n, d) -> (n, d).
+
+    A built-in sets ``builtin`` to its name in :data:`mmmi_dsl.builtins.FLOWS`; a plugin leaves it
+    empty and checks its own arguments.
+    """
+
+    builtin = ""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__()
+        self.size = size
+        self.args = self.arguments(kwargs) if self.builtin else dict(kwargs)
+
+    def arguments(self, given: dict) -> dict:
+        """``given`` keyword arguments checked against the flow's definition and completed with its
+        defaults; the latent's size checked too (ValueError naming the argument)."""
+        definition = FLOWS[self.builtin]
+        args = definition.complete(given)
+        problem = definition.size_problem(self.size, args)
+        if problem:
+            raise ValueError(problem)
+        return args
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Chain(Flow):
+    """A composition of flows, applied in order (the IR lists them innermost first)."""
+
+    def __init__(self, steps: list[Flow]):
+        super().__init__(steps[0].size if steps else 0)
+        self.steps = torch.nn.ModuleList(steps)
+
+    def forward(self, z):
+        for f in self.steps:
+            z = f(z)
+        return z
+
+    def inverse(self, x):
+        for f in reversed(self.steps):
+            x = f.inverse(x)
+        return x
