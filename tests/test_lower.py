@@ -210,8 +210,8 @@ def test_flows_and_labels():
     assert m.flows["x"].shape == (1, 2, 3)
     lab = m.labels["y"]
     assert lab.comparison == ">" and lab.threshold == num(0.5) and lab.terms[0].sources == ("t",)
-    ((code, _, col, message),) = errors(TERMS + "latent z = u * ones(3)\nflow x = identity(z) : image[2x3]\n")
-    assert code == "E0203" and "6 values but latent `z` has 3" in message
+    ((code, line, col, message),) = errors(TERMS + "latent z = u * ones(3)\nflow x = identity(z) : image[2x3]\n")
+    assert (code, line, col) == ("E0203", 6, 24) and "6 values but latent `z` has 3" in message
     assert errors(TERMS + "latent z = n[1]\nflow x = idenity(z)\n")[0][0] == "E0210"
 
 
