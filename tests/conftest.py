@@ -1,10 +1,13 @@
-"""Shared fixtures and the opt-in markers: --runslow for slow tests, --rungpu for CUDA ones."""
+"""Shared fixtures and the opt-in options: --runslow for slow tests, --rungpu for CUDA ones,
+--update-golden to rewrite the golden files under tests/golden/ (review the diff, then commit)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+import subprocess as _subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hypothesis import settings
@@ -38,3 +41,88 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+# ---------------------------------------------------------------- golden files
+
+
+@pytest.fixture
+def golden(request):
+    """``golden(path, text)``: assert ``text`` equals the file, or rewrite it under ``--update-golden``.
+
+    A missing golden file is an error (not silently created): run ``pytest --update-golden``
+    once, review the new files and commit them.
+    """
+    update = request.config.getoption("--update-golden")
+
+    def compare(path: Path, text: str) -> None:
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                path.write_text(text, encoding="utf-8")
+            return
+        assert path.exists(), f"no golden file {path.relative_to(ROOT)}; run pytest --update-golden"
+        want = path.read_text(encoding="utf-8")
+        assert text == want, f"{path.relative_to(ROOT)} changed; if intended, rerun with --update-golden"
+
+    return compare
+
+
+# ---------------------------------------------------------------- the command line
+
+
+class Result(NamedTuple):
+    """What one ``mmmic`` run gave: unpacks as ``code, stdout, stderr``."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        """stdout then stderr, for assertions that do not care which stream."""
+        return self.stdout + self.stderr
+
+
+class Mmmic:
+    """Runs ``mmmic ARGS`` and returns a :class:`Result`.
+
+    In-process by default (through ``mmmi_dsl.cli.main``, streams captured by pytest's
+    ``capsys``); ``subprocess=True`` starts ``python -m mmmi_dsl`` instead, for what needs a
+    real process (the entry point, another working directory, real file descriptors).
+    With ``clean=True`` (the default) a traceback or an internal error (exit 3) fails the test.
+    """
+
+    def __init__(self, capsys):
+        self._capsys = capsys
+
+    def __call__(self, *args, subprocess: bool = False, cwd: Path | str | None = None, clean: bool = True,
+                 timeout: float = 120) -> Result:
+        argv = [str(a) for a in args]
+        if subprocess:
+            path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # this checkout
+            proc = _subprocess.run([sys.executable, "-m", "mmmi_dsl", *argv], check=False, capture_output=True,
+                                   text=True, cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": path},
+                                   timeout=timeout)
+            result = Result(proc.returncode, proc.stdout, proc.stderr)
+        else:
+            assert cwd is None, "in-process runs use the test's cwd (monkeypatch.chdir to change it)"
+            from mmmi_dsl.cli import main
+
+            self._capsys.readouterr()  # drop what the test printed before
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 2
+            out, err = self._capsys.readouterr()
+            result = Result(code, out, err)
+        if clean:
+            assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+            assert result.code != 3, result.stderr
+        return result
+
+
+@pytest.fixture
+def mmmic(capsys) -> Mmmic:
+    """The one way tests run the command line: ``mmmic("check", spec)`` -> ``Result(code, stdout, stderr)``."""
+    return Mmmic(capsys)

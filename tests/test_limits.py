@@ -12,22 +12,15 @@ import numpy as np
 import pytest
 
 from mmmi_dsl import load, loads
+from mmmi_dsl.errors import SpecError
 from mmmi_dsl.lang import check as check_mod
 from mmmi_dsl.lang.lower import limits as lower_limits
 from mmmi_dsl.mi.analysis import Analysis
-from mmmi_dsl.cli import main
-from mmmi_dsl.errors import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 DECAY = ROOT / "specs" / "decay.mmi"
 TWO_VIEWS = ROOT / "specs" / "two_views.mmi"
 
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "internal error" not in err
-    return code, out, err
 
 
 def spec_error(text: str) -> str:
@@ -42,10 +35,10 @@ HAS = re.compile(r"this machine has (\d+\.\d) GiB")
 
 # ---------------------------------------------------------------- sizes refused at check time
 
-def test_a_dim_of_a_billion(capsys, tmp_path):
+def test_a_dim_of_a_billion(tmp_path, mmmic):
     spec = tmp_path / "big.mmi"
     spec.write_text("dim d = 1000000000\nproto u : scalar\nproto n : vector[d]\nlatent z = u * ones(d) + n\n")
-    code, _, err = cli(capsys, "check", spec)
+    code, _, err = mmmic("check", spec)
     assert code == 1
     assert "big.mmi:1:9" in err and "E0215" in err
     assert "7.5 GiB" in err  # 1e9 float64
@@ -57,8 +50,8 @@ def test_a_vector_type_of_a_billion():
     assert "limits.mmi:1:18" in err and "7.5 GiB" in err
 
 
-def test_a_dim_of_a_billion_from_the_command_line(capsys):
-    code, _, err = cli(capsys, "check", TWO_VIEWS, "--set", "d=1000000000")
+def test_a_dim_of_a_billion_from_the_command_line(mmmic):
+    code, _, err = mmmic("check", TWO_VIEWS, "--set", "d=1000000000")
     assert code == 2 and "7.5 GiB" in err
 
 
@@ -108,11 +101,11 @@ def test_memory_limit_follows_ulimit(monkeypatch):
     assert check_mod.physical_memory() == 2**30
 
 
-def test_running_out_of_memory_anyway_is_a_clear_error(capsys, monkeypatch):
+def test_running_out_of_memory_anyway_is_a_clear_error(monkeypatch, mmmic):
     def boom(self, *a, **k):
         raise MemoryError
     monkeypatch.setattr(Analysis, "__init__", boom)
-    code, _, err = cli(capsys, "mi", TWO_VIEWS)
+    code, _, err = mmmic("mi", TWO_VIEWS)
     assert code == 1 and "ran out of memory" in err
 
 
@@ -134,22 +127,22 @@ def test_too_much_expansion_work(monkeypatch):
 
 # ---------------------------------------------------------------- the symbolic engine's time budget
 
-def test_formula_gives_up_with_a_message(capsys):
+def test_formula_gives_up_with_a_message(mmmic):
     t = time.perf_counter()
-    code, out, err = cli(capsys, "formula", DECAY, "--set", "N=20", "--timeout", "1")
+    code, out, err = mmmic("formula", DECAY, "--set", "N=20", "--timeout", "1")
     assert code == 1
     assert time.perf_counter() - t < 30
     assert "E0215" in err and "gave up on I(x[1]; x[2]) after 1 s" in err and "decay.mmi:24:" in err
     assert "--timeout" in err and "mmmic mi" in err
 
 
-def test_formula_timeout_is_validated(capsys):
-    code, _, err = cli(capsys, "formula", TWO_VIEWS, "--timeout", "-1")
+def test_formula_timeout_is_validated(mmmic):
+    code, _, err = mmmic("formula", TWO_VIEWS, "--timeout", "-1")
     assert code == 2
 
 
-def test_formula_without_a_limit(capsys):
-    code, out, _ = cli(capsys, "formula", TWO_VIEWS, "--timeout", "0", "--format", "text")
+def test_formula_without_a_limit(mmmic):
+    code, out, _ = mmmic("formula", TWO_VIEWS, "--timeout", "0", "--format", "text")
     assert code == 0 and out.count("I(") == 3
 
 
@@ -185,10 +178,10 @@ def test_time_budget_restores_an_outer_timer():
     assert not fired
 
 
-def test_sympy_recursion_is_a_clear_error(capsys, tmp_path):
+def test_sympy_recursion_is_a_clear_error(tmp_path, mmmic):
     spec = tmp_path / "tower.mmi"
     spec.write_text("param a = 1.0001\nproto u : scalar\nproto n : vector[2]\nlatent z = "
                     + "^".join(["a"] * 95) + " * u * ones(2) + n\nreport I(u; z)\n")
-    code, _, err = cli(capsys, "formula", spec)
+    code, _, err = mmmic("formula", spec)
     assert code == 1 and "nested too deeply for sympy" in err and "tower.mmi:5:" in err
-    assert cli(capsys, "mi", spec)[0] == 0  # the numeric engine answers
+    assert mmmic("mi", spec)[0] == 0  # the numeric engine answers

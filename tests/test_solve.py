@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from mmmi_dsl import load, loads
-from mmmi_dsl.mi.analysis import Analysis
-from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.lang.lower import resolve_query
+from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.mi.solve import solve, solve_all, sweep, sweep_targets
 
 from .conftest import ROOT
@@ -48,11 +47,6 @@ def i_x1_x2(rho_t1):
     return -0.5 * math.log(1 - D**2 * rho_t1**2 * RHO_T2**2 / (a * b))
 
 
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 NON_MONOTONE = """model bump
 param p = 2 in (0, 3)
@@ -76,8 +70,8 @@ flow x = identity(z)
 # ---------------------------------------------------------------- solve
 
 
-def test_cli_solve_two_views_hits_target_and_closed_form(capsys, two_views):
-    code, out, err = cli(capsys, "solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 1", "--json")
+def test_cli_solve_two_views_hits_target_and_closed_form(two_views, mmmic):
+    code, out, err = mmmic("solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 1", "--json")
     assert code == 0, err
     res = json.loads(out)["solves"][0]
     rho = res["value"]
@@ -89,15 +83,15 @@ def test_cli_solve_two_views_hits_target_and_closed_form(capsys, two_views):
     assert res["evaluations"] < 80
 
 
-def test_cli_solve_text_prints_value_and_set_line(capsys):
-    code, out, _ = cli(capsys, "solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 1")
+def test_cli_solve_text_prints_value_and_set_line(mmmic):
+    code, out, _ = mmmic("solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 1")
     assert code == 0
     value = float(out.splitlines()[1].split("=")[1])
     assert f"--set rho_t1={value!r}" in out and "I(theta; x1) = 1 nats" in out
 
 
-def test_solve_in_bits_gives_bits(capsys, two_views):
-    code, out, err = cli(capsys, "solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 2 bits",
+def test_solve_in_bits_gives_bits(two_views, mmmic):
+    code, out, err = mmmic("solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 2 bits",
                          "--json")
     assert code == 0, err
     res = json.loads(out)["solves"][0]
@@ -116,8 +110,8 @@ def test_solve_python_api_decreasing_param_and_bracket(two_views):
     assert r2.bracket == (0.5, 5.0) and r2.value == pytest.approx(r.value, rel=1e-12)
 
 
-def test_out_of_reach_exits_1_with_reachable_range(capsys):
-    code, _, err = cli(capsys, "solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 20")
+def test_out_of_reach_exits_1_with_reachable_range(mmmic):
+    code, _, err = mmmic("solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 20")
     assert code == 1
     top = i_theta_x1(math.nextafter(10, 0))  # the bounds are (0, 10)
     assert "error[E0207]" in err and "out of reach" in err
@@ -125,8 +119,8 @@ def test_out_of_reach_exits_1_with_reachable_range(capsys):
     assert "--> --target:1:16" in err and "^^" in err  # the caret sits under the number
 
 
-def test_out_of_reach_in_bits_states_range_in_bits(capsys):
-    code, _, err = cli(capsys, "solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 1 bits",
+def test_out_of_reach_in_bits_states_range_in_bits(mmmic):
+    code, _, err = mmmic("solve", TWO_VIEWS, "--for", "rho_t1", "--target", "I(theta; x1) = 1 bits",
                        "--bracket", "0.01,1")
     assert code == 1
     lo, hi = i_theta_x1(0.01) / math.log(2), i_theta_x1(1) / math.log(2)
@@ -140,8 +134,8 @@ def test_out_of_reach_in_bits_states_range_in_bits(capsys):
     ("I(theta; nope) = 1", 10, "unknown name `nope`"),
     ("I(theta; x1) = -1", 16, "finite number >= 0"),
 ])
-def test_bad_target_syntax_has_a_caret(capsys, target, column, message):
-    code, _, err = cli(capsys, "solve", TWO_VIEWS, "--for", "rho_t1", "--target", target)
+def test_bad_target_syntax_has_a_caret(target, column, message, mmmic):
+    code, _, err = mmmic("solve", TWO_VIEWS, "--for", "rho_t1", "--target", target)
     assert code == 1
     assert message in err and f"--> --target:1:{column}" in err
     assert f"1 | {target}" in err and "^" in err.split(target)[1]
@@ -151,9 +145,9 @@ def test_bad_target_syntax_has_a_caret(capsys, target, column, message):
     ("rho", "`rho` is not a parameter of model `two_views`; did you mean"),
     ("s", "`s` is derived (s := sqrt(v)), not a free parameter; solve for a free parameter it uses (v)"),
 ])
-def test_unknown_or_derived_param_is_a_usage_error(capsys, param, message):
+def test_unknown_or_derived_param_is_a_usage_error(param, message, mmmic):
     spec = TWO_VIEWS if param == "rho" else str(ROOT / "specs" / "disentangled.mmi")
-    code, _, err = cli(capsys, "solve", spec, "--for", param, "--target", "I(x1; x2) = 1")
+    code, _, err = mmmic("solve", spec, "--for", param, "--target", "I(x1; x2) = 1")
     assert code == 2 and message in err
 
 
@@ -163,8 +157,8 @@ def test_unknown_or_derived_param_is_a_usage_error(capsys, param, message):
     (["--for", "rho_t1", "--target", "I(theta; x1) = 1", "--bracket", "0,20"], "leaves the bounds (0, 10)"),
     (["--for", "rho_t1", "--target", "I(theta; x1) = 1", "--bracket", "1"], "expected LO,HI"),
 ])
-def test_solve_usage_errors_exit_2(capsys, args, message):
-    code, _, err = cli(capsys, "solve", TWO_VIEWS, *args)
+def test_solve_usage_errors_exit_2(args, message, mmmic):
+    code, _, err = mmmic("solve", TWO_VIEWS, *args)
     assert code == 2 and message in err
 
 
@@ -210,7 +204,7 @@ def test_infinite_end_is_a_reachable_upper_limit():
         solve(m, "s", q, 700.0)
 
 
-def test_spec_solve_statements_are_answered(capsys, tmp_path):
+def test_spec_solve_statements_are_answered(tmp_path, mmmic):
     spec = tmp_path / "own.mmi"
     spec.write_text(DETERMINISTIC_END.replace("model sharp", "model own")
                     + "solve s in (0.01, 10) such that I(t; x) = 1\n"
@@ -220,12 +214,12 @@ def test_spec_solve_statements_are_answered(capsys, tmp_path):
     assert not errors and [r.unit for r in results] == ["nats", "bits"]
     assert abs(exact(m, "s", results[0].value, "I(t; x)") - 1) <= 1e-9
     assert abs(exact(m, "s", results[1].value, "I(t; x)") / math.log(2) - 2) <= 1e-9
-    code, out, err = cli(capsys, "solve", spec, "--json")
+    code, out, err = mmmic("solve", spec, "--json")
     assert code == 0, err
     assert [s["target"] for s in json.loads(out)["solves"]] == [1.0, 2.0]
     # an unreachable statement: the others are still answered, then exit 1 with its line
     spec.write_text(spec.read_text() + "solve s in (0.01, 10) such that I(t; x) = 50\n")
-    code, out, err = cli(capsys, "solve", spec)
+    code, out, err = mmmic("solve", spec)
     assert code == 1 and [line[:4] for line in out.splitlines()].count("s = ") == 2
     assert f"--> {spec}:10:1" in err and "out of reach" in err
 
@@ -242,9 +236,9 @@ def _check_target_rows(model, values, achieved):
     assert values == sorted(values)
 
 
-def test_sweep_targets_csv(capsys, tmp_path, two_views):
+def test_sweep_targets_csv(tmp_path, two_views, mmmic):
     out = tmp_path / "family.csv"
-    code, stdout, err = cli(capsys, "sweep", TWO_VIEWS, "--for", "rho_t1", "--targets", "linspace(0.05, 1.4, 10)",
+    code, stdout, err = mmmic("sweep", TWO_VIEWS, "--for", "rho_t1", "--targets", "linspace(0.05, 1.4, 10)",
                             "--query", "I(x1; x2)", "-o", out)
     assert code == 0, err
     assert "wrote" in stdout and "10 rows" in stdout
@@ -257,10 +251,10 @@ def test_sweep_targets_csv(capsys, tmp_path, two_views):
     assert all(r[2] == pytest.approx(r[1] / math.log(2), rel=1e-12) for r in body)
 
 
-def test_sweep_targets_json(capsys, tmp_path, two_views):
+def test_sweep_targets_json(tmp_path, two_views, mmmic):
     out = tmp_path / "family.json"
     targets = ",".join(repr(float(t)) for t in TARGETS)
-    code, _, err = cli(capsys, "sweep", TWO_VIEWS, "--for", "rho_t1", "--targets", targets, "-q", "I(x1; x2)",
+    code, _, err = mmmic("sweep", TWO_VIEWS, "--for", "rho_t1", "--targets", targets, "-q", "I(x1; x2)",
                        "-o", out)
     assert code == 0, err
     data = json.loads(out.read_text())
@@ -280,32 +274,32 @@ def test_sweep_targets_python_api_in_bits(two_views):
         assert row.results[1].nats == pytest.approx(i_theta_x1(row.value), rel=1e-12)
 
 
-def test_spec_sweep_statement(capsys, tmp_path, two_views):
+def test_spec_sweep_statement(tmp_path, two_views, mmmic):
     rows = sweep(two_views, two_views.sweeps[0].param, two_views.sweeps[0].values, [two_views.sweeps[0].query])
     assert [r.value for r in rows] == pytest.approx(list(np.linspace(0.001, 0.05, 10)), rel=1e-12)
     mis = [r.results[0].nats for r in rows]
     assert all(b > a for a, b in zip(mis, mis[1:]))
     assert mis == pytest.approx([i_x1_x2(r.value) for r in rows], rel=1e-9)
-    code, out, err = cli(capsys, "sweep", TWO_VIEWS)
+    code, out, err = mmmic("sweep", TWO_VIEWS)
     assert code == 0, err
     lines = out.splitlines()
     assert "I(x1; x2) [nats]" in lines[1] and len(lines) == 3 + 10
     out_csv = tmp_path / "own.csv"
-    assert cli(capsys, "sweep", TWO_VIEWS, "-o", out_csv)[0] == 0
+    assert mmmic("sweep", TWO_VIEWS, "-o", out_csv)[0] == 0
     body = list(csv.reader(out_csv.open()))[1:]
     assert len(body) == 10 and [float(r[1]) for r in body] == pytest.approx(mis, rel=1e-15)
 
 
-def test_sweep_values_and_infinity_in_json(capsys, tmp_path):
+def test_sweep_values_and_infinity_in_json(tmp_path, mmmic):
     spec = tmp_path / "sharp.mmi"
     spec.write_text(DETERMINISTIC_END)
     out = tmp_path / "t.json"
-    code, _, err = cli(capsys, "sweep", spec, "--for", "s", "--values", "0,1,2", "-q", "I(t; x)", "-o", out)
+    code, _, err = mmmic("sweep", spec, "--for", "s", "--values", "0,1,2", "-q", "I(t; x)", "-o", out)
     assert code == 0, err
     rows = json.loads(out.read_text())["rows"]
     assert rows[0]["s"] == 0 and rows[0]["results"][0]["nats"] == "inf" and rows[0]["results"][0]["bits"] == "inf"
     assert rows[1]["results"][0]["nats"] == pytest.approx(0.5 * math.log(5), rel=1e-12)
-    code, out_text, _ = cli(capsys, "sweep", spec, "--for", "s", "--values", "logspace(-1, 1, 3)")
+    code, out_text, _ = mmmic("sweep", spec, "--for", "s", "--values", "logspace(-1, 1, 3)")
     assert code == 0 and "0.1" in out_text and "inf" not in out_text
 
 
@@ -318,11 +312,11 @@ def test_sweep_values_and_infinity_in_json(capsys, tmp_path):
     (["--for", "rho_t1", "--values", "linspace(1, 2)"], "takes (start, stop, count)"),
     (["--for", "rho_t1", "--values", "1,,2"], "expected linspace"),
 ])
-def test_sweep_usage_errors_exit_2(capsys, args, message):
-    code, _, err = cli(capsys, "sweep", TWO_VIEWS, *args)
+def test_sweep_usage_errors_exit_2(args, message, mmmic):
+    code, _, err = mmmic("sweep", TWO_VIEWS, *args)
     assert code == 2 and message in err
 
 
-def test_sweep_without_statements_is_a_usage_error(capsys):
-    code, _, err = cli(capsys, "sweep", str(ROOT / "specs" / "decay.mmi"))
+def test_sweep_without_statements_is_a_usage_error(mmmic):
+    code, _, err = mmmic("sweep", str(ROOT / "specs" / "decay.mmi"))
     assert code == 2 and "no `sweep` statements" in err
