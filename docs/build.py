@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import io
 import json
 import os
 import re
@@ -258,7 +257,7 @@ img {{ max-width: 100%; }} .math {{ overflow-x: auto; font: 13px/1.4 ui-monospac
 <script async src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>
 </head><body>
 <nav><a href="{up}index.html">mmmic docs</a> · <a href="{up}tutorial.html">tutorial</a> ·
-<a href="{up}language.html">language</a> · <a href="{up}cli.html">CLI</a> · <a href="{up}specs/index.html">specs</a></nav>
+<a href="{up}language.html">language</a> · <a href="{up}cli.html">CLI</a> · <a href="{up}python.html">Python</a> · <a href="{up}specs/index.html">specs</a></nav>
 {body}
 </body></html>
 """
