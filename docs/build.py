@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import io
 import json
 import os
 import re
@@ -160,7 +159,8 @@ def story_markdown(source: str) -> str:
 
 def _formulas(model, queries, spec_rel: str) -> list[str]:
     """The formulas section of a spec page (deterministic: no timing enters the page)."""
-    from mmmi_dsl.report import BUNDLE_FORMULA_MAX_TERMS, BUNDLE_FORMULA_SECONDS, formula_text
+    from mmmi_dsl.mi.symbolic import derive_each
+    from mmmi_dsl.report import BUNDLE_FORMULA_MAX_TERMS, BUNDLE_FORMULA_SECONDS
 
     n_terms = sum(len(v.terms) for v in model.variables.values())
     if n_terms > BUNDLE_FORMULA_MAX_TERMS:
@@ -168,24 +168,16 @@ def _formulas(model, queries, spec_rel: str) -> list[str]:
                 f"{BUNDLE_FORMULA_MAX_TERMS}), too many to derive symbolically in a docs build. "
                 f"`mmmic formula {spec_rel} --query \"...\"` derives the ones you need."]
     budget = DOCS_BUDGET_FACTOR * BUNDLE_FORMULA_SECONDS
-    text = formula_text(model, queries, "latex", skip_unsupported=True, budget_s=budget)
     shown, long, none = [], [], []
-    lines = iter(text.splitlines())
-    for q, line in zip(queries, lines):
-        if line.startswith("\\begin{equation}"):
-            tex = next(lines).strip()
-            next(lines)  # \end{equation}
-            (shown if len(tex) <= MAX_LATEX_CHARS else long).append((q, tex))
-        elif "budget for formulas ran out" in line:
-            raise RuntimeError(f"{spec_rel}: the {budget:g} s formula budget ran out at {q.text}; the machine "
+    for r in derive_each(model, queries, budget_s=budget):
+        if r.gave_up_s is not None:
+            raise RuntimeError(f"{spec_rel}: the {budget:g} s formula budget ran out at {r.query.text}; the machine "
                                "is too busy for a reproducible docs build (pages must not depend on timing)")
-        else:
-            why = line.lstrip("% ")
-            why = why.split(f"no closed form for {q.text}: ", 1)[-1] if "no closed form for" in why else \
-                why.split(": ", 1)[-1]
-            none.append((q, why))
-    if next(lines, None) is not None or len(shown) + len(long) + len(none) != len(queries):
-        raise RuntimeError(f"{spec_rel}: cannot read output.formula_text's output (one entry per query)")
+        if r.formula is None:
+            none.append((r.query, r.reason))
+            continue
+        tex = r.formula.latex().strip()
+        (shown if len(tex) <= MAX_LATEX_CHARS else long).append((r.query, tex))
     out = []
     if shown:
         out += [f"Derived by `mmmic formula {spec_rel}` (nats; `ln` is the natural log; "
@@ -265,7 +257,7 @@ img {{ max-width: 100%; }} .math {{ overflow-x: auto; font: 13px/1.4 ui-monospac
 <script async src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>
 </head><body>
 <nav><a href="{up}index.html">mmmic docs</a> · <a href="{up}tutorial.html">tutorial</a> ·
-<a href="{up}language.html">language</a> · <a href="{up}cli.html">CLI</a> · <a href="{up}specs/index.html">specs</a></nav>
+<a href="{up}language.html">language</a> · <a href="{up}cli.html">CLI</a> · <a href="{up}python.html">Python</a> · <a href="{up}specs/index.html">specs</a></nav>
 {body}
 </body></html>
 """

@@ -1,31 +1,42 @@
 """mmmic: a declarative language and compiler for multimodal datasets with exact mutual information.
 
-Pipeline (one module per stage, data flowing one way)::
+Pipeline (one package per stage, data flowing one way)::
 
-    parse (text -> syntax tree) -> lower (-> frozen IR) -> check -> analysis (exact MI)
-    -> backend (torch sampler) -> output (bundles, datasets) -> cli
+    lang (parse -> lower -> check: text -> frozen IR) -> mi (exact MI, closed forms, solve)
+    -> backend (torch sampler) -> dataset (shards on disk) -> cli
 
-Quick use::
+Python use (docs/python.md)::
 
-    from mmmi_dsl import load
-    model = load("specs/two_views.mmi", overrides={"d": "64"})
+    import mmmi_dsl as mm
+    spec = mm.load("specs/two_views.mmi", d=64)   # a Spec: the IR with methods
+    spec.mi("I(theta; x1)")                       # exact MI, nats
+    spec.solve("rho_t1", "I(theta; x1) = 1")
+    spec.generate("out/tv", n=1000)
+    mm.verify("out/tv").ok
+
+``verify``, ``merge``, ``load_arrays`` (:mod:`mmmi_dsl.dataset`) and ``estimate``
+(:mod:`mmmi_dsl.estimators`) are imported on first use; nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from mmmi_dsl.errors import MmmicError, SpecError, UsageError
 from mmmi_dsl.ir import Model
+from mmmi_dsl.spec import Spec, override_strings
 
 __version__ = "0.1.0"
 
 
-def load(path: str | Path, overrides: dict[str, str] | None = None, *, allow_paths: bool = False) -> Model:
-    """Parse, lower and check a spec file; return its frozen IR.
+def load(path: str | Path, overrides: dict | None = None, *, allow_paths: bool = False, **params) -> Spec:
+    """Parse, lower and check a spec file; return it as a :class:`Spec` (its frozen IR, with methods).
 
-    Files the spec names resolve against its directory; ``allow_paths`` admits files
-    outside it (absolute paths, ``../``, links pointing out).
+    Overrides of params and dims, as ``--set`` gives them: keywords (``d=64``,
+    ``rho_t1=0.2``, ``d="3x32x32"``) or a dict (``{"d": "64"}``); numbers are passed as
+    their text. Files the spec names resolve against its directory; ``allow_paths``
+    admits files outside it (absolute paths, ``../``, links pointing out).
 
     Raises:
         SpecError: every problem found in the spec (with spans).
@@ -35,20 +46,40 @@ def load(path: str | Path, overrides: dict[str, str] | None = None, *, allow_pat
     from mmmi_dsl.lang.lower import lower
     from mmmi_dsl.lang.parse import parse_file
 
+    overrides = override_strings(overrides, params)
     program = parse_file(path)
-    return check(lower(program, overrides, allow_paths=allow_paths), {program.file: program.text})
+    return Spec.of(check(lower(program, overrides, allow_paths=allow_paths), {program.file: program.text}))
 
 
-def loads(text: str, overrides: dict[str, str] | None = None, file: str = "<string>",
-          base_dir: str | Path | None = None, *, allow_paths: bool = False) -> Model:
+def loads(text: str, overrides: dict | None = None, file: str = "<string>",
+          base_dir: str | Path | None = None, *, allow_paths: bool = False, **params) -> Spec:
     """Like :func:`load` for spec text; file paths resolve against ``base_dir`` (default: the cwd)."""
     from mmmi_dsl.lang.check import check
     from mmmi_dsl.lang.lower import lower
     from mmmi_dsl.lang.parse import parse_text
 
+    overrides = override_strings(overrides, params)
     program = parse_text(text, file)
-    return check(lower(program, overrides, Path(base_dir) if base_dir else None, allow_paths=allow_paths),
-                 {file: text})
+    return Spec.of(check(lower(program, overrides, Path(base_dir) if base_dir else None, allow_paths=allow_paths),
+                         {file: text}))
 
 
-__all__ = ["load", "loads", "Model", "MmmicError", "SpecError", "UsageError", "__version__"]
+#: Names imported on first use: module, attribute.
+_LAZY = {"verify": ("mmmi_dsl.dataset", "verify"), "merge": ("mmmi_dsl.dataset", "merge"),
+         "load_arrays": ("mmmi_dsl.dataset", "load_arrays"), "estimate": ("mmmi_dsl.estimators", "estimate"),
+         "ESTIMATORS": ("mmmi_dsl.estimators", "ESTIMATORS")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["load", "loads", "Spec", "Model", "MmmicError", "SpecError", "UsageError", "verify", "merge",
+           "load_arrays", "estimate", "ESTIMATORS", "__version__"]

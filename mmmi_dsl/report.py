@@ -54,47 +54,46 @@ def formula_text(model: ir.Model, queries, fmt: str = "latex", numeric: set[str]
                  skip_unsupported: bool = False, budget_s: float | None = None) -> str:
     """Closed forms of ``queries``: a LaTeX document body, text lines or sympy expressions.
 
-    ``budget_s`` bounds the whole derivation (:func:`mmmi_dsl.symbolic.time_budget`).
+    ``budget_s`` bounds the whole derivation (:func:`mmmi_dsl.mi.symbolic.time_budget`).
     With ``skip_unsupported``, queries outside the symbolic engine's structure, and the
     ones the budget did not reach, become comments (LaTeX); without it they are errors
     (E0211, E0215).
     """
-    from mmmi_dsl.errors import Diagnostic, SpecError
-    from mmmi_dsl.mi.symbolic import Deriver, GaveUp, derive, time_budget
+    from mmmi_dsl.mi.symbolic import derive_each
 
-    queries = list(queries)
+    derived = derive_each(model, queries, numeric or set(), budget_s, stop_at_error=not skip_unsupported)
+    return "\n".join(formula_lines(derived, fmt, skip_unsupported))
+
+
+def formula_lines(derived, fmt: str = "latex", skip_unsupported: bool = False) -> list[str]:
+    """One entry per :class:`~mmmi_dsl.mi.symbolic.Derivation`: its formula rendered, or a comment.
+
+    Without ``skip_unsupported`` the first one without a formula raises its error
+    (E0211), or E0215 when the time budget ran out.
+    """
+    from mmmi_dsl.errors import Diagnostic, SpecError
+
     out: list[str] = []
-    done = 0
-    try:
-        with time_budget(budget_s):
-            deriver = Deriver(model, set(numeric or ()))
-            for q in queries:
-                try:
-                    f = derive(model, q, numeric or set(), deriver=deriver)
-                    text = ("\\begin{equation}\n  " + f.latex() + "\n\\end{equation}" if fmt == "latex"
-                            else f.text() if fmt == "text" else f.sympy())
-                except (SpecError, RecursionError) as caught:
-                    err = caught if isinstance(caught, SpecError) else SpecError([Diagnostic(
-                        "E0211", f"no closed form for {q.text}: its expressions are nested too deeply for sympy",
-                        q.span, "", "mmmic mi computes its exact value numerically")])
-                    if not skip_unsupported:
-                        raise err from None
-                    out.append(f"% {q.text}: {err.diagnostics[0].message}")
-                else:
-                    out.append(text)
-                done += 1
-    except GaveUp as stop:
-        left = queries[done:]
-        if not skip_unsupported:
-            q = left[0]
+    for i, r in enumerate(derived):
+        f = r.formula
+        if f is not None:
+            out.append("\\begin{equation}\n  " + f.latex() + "\n\\end{equation}" if fmt == "latex"
+                       else f.text() if fmt == "text" else f.sympy())
+        elif r.error is not None:
+            if not skip_unsupported:
+                raise r.error
+            out.append(f"% {r.query.text}: {r.error.diagnostics[0].message}")
+        elif not skip_unsupported:
+            q = r.query
             raise SpecError([Diagnostic(
-                "E0215", f"the symbolic engine gave up on {q.text} after {stop.seconds:g} s", q.span,
-                f"{done} of {done + len(left)} queries were derived",
+                "E0215", f"the symbolic engine gave up on {q.text} after {r.gave_up_s:g} s", q.span,
+                f"{i} of {len(derived)} queries were derived",
                 "raise the budget (--timeout SECONDS, 0 for none), replace symbols by numbers (--numeric "
-                "templates, --numeric all), or get the exact value numerically with `mmmic mi`")]) from None
-        out += [f"% {q.text}: skipped, the {stop.seconds:g} s budget for formulas ran out; "
-                f"run `mmmic formula SPEC --query \"{q.text}\"`" for q in left]
-    return "\n".join(out)
+                "templates, --numeric all), or get the exact value numerically with `mmmic mi`")])
+        else:
+            out.append(f"% {r.query.text}: skipped, the {r.gave_up_s:g} s budget for formulas ran out; "
+                       f"run `mmmic formula SPEC --query \"{r.query.text}\"`")
+    return out
 
 
 def write_bundle(model: ir.Model, out_dir: Path) -> list[Path]:

@@ -35,7 +35,8 @@ from mmmi_dsl import ir
 from mmmi_dsl.lang.check import variable_order
 from mmmi_dsl.errors import Diagnostic, SpecError
 
-__all__ = ["Deriver", "Formula", "GaveUp", "derive", "derive_all", "evaluate_formula", "time_budget", "to_sympy"]
+__all__ = ["Derivation", "Deriver", "Formula", "GaveUp", "derive", "derive_all", "derive_each", "evaluate_formula",
+           "time_budget", "to_sympy"]
 
 
 class GaveUp(BaseException):
@@ -437,6 +438,61 @@ def derive(model: ir.Model, query: ir.Query, numeric: set[str] | frozenset[str] 
     used = {sym.name for sym in expr.free_symbols}
     return Formula(query, expr, {k: v for k, v in d.ip_latex.items() if k.name in used},
                    {k: v for k, v in d.ip_templates.items() if k in used})
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """One query's outcome in :func:`derive_each`: its formula, or why there is none.
+
+    Exactly one of ``formula``, ``error`` (outside the engine's structure, E0211) and
+    ``gave_up_s`` (the time budget of that many seconds ran out before this query) is set.
+    """
+
+    query: ir.Query
+    formula: Formula | None = None
+    error: SpecError | None = None
+    gave_up_s: float | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why there is no formula, without the ``no closed form for QUERY: `` prefix ("" if there is one)."""
+        if self.error is not None:
+            message = self.error.diagnostics[0].message
+            prefix = f"no closed form for {self.query.text}: "
+            return message[len(prefix):] if message.startswith(prefix) else message
+        if self.gave_up_s is not None:
+            return f"the {self.gave_up_s:g} s budget for formulas ran out"
+        return ""
+
+
+def derive_each(model: ir.Model, queries, numeric: set[str] | frozenset[str] = frozenset(),
+                budget_s: float | None = None, stop_at_error: bool = False) -> list[Derivation]:
+    """Closed forms of ``queries`` as data: one :class:`Derivation` per query, in order.
+
+    Queries outside the engine's structure get their error (a sympy recursion too:
+    E0211); once ``budget_s`` seconds have passed (:func:`time_budget`), every query
+    left gets ``gave_up_s``. With ``stop_at_error`` the list ends at the first query
+    without a formula.
+    """
+    queries = list(queries)
+    out: list[Derivation] = []
+    try:
+        with time_budget(budget_s):
+            deriver = Deriver(model, set(numeric))
+            for q in queries:
+                try:
+                    out.append(Derivation(q, formula=derive(model, q, numeric, deriver=deriver)))
+                except SpecError as err:
+                    out.append(Derivation(q, error=err))
+                except RecursionError:
+                    out.append(Derivation(q, error=SpecError([Diagnostic(
+                        "E0211", f"no closed form for {q.text}: its expressions are nested too deeply for sympy",
+                        q.span, "", "mmmic mi computes its exact value numerically")])))
+                if stop_at_error and out[-1].formula is None:
+                    return out
+    except GaveUp as stop:
+        out += [Derivation(q, gave_up_s=stop.seconds) for q in queries[len(out):]]
+    return out
 
 
 def evaluate_formula(f: Formula, model: ir.Model) -> float:
