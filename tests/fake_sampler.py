@@ -1,4 +1,4 @@
-"""A deterministic stand-in for the torch sampler (the ChunkSampler protocol of mmmi_dsl.dataset).
+"""A deterministic stand-in for the torch sampler (the ChunkSampler protocol of mmmi_dsl.dataset.writer).
 
 A cause u ~ N(0, I_2) is seen by an image ``x[1] = A u + 0.5 e`` of shape (1, 4, 4) and by
 ``y = u + 0.8 e'`` of shape (2,); ``label = [y_0 > 0]`` is an int64 scalar per sample. The
@@ -97,10 +97,11 @@ def main(argv: list[str]) -> None:
     p.add_argument("--die-at-manifest", type=int, default=0, help="SIGKILL instead of the K-th manifest write")
     args = p.parse_args(argv)
     from mmmi_dsl import dataset
+    from mmmi_dsl.dataset import writer
 
     if args.die_at_manifest:
         calls = [0]
-        real = dataset.write_atomic
+        real = writer.write_atomic
 
         def dying_write(path, data):
             calls[0] += 1
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             real(path, data)
 
-        dataset.write_atomic = dying_write
+        writer.write_atomic = dying_write
     dataset.write_dataset(Path(args.out), _Dying(args.seed, args.die_at_sample), args.n, seed=args.seed,
                           shard_size=args.shard_size, batch_size=args.batch_size, metadata=metadata(),
                           fingerprint=FINGERPRINT, progress=False)

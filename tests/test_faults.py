@@ -6,7 +6,7 @@ dataset is incomplete (never "ok" for a partial dataset), and `generate --resume
 end with a directory byte-identical, file for file, to an uninterrupted run's.
 
 The faults are injected from outside the product: a child `python -c` wraps a function
-of `mmmi_dsl.dataset` so that its k-th call SIGKILLs the process (docs/reliability.md).
+of `mmmi_dsl.dataset.writer` so that its k-th call SIGKILLs the process (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from mmmi_dsl import dataset
+from mmmi_dsl.dataset import writer
 from mmmi_dsl.cli import main
 
 from .conftest import ROOT
@@ -36,10 +37,11 @@ N = 3000  # 6 shards of 512 (the last of 440), 2 batches of 256 per shard, 3 var
 OPTS = ["--set", "d=16", "--chunk-size", "256", "--shard-size", "512", "--batch-size", "256", "--no-progress"]
 N_RANDOM = 40_000  # 79 shards: a longer run for kills at random moments
 
-# The child: wrap one function of mmmi_dsl.dataset so that its k-th call kills the process.
+# The child: wrap one function of mmmi_dsl.dataset.writer so that its k-th call kills the process.
 CHILD = r'''
 import os, signal, sys, tempfile
-from mmmi_dsl import cli, dataset
+from mmmi_dsl import cli
+from mmmi_dsl.dataset import writer
 point, k, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 calls = [0]
 
@@ -51,13 +53,13 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 if point == "append":  # inside a shard write: right after the k-th batch of a file reached its temp file
-    real_append = dataset._NpyWriter.append
+    real_append = writer._NpyWriter.append
     def append(self, rows):
         real_append(self, rows)
         if kth():
             self.file.flush()
             die()
-    dataset._NpyWriter.append = append
+    writer._NpyWriter.append = append
 elif point == "rename":  # right after the k-th shard file was renamed into place (its shard half renamed)
     real_replace = os.replace
     def replace(src, dst):
@@ -66,14 +68,14 @@ elif point == "rename":  # right after the k-th shard file was renamed into plac
             die()
     os.replace = replace
 elif point == "shard":  # between shards: the k-th shard is about to start, the previous one is recorded
-    real_shard = dataset._write_shard
+    real_shard = writer._write_shard
     def write_shard(*args, **kwargs):
         if kth():
             die()
         return real_shard(*args, **kwargs)
-    dataset._write_shard = write_shard
+    writer._write_shard = write_shard
 elif point in ("manifest", "manifest_done"):
-    real_atomic = dataset.write_atomic
+    real_atomic = writer.write_atomic
     def write_atomic(path, data):
         if point == "manifest" and kth():  # during the k-th manifest update: half of it in the temp file
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -83,7 +85,7 @@ elif point in ("manifest", "manifest_done"):
         real_atomic(path, data)
         if point == "manifest_done" and kth():  # right after the k-th manifest update
             die()
-    dataset.write_atomic = write_atomic
+    writer.write_atomic = write_atomic
 sys.exit(cli.main(argv))
 '''
 
@@ -244,7 +246,7 @@ def fill(disk: Path) -> Path:
 @pytest.mark.parametrize("when", ["inside a shard write", "during the manifest update"])
 def test_disk_fills_up_during_the_run_then_resume(reference, small_disk, capsys, monkeypatch, when):
     out = small_disk / "run"
-    real = dataset._write_shard
+    real = writer._write_shard
     calls = []
 
     def write_shard(*args, **kwargs):  # the 3rd shard: someone else fills the disk before or after it
@@ -256,7 +258,7 @@ def test_disk_fills_up_during_the_run_then_resume(reference, small_disk, capsys,
             fill(small_disk)
         return entry
 
-    monkeypatch.setattr(dataset, "_write_shard", write_shard)
+    monkeypatch.setattr(writer, "_write_shard", write_shard)
     capsys.readouterr()
     assert main(generate_args(out)) == 1
     err = capsys.readouterr().err
@@ -293,7 +295,7 @@ def test_injected_enospc_inside_a_shard_write_then_resume(reference, tmp_path, c
         def __getattr__(self, name):
             return getattr(self.f, name)
 
-    monkeypatch.setattr(dataset, "open", lambda *a, **kw: Full(open(*a, **kw)), raising=False)
+    monkeypatch.setattr(writer, "open", lambda *a, **kw: Full(open(*a, **kw)), raising=False)
     capsys.readouterr()
     assert main(generate_args(out)) == 1
     err = capsys.readouterr().err

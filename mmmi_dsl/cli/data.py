@@ -67,17 +67,27 @@ def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _job(arg: str | None) -> tuple[int, int]:
+    """``--shard I/K`` if given, else the split of a SLURM array or torchrun, else (0, 1)."""
+    from mmmi_dsl.dataset.jobs import parse_split, split_from_env
+
+    try:
+        return parse_split(arg) if arg is not None else split_from_env()
+    except UsageError as err:
+        raise UsageError(f"--shard {err}" if arg is not None else f"{err}; pass --shard I/K") from None
+
+
 def cmd_generate(args) -> int:
     import torch
 
-    from mmmi_dsl.dataset import manifest_name, run_to_resume, shard_from_env
+    from mmmi_dsl.dataset import manifest_name, run_to_resume
     from mmmi_dsl.dataset.generate import generate_dataset
 
     at_least(args.n, 1, "-n")
     at_least(args.threads, 1, "--threads")
     torch.set_num_threads(args.threads)
     model = load_spec(args)
-    job = shard_from_env(args.shard)
+    job = _job(args.shard)
     out = Path(args.output)
     if args.resume and not run_to_resume(out, job):  # a manifest, or the temp file of a run killed writing it
         raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
@@ -105,8 +115,8 @@ def cmd_preview(args) -> int:
 def cmd_verify(args) -> int:
     from mmmi_dsl.dataset import verify
     report = verify(args.dir)
-    for line in report.lines:
-        print(line)
+    for finding in report.findings:
+        print(finding.line())
     return 0 if report.ok else 1
 
 

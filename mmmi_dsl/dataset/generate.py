@@ -75,7 +75,7 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
 
     from mmmi_dsl.mi.analysis import default_queries
     from mmmi_dsl.backend import Sampler
-    from mmmi_dsl.dataset import write_dataset
+    from mmmi_dsl.dataset.writer import write_dataset
 
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
     sampler = Sampler(model, device=device, dtype=torch_dtype, standardize=standardize,

@@ -17,7 +17,7 @@ def preview_grid(dataset_dir: Path, out_png: Path, rows: int = 8, scale: int = 4
     import numpy as np
     from PIL import Image
 
-    from mmmi_dsl.dataset import MANIFEST, DatasetError, read_manifest
+    from mmmi_dsl.dataset.format import MANIFEST, DatasetError, read_manifest
 
     manifest = read_manifest(Path(dataset_dir) / MANIFEST)
     if not manifest.get("shards"):

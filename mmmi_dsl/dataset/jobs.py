@@ -1,0 +1,74 @@
+"""Job splits (I, K) of a dataset run: from an ``I/K`` text, a SLURM array or torchrun.
+
+Job I of K (0-based) writes the shards with ``index % K == I``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from mmmi_dsl.errors import UsageError
+
+
+def check_split(i: int, k: int, source: str) -> tuple[int, int]:
+    """Check a job split (I, K): K >= 1 and 0 <= I < K; ``source`` says where it came from."""
+    if k < 1 or not 0 <= i < k:
+        raise UsageError(f"{source}: job {i} of {k} is not a split; need K >= 1 and 0 <= I < K (I is 0-based)")
+    return i, k
+
+
+def parse_split(text: str) -> tuple[int, int]:
+    """``"2/5"`` -> (2, 5).
+
+    Raises:
+        UsageError: not ``I/K`` with 0 <= I < K.
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m:
+        raise UsageError(f"{text!r}: expected I/K with 0 <= I < K, e.g. 0/4")
+    return check_split(int(m[1]), int(m[2]), text)
+
+
+def _env_int(name: str, default: int | None = None) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        if default is None:
+            raise UsageError(f"{name} is not set")
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{name}={value!r} is not an integer") from None
+
+
+def split_from_env() -> tuple[int, int]:
+    """This process's job split (I, K) from the environment, else (0, 1).
+
+    A SLURM array (``SLURM_ARRAY_TASK_ID`` relative to ``SLURM_ARRAY_TASK_MIN``, in steps
+    of ``SLURM_ARRAY_TASK_STEP``, of ``SLURM_ARRAY_TASK_COUNT`` tasks) wins over
+    torchrun's ``RANK`` of ``WORLD_SIZE``.
+
+    Raises:
+        UsageError: a malformed value, or an array whose task ids are not evenly spaced.
+    """
+    if "SLURM_ARRAY_TASK_ID" in os.environ:
+        task, count = _env_int("SLURM_ARRAY_TASK_ID"), _env_int("SLURM_ARRAY_TASK_COUNT")
+        low, step = _env_int("SLURM_ARRAY_TASK_MIN", 0), _env_int("SLURM_ARRAY_TASK_STEP", 1)
+        i, rem = divmod(task - low, step) if step >= 1 else (0, 1)
+        if rem:
+            raise UsageError(f"SLURM array task {task} is not min {low} + a multiple of step {step}")
+        return check_split(i, count, f"SLURM array task {task} (min {low}, step {step}, count {count})")
+    if "RANK" in os.environ or "WORLD_SIZE" in os.environ:
+        return check_split(_env_int("RANK"), _env_int("WORLD_SIZE"), "RANK/WORLD_SIZE")
+    return 0, 1
+
+
+def shard_from_env(arg: str | None) -> tuple[int, int]:
+    """This process's job split (I, K), 0-based: from ``arg`` (``"I/K"``) if given, else
+    from the environment (:func:`split_from_env`).
+
+    Raises:
+        UsageError: a malformed value, or an array whose task ids are not evenly spaced.
+    """
+    return parse_split(arg) if arg is not None else split_from_env()
