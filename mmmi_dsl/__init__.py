@@ -26,8 +26,7 @@ from pathlib import Path
 from mmmi_dsl.errors import MmmicError, SpecError, UsageError
 from mmmi_dsl.ir import Model
 from mmmi_dsl.spec import Spec, override_strings
-
-__version__ = "0.1.0"
+from mmmi_dsl.version import __version__
 
 
 def load(path: str | Path, overrides: dict | None = None, *, allow_paths: bool = False, **params) -> Spec:

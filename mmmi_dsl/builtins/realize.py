@@ -16,7 +16,7 @@ def template_vector(t: ir.Template, model: ir.Model, cache: dict | None = None) 
     """The template as a float64 vector of length ``t.size`` (see :mod:`mmmi_dsl.builtins.templates`)."""
     if cache is not None and t.name in cache:
         return cache[t.name]
-    v = TEMPLATES[t.kind].realise(t, model, cache)
+    v = TEMPLATES[t.kind].realise(t, lambda name: template_vector(model.templates[name], model, cache))
     if v.shape != (t.size,):
         raise data_error(t, f"template `{t.name}` has {v.size} entries, expected {t.size}",
                          "the file changed since the spec was checked?")

@@ -1,7 +1,8 @@
 """Template constructors: how a scalar cause is spread over the entries of a latent.
 
 Each is declared once (name, typed arguments, bounds) with the numpy function that realises
-it as a float64 vector of the template's size. Random ones use numpy's PCG64 seeded by the
+it as a float64 vector of the template's size: ``realise(t, vector_of)``, where
+``vector_of(name)`` gives another template's vector (for ``normalize``). Random ones use numpy's PCG64 seeded by the
 spec, the same on every machine; files are read without pickle.
 """
 
@@ -28,21 +29,21 @@ def load_npy(node) -> np.ndarray:
     return np.asarray(arr, dtype=np.float64)
 
 
-def _ones(t, model, cache) -> np.ndarray:
+def _ones(t, vector_of) -> np.ndarray:
     return np.ones(t.size)
 
 
-def _onehot(t, model, cache) -> np.ndarray:
+def _onehot(t, vector_of) -> np.ndarray:
     v = np.zeros(t.size)
     v[int(t.args["index"]) - 1] = 1.0
     return v
 
 
-def _random(t, model, cache) -> np.ndarray:
+def _random(t, vector_of) -> np.ndarray:
     return np.random.default_rng(int(t.args["seed"])).standard_normal(t.size)
 
 
-def _blob(t, model, cache) -> np.ndarray:
+def _blob(t, vector_of) -> np.ndarray:
     """``exp(-((r-row)^2 + (c-col)^2) / (2 sigma^2))`` over 1-based pixels (r, c), the same in every
     channel, flattened channel-first."""
     a = t.args
@@ -54,7 +55,7 @@ def _blob(t, model, cache) -> np.ndarray:
     return np.broadcast_to(plane, (c, h, w)).reshape(-1).copy()
 
 
-def _image(t, model, cache) -> np.ndarray:
+def _image(t, vector_of) -> np.ndarray:
     """8-bit values scaled to [0, 1], flattened C x H x W."""
     from PIL import Image
 
@@ -67,14 +68,12 @@ def _image(t, model, cache) -> np.ndarray:
     return arr.reshape(-1)
 
 
-def _npy(t, model, cache) -> np.ndarray:
+def _npy(t, vector_of) -> np.ndarray:
     return load_npy(t).reshape(-1)
 
 
-def _normalize(t, model, cache) -> np.ndarray:
-    from mmmi_dsl.builtins.realize import template_vector
-
-    inner = template_vector(model.templates[str(t.args["of"])], model, cache)
+def _normalize(t, vector_of) -> np.ndarray:
+    inner = vector_of(str(t.args["of"]))
     norm = float(np.linalg.norm(inner))
     if norm == 0 or not np.isfinite(norm):
         raise SpecError([Diagnostic("E0212", f"cannot normalize template `{t.args['of']}`: its norm is {norm}",

@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-from mmmi_dsl import __version__
+from mmmi_dsl.version import __version__
 from mmmi_dsl.cli import bench, data, pictures, solve, spec
 from mmmi_dsl.errors import MmmicError, SpecError
 

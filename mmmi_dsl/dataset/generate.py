@@ -15,7 +15,7 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
     """What a dataset's manifest records besides its shards (see docs/dataset-format.md)."""
     import torch
 
-    from mmmi_dsl import __version__
+    from mmmi_dsl.version import __version__
 
     spec_text = ""
     if model.source_file and Path(model.source_file).is_file():

@@ -18,7 +18,7 @@ from pathlib import Path
 from mmmi_dsl import ir
 from mmmi_dsl.lang.lower import algebra
 from mmmi_dsl.lang.lower.statements import Lowerer
-from mmmi_dsl.lang.parse import Program
+from mmmi_dsl.lang.syntax import Program
 
 
 def resolve_query(model: ir.Model, text: str, file: str = "--query") -> ir.Query:
@@ -32,7 +32,7 @@ def resolve_query(model: ir.Model, text: str, file: str = "--query") -> ir.Query
     text = text.strip()
     q, unit = parse_query(text, file)
     low = Lowerer.over_model(model, Program(file=file, text=text))
-    query = low._try(low._lower_query, q, unit, {}, text)
+    query = low.attempt(low.lower_query, q, unit, {}, text)
     if query is not None:
         check_query(model, query, low.errors)
     low.errors.raise_if_any({file: text})

@@ -18,7 +18,7 @@ from mmmi_dsl.lang.check import gib, physical_memory
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.algebra import num_node, sym_node
 from mmmi_dsl.lang.lower.scope import Scope
-from mmmi_dsl.lang.parse import Binder, Call, Kwarg, Name, Shape, Statement, String
+from mmmi_dsl.lang.syntax import Binder, Call, Kwarg, Name, Shape, Statement, String
 
 
 

@@ -10,7 +10,7 @@ from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.algebra import LinearValue, binop, draft_term, mul, neg, num_node, scaled, sym_node
 from mmmi_dsl.lang.lower.constructors import Constructors
 from mmmi_dsl.lang.lower.scope import VARIABLE_KINDS, Skip
-from mmmi_dsl.lang.parse import Binder, BinaryOp, Call, Kwarg, ListLit, Name, Negate, Number, Shape, String
+from mmmi_dsl.lang.syntax import Binder, BinaryOp, Call, Kwarg, ListLit, Name, Negate, Number, Shape, String
 
 
 def constant_tree(node, low: "Linearizer") -> bool:

@@ -17,7 +17,7 @@ from mmmi_dsl.ir import Expr, Span
 from mmmi_dsl.lang.check import gib, physical_memory
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.algebra import num_node, real_pow, sym_node
-from mmmi_dsl.lang.parse import Binder, BinaryOp, Call, Decl, Kwarg, Name, Negate, Number, Program, Shape, Statement, String
+from mmmi_dsl.lang.syntax import Binder, BinaryOp, Call, Decl, Kwarg, Name, Negate, Number, Program, Shape, Statement, String
 
 VARIABLE_KINDS = ("proto", "latent", "target")
 
@@ -84,7 +84,7 @@ class Scope:
                 low.names.setdefault(name, Declared(kind, node.span))
         return low
 
-    def _try(self, fn, *args):
+    def attempt(self, fn, *args):
         try:
             return fn(*args)
         except Skip:

@@ -11,7 +11,7 @@ from mmmi_dsl.lang.check import gib, physical_memory, postorder
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.linear import Linearizer
 from mmmi_dsl.lang.lower.scope import Declared, Skip
-from mmmi_dsl.lang.parse import Binder, BinaryOp, Call, Kwarg, ListLit, Name, Negate, Shape, Statement
+from mmmi_dsl.lang.syntax import Binder, BinaryOp, Call, Kwarg, ListLit, Name, Negate, Shape, Statement
 
 
 def names_in(node) -> set[str]:
@@ -63,17 +63,17 @@ class Lowerer(Linearizer):
         self._declare(instances)
         for s, env in instances:
             if s.kind == "proto":
-                self._try(self._lower_proto, s, env)
+                self.attempt(self._lower_proto, s, env)
         for s, env in instances:
             if s.kind == "template":
-                self._try(self._lower_named_template, s, env)
+                self.attempt(self._lower_named_template, s, env)
             elif s.kind == "matrix":
-                self._try(self._lower_matrix, s, env)
+                self.attempt(self._lower_matrix, s, env)
         eqs: dict[str, tuple[Statement, dict, list[ir.Term]]] = {}
         for s, env in instances:
             if s.kind in ("latent", "target"):
-                name = self._try(self._decl_name, s.decl, env)
-                terms = self._try(self._lower_equation, s.value, env) if name is not None else None
+                name = self.attempt(self._decl_name, s.decl, env)
+                terms = self.attempt(self._lower_equation, s.value, env) if name is not None else None
                 if terms is not None:
                     eqs[name] = (s, env, terms)
         variables = self._lower_variables(eqs)
@@ -84,23 +84,23 @@ class Lowerer(Linearizer):
         sweeps: list[ir.Sweep] = []
         for s, env in instances:
             if s.kind == "flow":
-                f = self._try(self._lower_flow, s, env, variables)
+                f = self.attempt(self._lower_flow, s, env, variables)
                 if f is not None:
                     flows[f.name] = f
             elif s.kind == "label":
-                lab = self._try(self._lower_label, s, env)
+                lab = self.attempt(self._lower_label, s, env)
                 if lab is not None:
                     labels[lab.name] = lab
             elif s.kind == "report":
-                q = self._try(self._lower_query, s.query, s.unit, env)
+                q = self.attempt(self.lower_query, s.query, s.unit, env)
                 if q is not None:
                     reports.append(q)
             elif s.kind == "solve":
-                sv = self._try(self._lower_solve, s, env)
+                sv = self.attempt(self._lower_solve, s, env)
                 if sv is not None:
                     solves.append(sv)
             elif s.kind == "sweep":
-                sw = self._try(self._lower_sweep, s, env)
+                sw = self.attempt(self._lower_sweep, s, env)
                 if sw is not None:
                     sweeps.append(sw)
         self.errors.raise_if_any({self.file: self.program.text})
@@ -137,13 +137,13 @@ class Lowerer(Linearizer):
             if dep in failed:
                 return
             cyc = " -> ".join(path[path.index(dep):] + [dep])
-            self._try(self.fail, "E0205", f"{what} depend on each other in a cycle: {cyc}",
+            self.attempt(self.fail, "E0205", f"{what} depend on each other in a cycle: {cyc}",
                       by_name[dep].name_span, "", "give one of them a value that does not use the others")
             failed.update(path)
 
         for name in postorder(by_name, deps, on_cycle=cycle):
             if name not in failed:
-                self._try(lower_one, by_name[name])
+                self.attempt(lower_one, by_name[name])
 
     def _lower_dim(self, s: Statement) -> None:
         over = self.overrides.pop(s.name, None)
@@ -266,7 +266,7 @@ class Lowerer(Linearizer):
                       "modalities, latents, targets, proto-latents or labels")
         return ref
 
-    def _lower_query(self, q, unit: str, env, text: str | None = None) -> ir.Query:
+    def lower_query(self, q, unit: str, env, text: str | None = None) -> ir.Query:
         groups = tuple(tuple(self.resolve_var(v, env) for v in g) for g in q.groups)
         given = tuple(self.resolve_var(v, env) for v in q.given)
         if q.op == "I" and len(groups) != 2:
@@ -293,7 +293,7 @@ class Lowerer(Linearizer):
         if hi <= lo:
             self.fail("E0206", f"empty bracket: {lo:g} is not below {hi:g}", s.interval.span)
         bracket = ir.Interval(lower=lo, upper=hi, lower_open=s.interval.lo_open, upper_open=s.interval.hi_open)
-        q = self._lower_query(s.query, s.unit, env)
+        q = self.lower_query(s.query, s.unit, env)
         value = self.value(s.value, env, allow_params=False)
         if value < 0:
             self.fail("E0207", "mutual information is never negative", s.value.span)
@@ -329,6 +329,6 @@ class Lowerer(Linearizer):
                 if not p.bounds.contains(v):
                     self.fail("E0207", f"sweep value {v:g} is outside the bounds {p.bounds.text()} of `{s.name}`",
                               node.span)
-        q = self._lower_query(s.report.query, s.report.unit, env)
+        q = self.lower_query(s.report.query, s.report.unit, env)
         return ir.Sweep(param=s.name, values=values, query=q, span=s.span)
 
