@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 from mmmi_dsl.cli.args import add_queries, add_spec_options, load_spec
+from mmmi_dsl.errors import UsageError
 
 
 def add_parsers(sub) -> None:
@@ -37,9 +39,26 @@ def add_parsers(sub) -> None:
 
 
 def cmd_graph(args) -> int:
-    from mmmi_dsl.graph import run_graph_command
+    """Write the graph file, or print DOT/dagitty text when there is no ``-o``."""
+    from mmmi_dsl.graph import causal_graph, suffix_format, to_dagitty, to_dot, write_graph
     model = load_spec(args)
-    print(run_graph_command(model, args.output, args.format, args.collapse))
+    fmt = args.format
+    if args.output is not None and fmt is None:
+        fmt = suffix_format(args.output)
+        if fmt is None:
+            raise UsageError(f"{Path(args.output)}: cannot tell the format from the suffix; use .dot, .svg, .png "
+                             "or --format dot|svg|png|dagitty")
+    collapse = None if fmt == "dagitty" else args.collapse  # dagitty: every family member
+    if collapse is not None and collapse < 1:
+        raise UsageError(f"--collapse must be at least 1, got {collapse}")
+    if args.output is None:
+        if fmt in ("svg", "png"):
+            raise UsageError(f"--format {fmt} needs -o FILE.{fmt}")
+        print((to_dagitty(model) if fmt == "dagitty" else to_dot(causal_graph(model, collapse))).rstrip("\n"))
+        return 0
+    path = write_graph(model, args.output, fmt, collapse)
+    g = causal_graph(model, collapse)
+    print(f"wrote {path} ({g.number_of_nodes()} nodes, {g.number_of_edges()} edges)")
     return 0
 
 
