@@ -42,7 +42,7 @@ class EstimatorConfig:
 
     label: str
     name: str
-    options: tuple[tuple[str, float | int | str], ...] = ()
+    options: tuple[tuple[str, bool | float | int | str], ...] = ()
 
 
 def default_pair(model: ir.Model) -> str | None:
