@@ -1,8 +1,8 @@
 """The estimator benchmark (``mmmic bench-estimators``): estimated against exact MI.
 
 For each target MI ``t_i`` the free parameter is solved exactly
-(:func:`mmmi_dsl.solve.sweep_targets`), a dataset of ``n`` tuples is generated with
-:func:`mmmi_dsl.output.generate_dataset` (seed ``seed + i``), and every estimator reads
+(:func:`mmmi_dsl.mi.solve.sweep_targets`), a dataset of ``n`` tuples is generated with
+:func:`mmmi_dsl.dataset.generate.generate_dataset` (seed ``seed + i``), and every estimator reads
 ``I(a; b)`` from it. Per estimator, over the targets it did not fail on:
 
     correlation = Pearson r(estimate_i, exact_i)
@@ -38,47 +38,22 @@ ORACLE = "oracle:f^-1+gaussian"  # not an estimator: it inverts the known flows 
 
 @dataclass(frozen=True)
 class EstimatorConfig:
-    """One column of the benchmark: an estimator and its options (``smile:tau=5``)."""
+    """One column of the benchmark: a label (``smile:tau=5``), an estimator name and its options."""
 
     label: str
     name: str
-    options: tuple[tuple[str, float | int | str], ...] = ()
+    options: tuple[tuple[str, bool | float | int | str], ...] = ()
 
 
-def parse_estimator(text: str) -> EstimatorConfig:
-    """``NAME`` or ``NAME:key=value,key=value`` (numbers as numbers, ``inf`` too; ``true``/``false``)."""
-    from mmmi_dsl.estimators import get_estimator
-
-    name, _, rest = text.strip().partition(":")
-    get_estimator(name)
-    options = []
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise UsageError(f"--estimator {text!r}: expected NAME or NAME:key=value,..., e.g. smile:tau=5")
-        options.append((key.strip(), _option_value(value.strip())))
-    return EstimatorConfig(text.strip(), name, tuple(options))
-
-
-def _option_value(text: str) -> bool | float | int | str:
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def default_pair(model: ir.Model) -> str:
-    """The first report ``I(a; b)`` of two modalities; else the first two modalities."""
+def default_pair(model: ir.Model) -> str | None:
+    """The first report ``I(a; b)`` of two modalities; else the first two modalities; None if there are
+    fewer than two."""
     for q in model.reports:
         if not q.given and len(q.groups) == 2 and all(len(g) == 1 and g[0] in model.flows for g in q.groups):
             return f"I({q.groups[0][0]}; {q.groups[1][0]})"
     names = list(model.flows)
     if len(names) < 2:
-        raise UsageError(f"{model.name} has fewer than two modalities; give --query \"I(a; b)\"")
+        return None
     return f"I({names[0]}; {names[1]})"
 
 
@@ -96,16 +71,17 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
 
     from mmmi_dsl.backend import Sampler
     from mmmi_dsl.dataset import load_arrays
-    from mmmi_dsl.estimators import EstimatorError, estimate, parse_pair
+    from mmmi_dsl.estimators import EstimatorError, estimate
+    from mmmi_dsl.estimators.saved import parse_pair
     from mmmi_dsl.dataset.generate import generate_dataset
     from mmmi_dsl.mi.solve import resolve_with_unit, sweep_targets
 
     pair = parse_pair(query)
     if pair is None:
-        raise UsageError(f"--query {query!r}: give a plain \"I(a; b)\" of two variables")
+        raise UsageError(f"query {query!r}: give a plain \"I(a; b)\" of two variables")
     for name in pair:
         if name not in model.flows and name not in model.targets:
-            raise UsageError(f"--query {query!r}: `{name}` is not a modality or target of {model.name}")
+            raise UsageError(f"query {query!r}: `{name}` is not a modality or target of {model.name}")
     q = resolve_with_unit(model, query)
     rows = sweep_targets(model, param, q, targets, bracket, q.unit, sources={"--query": query})
     torch.set_num_threads(threads)

@@ -57,10 +57,11 @@ def _figure(w: float, h: float, layout: str | None = None):
     return fig
 
 
-def _check_path(path: str | Path) -> Path:
+def check_path(path: str | Path) -> Path:
+    """``path`` as a Path if it ends in a picture suffix (.png, .svg, .pdf); a UsageError otherwise."""
     path = Path(path)
     if path.suffix.lower() not in PICTURE_SUFFIXES:
-        raise UsageError(f"-o {path}: a plot must end in {', '.join(PICTURE_SUFFIXES)}")
+        raise UsageError(f"{path}: a plot must end in {', '.join(PICTURE_SUFFIXES)}")
     return path
 
 
@@ -100,10 +101,10 @@ def mi_matrix(model: ir.Model, names: Sequence[str] | None = None) -> MIMatrix:
             model.size_of(name)
         except KeyError:
             known = [*model.targets, *model.modalities, *model.variables, *model.labels, *model.protos]
-            raise UsageError(f"--names: `{name}` is not a variable of {model.name} (e.g. "
+            raise UsageError(f"`{name}` is not a variable of {model.name} (e.g. "
                              f"{', '.join(list(dict.fromkeys(known))[:8])})") from None
     if len(set(names)) != len(names):
-        raise UsageError(f"--names: a name is given twice ({', '.join(names)})")
+        raise UsageError(f"a name is given twice ({', '.join(names)})")
     engine = Analysis(model)
     n = len(names)
     out = np.full((n, n), np.nan)
@@ -127,7 +128,7 @@ def plot_mi_matrix(model: ir.Model, path: str | Path, names: Sequence[str] | Non
     """
     from matplotlib.colors import LogNorm, Normalize
 
-    path = _check_path(path)
+    path = check_path(path)
     if unit not in ("nats", "bits"):
         raise UsageError(f"unit must be nats or bits, got {unit!r}")
     m = mi_matrix(model, names)
@@ -187,27 +188,27 @@ def plot_mi_matrix(model: ir.Model, path: str | Path, names: Sequence[str] | Non
 # ---------------------------------------------------------------- MI curves
 
 
-def _free(model: ir.Model, name: str, what: str) -> ir.Param:
+def _free(model: ir.Model, name: str) -> ir.Param:
     p = model.params.get(name)
     if p is None:
         known = ", ".join(k for k, q in model.params.items() if q.derived is None) or "none"
-        raise UsageError(f"{what}: `{name}` is not a parameter of {model.name} (free parameters: {known})")
+        raise UsageError(f"`{name}` is not a parameter of {model.name} (free parameters: {known})")
     if p.derived is not None:
-        raise UsageError(f"{what}: `{name}` is derived (:=); vary the parameters it uses")
+        raise UsageError(f"`{name}` is derived (:=); vary the parameters it uses")
     return p
 
 
-def _check_values(p: ir.Param, values: Sequence[float], what: str) -> list[float]:
+def _check_values(p: ir.Param, values: Sequence[float]) -> list[float]:
     out = []
     for v in values:
         v = float(v)
         if not math.isfinite(v):
-            raise UsageError(f"{what}: {v} is not a finite number")
+            raise UsageError(f"`{p.name}` = {v} is not a finite number")
         if p.bounds is not None and not p.bounds.contains(v):
-            raise UsageError(f"{what}: {v:g} is outside the bounds {p.bounds.text()} of `{p.name}`")
+            raise UsageError(f"{v:g} is outside the bounds {p.bounds.text()} of `{p.name}`")
         out.append(v)
     if not out:
-        raise UsageError(f"{what}: no values")
+        raise UsageError(f"no values of `{p.name}`")
     return out
 
 
@@ -224,17 +225,15 @@ def _by_values(model: ir.Model, by: tuple[str, Sequence[float]] | None) -> list[
     if by is None:
         return [None]
     name, values = by
-    p = _free(model, name, "--by")
-    return [(name, v) for v in _check_values(p, values, "--by")]
+    return [(name, v) for v in _check_values(_free(model, name), values)]
 
 
 def mi_vs_param(model: ir.Model, param: str, values: Sequence[float], queries: Sequence[ir.Query],
                 by: tuple[str, Sequence[float]] | None = None) -> list[MICurve]:
     """Each query's exact MI at each value of ``param`` (for each ``by`` value)."""
-    p = _free(model, param, "--param")
-    xs = _check_values(p, values, "--values")
+    xs = _check_values(_free(model, param), values)
     if by is not None and by[0] == param:
-        raise UsageError(f"--by {by[0]}: it is already the x axis (--param)")
+        raise UsageError(f"`{param}` is the x axis: it cannot also give one line per value")
     curves = []
     for b in _by_values(model, by):
         base = _at(model, {b[0]: b[1]}) if b else model
@@ -243,38 +242,13 @@ def mi_vs_param(model: ir.Model, param: str, values: Sequence[float], queries: S
     return curves
 
 
-_INDEX_RANGE = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*([^.]+?)\s*\.\.\s*(.+?)\s*$")
-
-
-def parse_index_range(model: ir.Model, text: str) -> tuple[str, list[int]]:
-    """``j=2..N`` (ends are integers or dims) -> ("j", [2, ..., N])."""
-    m = _INDEX_RANGE.match(text)
-    if m is None:
-        raise UsageError(f"--over {text!r}: expected NAME=LO..HI, e.g. --over j=2..N")
-
-    def end(s: str) -> int:
-        if s in model.dims:
-            return model.dims[s].value
-        try:
-            return int(s)
-        except ValueError:
-            raise UsageError(f"--over {text!r}: {s!r} is neither an integer nor a dim "
-                             f"({', '.join(model.dims) or 'no dims'})") from None
-    lo, hi = end(m[2]), end(m[3])
-    if hi < lo:
-        raise UsageError(f"--over {text!r}: the range is empty ({lo} > {hi})")
-    if hi - lo >= 10_000:
-        raise UsageError(f"--over {text!r}: at most 10000 points")
-    return m[1], list(range(lo, hi + 1))
-
-
 def index_queries(model: ir.Model, index: str, texts: Sequence[str] | None) -> list[str]:
     """Query templates for :func:`mi_vs_index`: ``texts``, or for each modality family ``x``
     ``I(x[1]; x[j])`` and ``I(target; x[j])`` for each target."""
     if texts:
         bad = [t for t in texts if not re.search(rf"\b{re.escape(index)}\b", t)]
         if bad:
-            raise UsageError(f"--query {bad[0]!r} does not use the index `{index}` (write e.g. "
+            raise UsageError(f"the query {bad[0]!r} does not use the index `{index}` (write e.g. "
                              f"\"I(x[1]; x[{index}])\")")
         return list(texts)
     out = []
@@ -284,7 +258,7 @@ def index_queries(model: ir.Model, index: str, texts: Sequence[str] | None) -> l
             out.append(f"I({first}; {stem}[{index}])")
             out += [f"I({t}; {stem}[{index}])" for t in model.targets]
     if not out:
-        raise UsageError(f"{model.name} has no family of modalities: give --query with the index `{index}`")
+        raise UsageError(f"{model.name} has no family of modalities: give queries with the index `{index}`")
     return out
 
 
@@ -393,7 +367,7 @@ def plot_mi_vs_param(model: ir.Model, path: str | Path, param: str, values: Sequ
     spec's reports (else I(target; x) and all pairs). Returns the curves drawn (nats).
     """
     from mmmi_dsl.mi.analysis import default_queries
-    path = _check_path(path)
+    path = check_path(path)
     qs = list(queries) if queries else default_queries(model)
     _check_panels(qs, by)
     curves = mi_vs_param(model, param, values, qs, by)
@@ -411,7 +385,7 @@ def plot_mi_vs_index(model: ir.Model, path: str | Path, index: str, values: Sequ
 
     Panels and lines as in :func:`plot_mi_vs_param`. Returns the curves drawn (nats).
     """
-    path = _check_path(path)
+    path = check_path(path)
     texts = index_queries(model, index, queries)
     _check_panels(texts, by)
     curves = mi_vs_index(model, index, values, texts, by)
@@ -421,83 +395,23 @@ def plot_mi_vs_index(model: ir.Model, path: str | Path, index: str, values: Sequ
 
 def _check_panels(queries: Sequence, by) -> None:
     if by is not None and len(queries) > 9:
-        raise UsageError(f"--by draws one panel per query: give at most 9 queries (--query), not {len(queries)}")
+        raise UsageError(f"one line per value of `{by[0]}` draws one panel per query: give at most 9 queries, "
+                         f"not {len(queries)}")
     if by is not None and len(by[1]) > 10:
-        raise UsageError(f"--by: at most 10 values (one line each), not {len(by[1])}")
+        raise UsageError(f"at most 10 values of `{by[0]}` (one line each), not {len(by[1])}")
 
 
-def parse_by(text: str) -> tuple[str, list[float]]:
-    """``NAME=v1,v2,...`` or ``NAME=linspace(a, b, n)``."""
-    from mmmi_dsl.mi.solve import parse_values
-    name, sep, values = text.partition("=")
-    if not sep or not name.strip() or not values.strip():
-        raise UsageError(f"--by {text!r}: expected NAME=v1,v2,..., e.g. --by beta=0.5,1,2")
-    return name.strip(), parse_values(values, "--by")
-
-
-def parse_axis_values(text: str) -> list[float]:
-    """``--values``: ``a:b:n`` (n points from a to b), ``linspace(a, b, n)``, ``logspace(a, b, n)`` or ``v1,v2``."""
-    from mmmi_dsl.mi.solve import parse_values
-    parts = text.split(":")
-    if len(parts) == 3:
-        return parse_values(f"linspace({parts[0]}, {parts[1]}, {parts[2]})", "--values")
-    return parse_values(text, "--values")
-
-
-
-def _default_values(model: ir.Model, param: str) -> list[float]:
-    """50 points across a parameter's bounds (open ends kept 0.1% inside)."""
-    p = _free(model, param, "--param")
-    b = p.bounds
+def default_values(model: ir.Model, param: str, points: int = 50) -> list[float] | None:
+    """``points`` values evenly across a free parameter's bounds (open ends kept 0.1% inside);
+    None when the bounds are not both finite."""
+    b = _free(model, param).bounds
     if b is None or not (math.isfinite(b.lower) and math.isfinite(b.upper)):
-        raise UsageError(f"--param {param} has no finite bounds: give --values \"linspace(a, b, n)\" or a:b:n")
+        return None
     inset = (b.upper - b.lower) * 1e-3
     lo = b.lower + (inset if b.lower_open else 0.0)
     hi = b.upper - (inset if b.upper_open else 0.0)
-    return [lo + (hi - lo) * i / 49 for i in range(50)]
-
-
-def run_plot_command(model: ir.Model, kind: str, output: str, param: str | None = None, values: str | None = None,
-                     over: str | None = None, queries: Sequence[str] = (), by: str | None = None,
-                     unit: str = "nats", names: str | None = None) -> str:
-    """``mmmic plot``: check the options of ``kind``, draw, and return the line to print."""
-    _check_path(output)
-    if kind == "mi-matrix":
-        extra = [flag for flag, v in (("--param", param), ("--values", values), ("--over", over),
-                                      ("--query", queries), ("--by", by)) if v]
-        if extra:
-            raise UsageError(f"{', '.join(extra)} {'goes' if len(extra) == 1 else 'go'} with --kind mi-vs-param, "
-                             "not mi-matrix")
-        chosen = [n.strip() for n in names.split(",")] if names else None
-        if chosen is not None and (len(chosen) < 2 or not all(chosen)):
-            raise UsageError(f"--names {names!r}: give two or more names separated by commas, e.g. x1,x2,theta")
-        m = plot_mi_matrix(model, output, chosen, unit=unit)
-        shown = ", ".join(m.names) if len(m.names) <= 8 else f"{', '.join(m.names[:4])}, ..., {m.names[-1]}"
-        return f"wrote {output}: exact MI of {len(m.names)} variables ({shown})"
-    if kind != "mi-vs-param":
-        raise UsageError(f"--kind {kind!r}: expected mi-matrix or mi-vs-param")
-    if names is not None:
-        raise UsageError("--names goes with --kind mi-matrix")
-    by_values = parse_by(by) if by else None
-    if over is not None:
-        if param is not None or values is not None:
-            raise UsageError("--over (a family index) and --param/--values (a parameter) are two x axes: give one")
-        index, xs = parse_index_range(model, over)
-        curves = plot_mi_vs_index(model, output, index, xs, list(queries) or None, by_values, unit)
-        x_text = f"{index} = {xs[0]}..{xs[-1]}"
-    else:
-        if param is None:
-            raise UsageError("--kind mi-vs-param needs --param NAME [--values ...] or --over INDEX=LO..HI")
-        from mmmi_dsl.mi.solve import resolve_with_unit
-        xs = parse_axis_values(values) if values is not None else _default_values(model, param)
-        qs = [resolve_with_unit(model, q) for q in queries]
-        curves = plot_mi_vs_param(model, output, param, xs, qs or None, by_values, unit)
-        x_text = f"{param} in [{min(xs):g}, {max(xs):g}] ({len(xs)} points)"
-    n_queries = len(dict.fromkeys(c.query for c in curves))
-    return (f"wrote {output}: {n_queries} quer{'y' if n_queries == 1 else 'ies'} over {x_text}"
-            + (f", one line per {by_values[0]} = {', '.join(f'{v:g}' for v in by_values[1])}" if by_values else ""))
+    return [lo + (hi - lo) * i / (points - 1) for i in range(points)]
 
 
 __all__ = ["MIMatrix", "MICurve", "mi_matrix", "plot_mi_matrix", "mi_vs_param", "mi_vs_index",
-           "plot_mi_vs_param", "plot_mi_vs_index", "parse_by", "parse_axis_values", "parse_index_range",
-           "index_queries", "run_plot_command"]
+           "plot_mi_vs_param", "plot_mi_vs_index", "index_queries", "default_values", "check_path"]

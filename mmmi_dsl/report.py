@@ -128,3 +128,33 @@ def summary(model: ir.Model) -> str:
     if model.reports:
         parts.append(f"{len(model.reports)} reports")
     return f"model {model.name}: " + ", ".join(parts)
+
+
+def estimate_json(query: str, data, rows) -> dict:
+    """The JSON of ``mmmic estimate --json``: the query, the exact MI, n and one entry per estimator.
+
+    Args:
+        query: the query as given (stripped).
+        data: a :class:`mmmi_dsl.estimators.saved.SavedPair`.
+        rows: its :class:`mmmi_dsl.estimators.saved.EstimatorRow` results.
+    """
+    return {"query": query, "exact_nats": data.exact, "n": data.n, "estimates": [r.to_json() for r in rows]}
+
+
+def estimate_table(query: str, directory: str, data, rows) -> str:
+    """``mmmic estimate``'s table: estimate, standard error, error against the exact MI, seconds."""
+    exact = data.exact
+    known = isinstance(exact, (int, float))
+    head = (f"exact {exact:.6f} nats" if known else "exact: infinite" if exact == "inf"
+            else "exact: none known in the manifest")
+    lines = [f"# {query} on {directory} ({data.n:,} samples): {head}",
+             f"{'estimator':<10}  {'nats':>10}  {'stderr':>9}  {'error':>10}  {'seconds':>8}",
+             f"{'-' * 10}  {'-' * 10}  {'-' * 9}  {'-' * 10}  {'-' * 8}"]
+    for r in rows:
+        if r.nats is None:
+            lines.append(f"{r.estimator:<10}  failed: {r.error}")
+            continue
+        se = f"{r.stderr:.4f}" if r.stderr is not None else "-"
+        err = f"{r.nats - exact:+.4f}" if known else "-"
+        lines.append(f"{r.estimator:<10}  {r.nats:>10.4f}  {se:>9}  {err:>10}  {r.seconds:>8.2f}")
+    return "\n".join(lines)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmmi_dsl import benchmark, cli, load, loads
+from mmmi_dsl import benchmark, cli, load
+from mmmi_dsl.cli.bench import parse_estimator
 from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.lang.lower import resolve_query
@@ -63,15 +64,15 @@ def test_ksg_through_nonlinear_flows_recovers_the_exact_mi(tmp_path, capsys):
 
 
 def test_parse_estimator():
-    c = benchmark.parse_estimator("smile:tau=5")
+    c = parse_estimator("smile:tau=5")
     assert (c.label, c.name, c.options) == ("smile:tau=5", "smile", (("tau", 5),))
-    assert benchmark.parse_estimator("smile:tau=inf").options == (("tau", math.inf),)
-    assert benchmark.parse_estimator("nwj:conv=false,critic=joint").options == (("conv", False), ("critic", "joint"))
-    assert benchmark.parse_estimator("dv:hidden=64,lr=0.001").options == (("hidden", 64), ("lr", 0.001))
+    assert parse_estimator("smile:tau=inf").options == (("tau", math.inf),)
+    assert parse_estimator("nwj:conv=false,critic=joint").options == (("conv", False), ("critic", "joint"))
+    assert parse_estimator("dv:hidden=64,lr=0.001").options == (("hidden", 64), ("lr", 0.001))
     with pytest.raises(UsageError, match="unknown estimator"):
-        benchmark.parse_estimator("smiley")
+        parse_estimator("smiley")
     with pytest.raises(UsageError, match="key=value"):
-        benchmark.parse_estimator("smile:tau")
+        parse_estimator("smile:tau")
 
 
 def test_default_pair():

@@ -17,7 +17,8 @@ import pytest
 
 from mmmi_dsl import cli
 from mmmi_dsl.errors import UsageError
-from mmmi_dsl.estimators import ESTIMATORS, VARIATIONAL, Estimate, EstimatorError, estimate, parse_pair
+from mmmi_dsl.estimators import ESTIMATORS, VARIATIONAL, Estimate, EstimatorError, estimate
+from mmmi_dsl.estimators.saved import parse_pair
 
 torch = pytest.importorskip("torch")
 
@@ -203,6 +204,8 @@ def test_parse_pair():
     assert parse_pair("I(x1; x2)") == ("x1", "x2")
     assert parse_pair(" I( x[1] ;y ) ") == ("x[1]", "y")
     assert parse_pair("I(a, b; c)") is None and parse_pair("I(a; b | c)") is None and parse_pair("H(a)") is None
+    assert parse_pair("I(x[ 2 ]; y) bits") == ("x[2]", "y")  # the language's query grammar, not a regex
+    assert parse_pair("TC(a, b)") is None and parse_pair("I(a; b") is None
 
 
 # Default critic, 10,000 pairs, MI <= 2 nats (observed worst: 0.12 for dv/mine/nwj/infonce,

@@ -12,7 +12,7 @@ from PIL import Image
 from mmmi_dsl import load
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import UsageError
-from mmmi_dsl.graph import _layout, causal_graph, to_dagitty, to_dot, write_graph
+from mmmi_dsl.graph import causal_graph, layout, to_dagitty, to_dot, write_graph
 
 from .conftest import ROOT, SPECS
 
@@ -112,7 +112,7 @@ def test_dagitty_exposure_and_outcome(models):
 @pytest.mark.parametrize("name", SPEC_IDS)
 def test_layout_keeps_nodes_apart(models, name):
     g = causal_graph(models[name])
-    pos, (w, h) = _layout(g)
+    pos, (w, h) = layout(g)
     pts = np.array(list(pos.values()))
     assert len({tuple(p) for p in pts.round(6)}) == len(pts)
     for i in range(len(pts)):  # nodes of a layer are a row (1 inch) apart, layers > 1 inch apart
@@ -191,7 +191,7 @@ label lab = dot(ones(d), w) < 0.5
 
 def test_chains_inside_a_family_and_skipping_edges(tmp_path):
     from mmmi_dsl import loads
-    from mmmi_dsl.graph import _routes
+    from mmmi_dsl.graph.picture import _routes
     model = loads(CHAIN)
     full = causal_graph(model, None)
     assert set(full.edges) == ir_edges(model) and full.has_edge("z[3]", "z[4]")
@@ -201,7 +201,7 @@ def test_chains_inside_a_family_and_skipping_edges(tmp_path):
     assert g.nodes["z[1..12]"]["internal_edges"] == 11 and "11 edges within" in g.nodes["z[1..12]"]["label"]
     assert '"z[1..12]" -> "z[1..12]"' in to_dot(g)
     assert nx_is_dag(g)
-    pos, _ = _layout(g)
+    pos, _ = layout(g)
     assert pos["t"][0] < pos["w"][0]  # u -> w skips the layer of t ...
     boxes = {n: (x - 0.3, y - 0.2, x + 0.3, y + 0.2) for n, (x, y) in pos.items()}
     rad, pts = _routes(g, pos, boxes)[("u", "w")]

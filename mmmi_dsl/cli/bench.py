@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmmi_dsl.cli.args import check_device, add_spec_options, at_least, load_spec
+from mmmi_dsl.errors import UsageError
+
+if TYPE_CHECKING:
+    from mmmi_dsl.benchmark import EstimatorConfig
 
 
 def add_parsers(sub) -> None:
@@ -55,27 +60,75 @@ def cmd_train_flow(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from mmmi_dsl.estimators import run_estimate_command
+    from mmmi_dsl.estimators import ESTIMATORS, get_estimator
+    from mmmi_dsl.estimators.saved import load_pair, parse_pair, run_estimators
+    from mmmi_dsl.files import dumps_json
+    from mmmi_dsl.report import estimate_json, estimate_table
+
     at_least(args.threads, 1, "--threads")
     options = {"threads": args.threads}
     if args.max_steps is not None:
         options["max_steps"] = args.max_steps
-    text, code = run_estimate_command(args.dir, args.query, args.estimator, as_json=args.json, device=check_device(args.device),
-                                      max_samples=args.max_samples, seed=args.seed, options=options)
-    print(text)
-    return code
+    device = check_device(args.device)
+    names = list(args.estimator or ESTIMATORS)
+    for name in names:
+        get_estimator(name)
+    if args.max_samples is not None:
+        at_least(args.max_samples, 2, "--max-samples")
+    pair = parse_pair(args.query)
+    if pair is None:
+        raise UsageError(f"--query {args.query!r}: give a plain \"I(a; b)\" of two saved variables "
+                         "(no conditioning, no groups)")
+    try:
+        data = load_pair(args.dir, pair, args.max_samples)
+    except UsageError as err:  # a name that is not a saved variable
+        raise UsageError(f"--query {args.query!r}: {err}") from None
+    rows = run_estimators(names, data.x, data.y, seed=args.seed, device=device, options=options)
+    query = args.query.strip()
+    print(dumps_json(estimate_json(query, data, rows)) if args.json else estimate_table(query, args.dir, data, rows))
+    return int(any(r.nats is None for r in rows))
+
+
+def parse_estimator(text: str) -> EstimatorConfig:
+    """``-e NAME`` or ``NAME:key=value,key=value`` (numbers as numbers, ``inf`` too; ``true``/``false``)."""
+    from mmmi_dsl.benchmark import EstimatorConfig
+    from mmmi_dsl.estimators import get_estimator
+
+    name, _, rest = text.strip().partition(":")
+    get_estimator(name)
+    options = []
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"--estimator {text!r}: expected NAME or NAME:key=value,..., e.g. smile:tau=5")
+        options.append((key.strip(), _option_value(value.strip())))
+    return EstimatorConfig(text.strip(), name, tuple(options))
+
+
+def _option_value(text: str) -> bool | float | int | str:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def cmd_bench_estimators(args) -> int:
-    from mmmi_dsl.benchmark import DEFAULT_ESTIMATORS, default_pair, parse_estimator, run_benchmark
+    from mmmi_dsl.benchmark import DEFAULT_ESTIMATORS, default_pair, run_benchmark
     from mmmi_dsl.mi.solve import parse_bracket, parse_values
     at_least(args.n, 20, "-n")
     at_least(args.threads, 1, "--threads")
     configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]
     targets = parse_values(args.targets, "--targets")
     model = load_spec(args)
+    query = args.query or default_pair(model)
+    if query is None:
+        raise UsageError(f"{model.name} has fewer than two modalities; give --query \"I(a; b)\"")
     out = Path(args.output or f"out/bench-{model.name}")
-    results = run_benchmark(model, args.param, args.query or default_pair(model), targets, args.n, out,
+    results = run_benchmark(model, args.param, query, targets, args.n, out,
                             estimators=configs, seed=args.seed, device=check_device(args.device), threads=args.threads,
                             max_steps=args.max_steps, bracket=parse_bracket(args.bracket) if args.bracket else None,
                             oracle=args.oracle, progress=not args.no_progress)
