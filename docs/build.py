@@ -133,6 +133,45 @@ def cli_reference() -> str:
 # ---------------------------------------------------------------- spec pages
 
 
+def builtins_reference() -> str:
+    """docs/builtins.md: every template, matrix and flow from its one definition (mmmi_dsl.builtins)."""
+    from mmmi_dsl.builtins import FLOWS, MATRICES, TEMPLATES
+    from mmmi_dsl.builtins.signature import TYPES
+
+    lines = ["# Built-ins", "", GENERATED_NOTE.format(cmd=REGENERATE, src="`mmmi_dsl/builtins/`"), "",
+             "Every template, matrix and flow constructor of the language, with its arguments. `mmmic check` "
+             "refuses a call whose argument is missing, unknown, given twice, of the wrong type or outside its "
+             "bounds, at the argument's position. The stories they are used in: [the language](language.md).", ""]
+    sections = (("Templates", TEMPLATES, "`template T = ones(d)` or inline: `rho * u * ones(d)`."),
+                ("Matrices", MATRICES, "`matrix M = uniform(rows, cols, seed)`, applied as `M @ z`."),
+                ("Flows", FLOWS, "`flow x = affine(z, seed = 1)`; the latent is the one positional argument. "
+                 "Flows compose: `flow x = asinh(affine(z))`."))
+    for title, table, usage in sections:
+        lines += [f"## {title}", "", usage, ""]
+        for b in table.values():
+            sig = b.signature() if b.kind != "flow" else f"{b.name}(z{''.join(', ' + a.text() for a in b.args)})"
+            lines += [f"### `{b.name}`", "", f"`{sig}`: {b.summary}.", ""]
+            if b.args:
+                lines += ["| argument | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- |"]
+                for a in b.args:
+                    default = "required" if a.required else f"`{a.text().split(' = ', 1)[1]}`"
+                    lines.append(f"| `{a.name}` | {TYPES[a.type]} | {default} | {_cell(a.bounds_text())} | "
+                                 f"{_cell(a.help)} |")
+                lines.append("")
+            notes = []
+            if b.kind == "flow" and b.min_size > 1:
+                notes.append(f"the latent has at least {b.min_size} entries")
+            if b.kind == "flow" and b.max_size:
+                notes.append(f"the latent has at most {b.max_size:,} entries (a dense matrix of its size is built)")
+            if b.weights:
+                notes.append("the latent's size must equal the weights' dimension and `class` must be one of "
+                             "their classes; the weights' config is checked against their tensors when the spec "
+                             "is checked")
+            if notes:
+                lines += ["Also: " + "; ".join(notes) + ".", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def story_markdown(source: str) -> str:
     """The spec's header comment as Markdown: paragraphs, with indented lines as code."""
     out: list[str] = []
@@ -342,7 +381,7 @@ def tutorial_graph(path: Path) -> None:
 
 def generated_files(specs: list[Path]) -> list[str]:
     """Paths (relative to the repository) of every committed generated file."""
-    out = ["docs/cli.md", "docs/specs/index.md", "grammar/mmi.tmLanguage.json", "docs/tutorial-graph.png"]
+    out = ["docs/cli.md", "docs/builtins.md", "docs/specs/index.md", "grammar/mmi.tmLanguage.json", "docs/tutorial-graph.png"]
     for s in specs:
         out += [f"docs/specs/{s.stem}.md", f"docs/specs/{s.stem}-dag.png", f"docs/specs/{s.stem}-mi.png"]
     return out
@@ -357,6 +396,7 @@ def build(out: Path, html_site: bool = True, pictures: bool = True, log=print) -
     specs = sorted((ROOT / "specs").glob("*.mmi"))
     out = Path(out)
     write_atomic(out / "docs/cli.md", cli_reference())
+    write_atomic(out / "docs/builtins.md", builtins_reference())
     write_atomic(out / "grammar/mmi.tmLanguage.json", json.dumps(textmate_grammar(), indent=2) + "\n")
     spec_dir = out / "docs/specs"
     spec_dir.mkdir(parents=True, exist_ok=True)

@@ -89,8 +89,7 @@ class Constructors(Scope):
                     t = src.model_copy(update={"name": m, "span": s.decl.span})
                 else:
                     self.fail("E0209", "a template is built by a constructor", s.value.span, "",
-                              "ones(d), onehot(d, k), blob(img, row, col, sigma), image(\"f.png\"), "
-                              "npy(\"f.npy\"), random(d, seed), normalize(T)")
+                              ", ".join(b.signature() for b in builtins.TEMPLATES.values()))
             else:
                 t = self.template_call(s.value, env, name=m, span=s.decl.span)
             if s.type is not None:
