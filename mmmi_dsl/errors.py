@@ -131,6 +131,17 @@ class UsageError(MmmicError):
     exit_code = 2
 
 
+class OverrideError(UsageError):
+    """A parameter or dim override that cannot be used: ``item`` (``"d=abc"``, or None) and why.
+
+    Lowering raises it without naming a flag; the CLI renders it as ``--set d=abc: ...``.
+    """
+
+    def __init__(self, item: str | None, problem: str):
+        self.item, self.problem = item, problem
+        super().__init__(f"{item}: {problem}" if item else problem)
+
+
 @dataclass
 class Collector:
     """Collects diagnostics across a pass instead of stopping at the first."""

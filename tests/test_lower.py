@@ -7,10 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import mmmi_dsl
 from mmmi_dsl import ir
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.lang.lower import lower, resolve_query
 from mmmi_dsl.lang.parse import parse_text
+
+from .conftest import ROOT
 
 
 def low(text: str, sets: dict[str, str] | None = None, base_dir=None, **kw) -> ir.Model:
@@ -274,3 +277,18 @@ def test_resolve_query_keeps_the_text_and_positions_errors():
 
 def test_a_query_with_one_group():
     assert errors(QUERIES + "report I(z)\n")[0][:3] == ("E0211", 7, 8)
+
+
+def test_override_errors_name_no_flag_from_python_and_the_flag_from_the_cli(capsys):
+    """Lowering raises OverrideError("d=abc", why); only the CLI adds `--set`."""
+    from mmmi_dsl.cli import main
+    from mmmi_dsl.errors import OverrideError
+
+    with pytest.raises(OverrideError) as err:
+        mmmi_dsl.load(ROOT / "specs" / "two_views.mmi", {"d": "abc"})
+    assert str(err.value) == "d=abc: a dim takes a positive integer or a shape like 3x32x32"
+    assert "--set" not in str(err.value)
+    assert main(["mi", str(ROOT / "specs" / "two_views.mmi"), "--set", "d=abc"]) == 2
+    assert "error: --set d=abc: a dim takes a positive integer" in capsys.readouterr().err
+    assert main(["check", str(ROOT / "specs" / "two_views.mmi"), "--set", "nope=1"]) == 2
+    assert "error: --set: unknown name nope; known parameters and dims:" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mmmi_dsl import load
-from mmmi_dsl.errors import UsageError
+from mmmi_dsl.errors import OverrideError, UsageError
 
 
 def at_least(value: int, minimum: int, flag: str) -> None:
@@ -29,9 +29,12 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def load_spec(args):
-    """The checked IR of ``args.spec`` with its ``--set`` overrides and ``--allow-paths``."""
-    return load(args.spec, parse_sets(args.set), allow_paths=args.allow_paths)
+def load_spec(args, path: str | None = None):
+    """The checked spec at ``path`` (default ``args.spec``) with its ``--set`` overrides and ``--allow-paths``."""
+    try:
+        return load(args.spec if path is None else path, parse_sets(args.set), allow_paths=args.allow_paths)
+    except OverrideError as err:
+        raise UsageError(f"--set {err.item}: {err.problem}" if err.item else f"--set: {err.problem}") from None
 
 
 def add_queries(p: argparse.ArgumentParser, help: str) -> None:

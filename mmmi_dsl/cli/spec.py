@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from mmmi_dsl.cli.args import add_queries, add_spec_options, load_spec, parse_sets
-from mmmi_dsl import load
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.files import dumps_json
 
@@ -48,12 +47,12 @@ def add_parsers(sub) -> None:
 
 
 def cmd_check(args) -> int:
-    overrides = parse_sets(args.set)
+    parse_sets(args.set)  # a malformed --set is a usage error before any spec is read
     from mmmi_dsl.report import summary
     failed = 0
     for spec in args.specs:
         try:
-            model = load(spec, dict(overrides), allow_paths=args.allow_paths)
+            model = load_spec(args, spec)
         except SpecError as err:
             print(err.render(), file=sys.stderr)
             failed += 1

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from mmmi_dsl import ir
-from mmmi_dsl.errors import UsageError, did_you_mean
+from mmmi_dsl.errors import OverrideError, did_you_mean
 from mmmi_dsl.lang.check import gib, physical_memory, postorder
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.linear import Linearizer
@@ -150,10 +150,10 @@ class Lowerer(Linearizer):
         if over is not None:
             shape = parse_shape(over)
             if shape is None:
-                raise UsageError(f"--set {s.name}={over}: a dim takes a positive integer or a shape like 3x32x32")
+                raise OverrideError(f"{s.name}={over}", "a dim takes a positive integer or a shape like 3x32x32")
             value = math.prod(shape)
             if value > limits.MAX_VECTOR_SIZE:
-                raise UsageError(f"--set {s.name}={over}: {value:,} values, more than the limit of {limits.MAX_VECTOR_SIZE:,}; "
+                raise OverrideError(f"{s.name}={over}", f"{value:,} values, more than the limit of {limits.MAX_VECTOR_SIZE:,}; "
                                  f"one vector of this size needs {gib(value * 8)} as float64 (this machine has "
                                  f"{gib(physical_memory())})")
             self.dims[s.name] = ir.Dim(name=s.name, value=value, shape=shape if len(shape) > 1 else None,
@@ -202,7 +202,7 @@ class Lowerer(Linearizer):
 
     def _lower_derived(self, s: Statement) -> None:
         if s.name in self.overrides:
-            raise UsageError(f"--set {s.name}: `{s.name}` is derived (`{s.name} := ...`); set the parameters it uses")
+            raise OverrideError(s.name, f"`{s.name}` is derived (`{s.name} := ...`); set the parameters it uses")
         expr = self.constant_expr(s.value, {})
         try:
             value = ir.evaluate(expr, {**self.values, **{d.name: float(d.value) for d in self.dims.values()}})
@@ -226,11 +226,11 @@ class Lowerer(Linearizer):
             try:
                 value = float(over)
             except ValueError:
-                raise UsageError(f"--set {s.name}={over}: not a number") from None
+                raise OverrideError(f"{s.name}={over}", "not a number") from None
             if not math.isfinite(value):
-                raise UsageError(f"--set {s.name}={over}: not a finite number")
+                raise OverrideError(f"{s.name}={over}", "not a finite number")
             if bounds is not None and not bounds.contains(value):
-                raise UsageError(f"--set {s.name}={over}: outside the bounds {bounds.text()} of `{s.name}`")
+                raise OverrideError(f"{s.name}={over}", f"outside the bounds {bounds.text()} of `{s.name}`")
         else:
             value = self.value(s.value, {}, allow_params=False)
             if bounds is not None and not bounds.contains(value):
@@ -243,7 +243,7 @@ class Lowerer(Linearizer):
         if self.overrides:
             known = sorted(set(self.dims) | {p for p, v in self.params.items() if v.derived is None})
             bad = ", ".join(sorted(self.overrides))
-            raise UsageError(f"--set: unknown name {bad}; known parameters and dims: {', '.join(known) or '(none)'}")
+            raise OverrideError(None, f"unknown name {bad}; known parameters and dims: {', '.join(known) or '(none)'}")
 
     def _lower_label(self, s: Statement, env) -> ir.Label:
         name = self._decl_name(s.decl, env)
