@@ -107,7 +107,7 @@ def evaluate(expr: Expr, env: dict[str, float]) -> float:
 
 
 def apply_op(op: str, a: float, b: float) -> float:
-    """``a op b`` for a coefficient's binary operators ``+ - * / ^``."""
+    """``a op b`` for a coefficient's binary operators ``+ - * / ^``; ValueError where ``a ^ b`` is not real."""
     if op == "+":
         return a + b
     if op == "-":
@@ -116,7 +116,10 @@ def apply_op(op: str, a: float, b: float) -> float:
         return a * b
     if op == "/":
         return a / b
-    return a ** b
+    r = a ** b
+    if isinstance(r, complex):  # a negative base to a fractional power: no real value
+        raise ValueError(f"{a:g} ^ {b:g} is not a real number")
+    return r
 
 
 def apply_func(name: str, args: list[float]) -> float:

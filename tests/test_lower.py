@@ -292,3 +292,42 @@ def test_override_errors_name_no_flag_from_python_and_the_flag_from_the_cli(caps
     assert "error: --set d=abc: a dim takes a positive integer" in capsys.readouterr().err
     assert main(["check", str(ROOT / "specs" / "two_views.mmi"), "--set", "nope=1"]) == 2
     assert "error: --set: unknown name nope; known parameters and dims:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("1e-1000", "too small for a double-precision float"),  # became 0: MI 0, "independent"
+    ("1_0", "not a number"),                                # read as 10
+    ("inf", "not a finite number"),
+    ("1e400", "too large for a double-precision float"),
+])
+def test_a_set_value_that_changes_silently_is_refused(value, problem, mmmic):
+    r = mmmic("mi", ROOT / "specs" / "two_views.mmi", "--set", f"eta={value}")
+    assert r.code == 2 and f"error: --set eta={value}: {problem}" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("coef", ["abs((-2)^0.5)", "min((-2)^0.5, 1)", "sqrt((-2)^p)", "log(p^0.5)", "(-8)^(1/3)"])
+def test_a_non_real_intermediate_is_e0212_at_its_coefficient(coef, mmmic, tmp_path):
+    """abs((-2)^0.5) was accepted as sqrt(2) (MI 0.804719); the others ended in a TypeError (exit 3)."""
+    spec = tmp_path / "c.mmi"
+    spec.write_text(f"param p = -0.3\nproto u : scalar\nproto n : scalar\nlatent z = {coef} * u + n\n"
+                    "flow x = identity(z)\ntarget t = u\nreport I(t; x)\n")
+    r = mmmic("mi", spec)
+    assert r.code == 1 and "error[E0212]" in r.stderr and "is not a real number" in r.stderr, r.stderr
+    assert f"{spec}:4:12" in r.stderr
+
+
+def test_for_loops_nested_a_thousand_deep_are_e0215_not_a_recursion_error(mmmic, tmp_path):
+    spec = tmp_path / "deep.mmi"
+    spec.write_text("proto u : scalar\n" + "".join(f"for i{k} in 1..1 {{ " for k in range(1000))
+                    + "proto n : scalar" + " }" * 1000 + "\n")
+    r = mmmic("check", spec)
+    assert r.code == 1 and "error[E0215]" in r.stderr and "nested more than 64 deep" in r.stderr, r.stderr
+
+
+def test_loops_nested_to_the_limit_still_lower():
+    from mmmi_dsl.lang.lower import limits
+
+    depth = limits.MAX_LOOP_DEPTH
+    text = "".join(f"for i{k} in 1..1 {{ " for k in range(depth)) + "proto n : scalar" + " }" * depth + "\n"
+    model = lower(parse_text(text, "<deep>"))
+    assert "n" in model.protos

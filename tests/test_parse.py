@@ -5,6 +5,8 @@ Nothing here lowers or checks: the tree is what the grammar (grammar/mmi.lark) s
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from mmmi_dsl.errors import SpecError
@@ -296,3 +298,72 @@ def test_parse_file_errors(tmp_path):
         parse_file(bad)
     (d,) = info.value.diagnostics
     assert d.code == "E0002" and (d.span.line, d.span.column) == (2, 18)
+
+
+# ---------------------------------------------------------------- number literals (issue 14, items 6 and 10)
+
+
+@pytest.mark.parametrize("where", [
+    "param p = {n}", "dim d = {n}", "dim d = {n}x3", "proto u : vector[{n}]", "for i in 1..{n}: proto u[i] : scalar",
+    "matrix M = uniform(2, 2, seed = {n})",
+])
+def test_an_integer_literal_of_over_4300_digits_is_a_clear_error_in_every_position(where, mmmic, tmp_path):
+    spec = tmp_path / "big.mmi"
+    spec.write_text("proto v : scalar\ntarget t = v\n" + where.format(n="9" * 5000) + "\n")
+    r = mmmic("check", spec)
+    assert r.code == 1 and "error[E0212]" in r.stderr and "too large" in r.stderr, r.stderr
+    assert f"{spec}:3:" in r.stderr
+
+
+@pytest.mark.parametrize("text, value, problem", [
+    ("12", 12.0, None), ("0.5", 0.5, None), ("3e-4", 3e-4, None), ("-2.5E+3", -2500.0, None), ("0", 0.0, None),
+    ("1e-1000", 0.0, "too small for a double-precision float"),
+    ("1e-320", 1e-320, "too small for a double-precision float"),
+    ("1e400", math.inf, "too large for a double-precision float"),
+    ("1_0", math.nan, "not a number"), ("0x10", math.nan, "not a number"), ("", math.nan, "not a number"),
+    ("inf", math.nan, "not a finite number"), ("-Infinity", math.nan, "not a finite number"),
+    ("nan", math.nan, "not a finite number"), ("9" * 5000, math.inf, "too large for a double-precision float"),
+])
+def test_literal_value(text, value, problem):
+    from mmmi_dsl.lang.parse import literal_value
+
+    got, why = literal_value(text)
+    assert why == problem
+    if problem is None or math.isinf(value):
+        assert got == value
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom", "fifo", "folder"])
+def test_a_spec_path_that_is_not_a_regular_file_is_refused_before_reading(path, tmp_path, mmmic):
+    """/dev/zero read 4 GB, /dev/urandom ran on, a FIFO blocked forever (issue 14, item 11)."""
+    import os
+
+    if path == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    if path == "folder":
+        (tmp_path / "folder").mkdir()
+    target = path if path.startswith("/") else tmp_path / path
+    r = mmmic("check", target)
+    assert r.code == 1 and "error[E0002]" in r.stderr and "a spec is a regular .mmi file" in r.stderr, r.stderr
+
+
+def test_a_spec_over_the_size_cap_is_refused(tmp_path, mmmic, monkeypatch):
+    from mmmi_dsl.lang import parse as parse_module
+
+    monkeypatch.setattr(parse_module, "MAX_SPEC_BYTES", 1000)
+    spec = tmp_path / "big.mmi"
+    spec.write_text("proto u : scalar\n" * 100)
+    r = mmmic("check", spec)
+    assert r.code == 1 and "the largest spec read" in r.stderr, r.stderr
+
+
+def test_a_spec_past_the_token_limit_is_e0215_before_parsing(tmp_path, mmmic, monkeypatch):
+    from mmmi_dsl.lang import parse as parse_module
+
+    monkeypatch.setattr(parse_module, "MAX_TOKENS", 500)
+    spec = tmp_path / "long.mmi"
+    spec.write_text("".join(f"param p{i} = 1\n" for i in range(200)))  # 5 tokens a line
+    r = mmmic("check", spec)
+    assert r.code == 1 and "error[E0215]" in r.stderr and "more than 500 tokens" in r.stderr, r.stderr
+    assert f"{spec}:101:1" in r.stderr
+

@@ -8,8 +8,12 @@ node classes live in :mod:`mmmi_dsl.lang.syntax`.
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
+import os
+import re
+import stat
 from importlib import resources
 from pathlib import Path
 
@@ -82,22 +86,20 @@ class _ToAst(Transformer_NonRecursive):
     @v_args(meta=True)
     def number(self, meta, children):
         (tok,) = children
-        is_int = tok.type == "INT"
-        try:
-            value = float(int(tok)) if is_int else float(tok)
-        except OverflowError:  # an integer literal beyond 1.8e308
-            value = math.inf
-        mantissa = str(tok).lower().split("e")[0]
-        if not math.isfinite(value) or (abs(value) < 2.2250738585072014e-308 and any(c in "123456789" for c in mantissa)):
-            what = "too large" if not math.isfinite(value) else "too small"  # 0 or subnormal (imprecise)
-            self.bad_numbers.append(Diagnostic(
-                "E0212", f"the number {_short(str(tok))} is {what} for a double-precision float", self.sp(meta),
-                "", "numbers run from about 2.2e-308 to 1.8e308 in magnitude (or exactly 0)"))
-        return Number(value, is_int, self.sp(meta))
+        value, problem = literal_value(str(tok))
+        if problem:
+            self.bad_numbers.append(Diagnostic("E0212", f"the number {_short(str(tok))} is {problem}", self.sp(meta),
+                                               "", NUMBER_RANGE_HINT))
+        return Number(value, tok.type == "INT", self.sp(meta))
 
     @v_args(meta=True)
     def shape(self, meta, children):
-        return Shape(tuple(int(p) for p in str(children[0]).split("x")), self.sp(meta))
+        text = str(children[0])
+        if len(text) > MAX_LITERAL_DIGITS:
+            self.bad_numbers.append(Diagnostic("E0212", f"the shape {_short(text)} has sizes too large to be sizes",
+                                               self.sp(meta), "", NUMBER_RANGE_HINT))
+            return Shape((1,), self.sp(meta))
+        return Shape(tuple(int(p) for p in text.split("x")), self.sp(meta))
 
     @v_args(meta=True)
     def string(self, meta, children):
@@ -323,6 +325,35 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
     return Diagnostic("E0001", message, span, "", hint or "see docs/language.md for the syntax")
 
 
+#: Digits an integer literal may have (Python refuses to convert integers of over 4,300 digits).
+MAX_LITERAL_DIGITS = 4_000
+NUMBER_RANGE_HINT = "numbers run from about 2.2e-308 to 1.8e308 in magnitude (or exactly 0)"
+_LITERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def literal_value(text: str) -> tuple[float, str | None]:
+    """A number written as the language writes it (``12``, ``0.5``, ``3e-4``; no ``_``, no ``inf``),
+    as a double, and why it cannot be one: ``"too large"``, ``"too small"`` (0 or subnormal from a
+    nonzero literal), ``"not a number"``; None when it is fine."""
+    text = text.strip()
+    if text.lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        return math.nan, "not a finite number"
+    if not _LITERAL.fullmatch(text):
+        return math.nan, "not a number"
+    if len(text) > MAX_LITERAL_DIGITS and text.lstrip("+-").isdigit():  # at least 1e3999
+        return math.inf, "too large for a double-precision float"
+    try:
+        value = float(text)
+    except (OverflowError, ValueError):
+        return math.inf, "too large for a double-precision float"
+    mantissa = text.lower().split("e")[0]
+    if not math.isfinite(value):
+        return value, "too large for a double-precision float"
+    if abs(value) < 2.2250738585072014e-308 and any(c in "123456789" for c in mantissa):
+        return value, "too small for a double-precision float"
+    return value, None
+
+
 def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[:n] + "..."
 
@@ -341,6 +372,27 @@ def _one_of(items: list[str]) -> str:
 RECOVERY_CHARS = 200_000
 
 
+#: Tokens a spec may have: parsing takes about 20 us a token (600,000: about 12 s, a spec of
+#: 120,000 one-line statements); past it, E0215 before the parser starts.
+MAX_TOKENS = 600_000
+_TOKEN = re.compile(r"[A-Za-z_0-9.]+|[^\sA-Za-z_0-9.]|\n")
+
+
+def _check_token_count(text: str, file: str) -> None:
+    """E0215 at the first token past MAX_TOKENS (counted by one regex pass, far faster than the parse)."""
+    if len(text) < MAX_TOKENS:  # fewer characters than the limit: fewer tokens too
+        return
+    for k, m in enumerate(_TOKEN.finditer(text)):
+        if k == MAX_TOKENS:
+            line = text.count("\n", 0, m.start()) + 1
+            col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+            span = Span(file=file, line=line, column=col, end_line=line, end_column=col + len(m.group()))
+            raise SpecError([Diagnostic("E0215", f"the spec has more than {MAX_TOKENS:,} tokens", span,
+                                        "the limit is reached here",
+                                        "families (`proto n[1..N] : vector[d]`), `for` loops and `sum(...)` "
+                                        "write large models in a few lines")], {file: text})
+
+
 def parse_text(text: str, file: str = "<string>", max_errors: int = 20) -> Program:
     """Parse .mmi source text.
 
@@ -351,6 +403,7 @@ def parse_text(text: str, file: str = "<string>", max_errors: int = 20) -> Progr
         SpecError: with one E0001 diagnostic per syntax error.
     """
     errors = Collector()
+    _check_token_count(text, file)
     work = text if text.endswith("\n") else text + "\n"
     # each recovery parses the whole text again: bound the total to about RECOVERY_CHARS
     max_errors = max(1, min(max_errors, RECOVERY_CHARS // max(1, len(work))))
@@ -484,11 +537,36 @@ def parse_query(text: str, file: str = "--query") -> tuple[QueryAst, str]:
     return query, unit
 
 
+#: The largest spec file read (a spec of a million statements is about 30 MB).
+MAX_SPEC_BYTES = 64 << 20
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_SPEC_BYTES; a device, FIFO or folder is refused
+    before anything is read (``/dev/zero`` never ends, a FIFO blocks), opened without blocking."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            raise OSError(errno.EINVAL, f"it is {kind}; a spec is a regular .mmi file")
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            data = f.read(MAX_SPEC_BYTES + 1)  # the size is checked on what is read: the file may grow
+        if len(data) > MAX_SPEC_BYTES:
+            raise OSError(errno.EFBIG, f"it is over {MAX_SPEC_BYTES >> 20} MiB, the largest spec read")
+        return data
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def parse_file(path: str | Path) -> Program:
     """Read and parse a spec file (UTF-8)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = _read_regular_file(path)
     except OSError as err:
         raise SpecError([Diagnostic("E0002", f"cannot read `{path}`: {err.strerror or err}",
                                     hint="check the path")]) from None

@@ -12,3 +12,5 @@ MAX_TERMS = 100_000
 # Expression nodes lowering may evaluate in all (~2 us each): a 100,000-member loop over a statement
 # with a 10,000-node index took minutes. decay.mmi at N = 316 evaluates about 1.5 million.
 MAX_WORK = 5_000_000
+# `for` loops inside one another (each level is a frame of the expansion).
+MAX_LOOP_DEPTH = 64

@@ -94,13 +94,19 @@ class Scope:
         self.errors.error(code, message, span, label, hint)
         raise Skip
 
-    def _check_placement(self, stmts, top: bool) -> None:
+    def _check_placement(self, stmts, depth: int = 0) -> None:
+        """Parameters and dims only at the top level; loops nested at most ``limits.MAX_LOOP_DEPTH`` deep."""
         for s in stmts:
-            if not top and s.kind in ("model", "param", "derived", "dim"):
+            if depth and s.kind in ("model", "param", "derived", "dim"):
                 self.errors.error("E0214", f"`{s.kind}` statements cannot be inside a `for` loop",
                                   s.span, "", "declare parameters and dims once, at the top level")
             if s.kind == "for":
-                self._check_placement(s.body, top=False)
+                if depth + 1 > limits.MAX_LOOP_DEPTH:
+                    self.errors.error("E0215", f"`for` loops are nested more than {limits.MAX_LOOP_DEPTH} deep",
+                                      s.span, "this loop is one too many",
+                                      "a family `name[1..N]` or one loop over a longer range says the same")
+                    self.errors.raise_if_any({self.file: self.program.text})  # expanding would recurse too deep
+                self._check_placement(s.body, depth + 1)
 
     def _expand(self, stmts, env: dict[str, int]):
         """Yield (statement, loop environment) with every ``for`` unrolled."""

@@ -11,6 +11,7 @@ from mmmi_dsl.lang.check import gib, physical_memory, postorder
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.linear import Linearizer
 from mmmi_dsl.lang.lower.scope import Declared, Skip
+from mmmi_dsl.lang.parse import literal_value
 from mmmi_dsl.lang.syntax import Binder, BinaryOp, Call, Kwarg, ListLit, Name, Negate, Shape, Statement
 
 
@@ -55,7 +56,7 @@ class Lowerer(Linearizer):
                               "second `model` statement", "keep one `model` line")
         if model_stmts:
             model_name = model_stmts[0].name
-        self._check_placement(stmts, top=True)
+        self._check_placement(stmts)
         self._lower_dims([s for s in stmts if s.kind == "dim"])
         self._lower_params([s for s in stmts if s.kind in ("param", "derived")])
         self._check_overrides_used()
@@ -223,12 +224,9 @@ class Lowerer(Linearizer):
             bounds = ir.Interval(lower=lo, upper=hi, lower_open=s.interval.lo_open, upper_open=s.interval.hi_open)
         over = self.overrides.pop(s.name, None)
         if over is not None:
-            try:
-                value = float(over)
-            except ValueError:
-                raise OverrideError(f"{s.name}={over}", "not a number") from None
-            if not math.isfinite(value):
-                raise OverrideError(f"{s.name}={over}", "not a finite number")
+            value, problem = literal_value(over)  # the language's own number syntax: no `1_0`, no `inf`
+            if problem:
+                raise OverrideError(f"{s.name}={over}", problem)
             if bounds is not None and not bounds.contains(value):
                 raise OverrideError(f"{s.name}={over}", f"outside the bounds {bounds.text()} of `{s.name}`")
         else:
