@@ -353,3 +353,67 @@ def test_marker_helper_really_runs_when_unpickled(tmp_path):
     pickle.loads(pickle.dumps(Payload(marker))).close()
     assert marker.exists()
     os.remove(marker)
+
+
+# ---------------------------------------------------------------- file contents read at check (issue 14, 12-13)
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.array(["a", "b", "c", "d"]), "holds <U1 values"),
+    (np.array([1 + 2j, 0, 0, 1]), "holds complex128 values"),
+    (np.array(["2020-01-01"] * 4, dtype="datetime64[D]"), "holds datetime64[D] values"),
+    (np.array([1.0, np.nan, 0, 1]), "has non-finite entries"),
+    (np.array([1.0, np.inf, 0, 1]), "has non-finite entries"),
+])
+@pytest.mark.parametrize("kind", ["template", "matrix"])
+def test_npy_files_of_other_than_real_numbers_are_refused_at_check(tmp_path, mmmic, array, message, kind):
+    np.save(tmp_path / "t.npy", array.reshape(2, 2) if kind == "matrix" else array)
+    line = 'template T : vector[d] = npy("t.npy")' if kind == "template" else 'matrix M = npy("t.npy")'
+    spec = spec_with(tmp_path, line, 4)
+    r = mmmic("check", spec)
+    assert r.code == 1 and "error[E0208]" in r.stderr and message in r.stderr, r.stderr
+    assert f"{spec}:4:" in r.stderr
+
+
+def test_a_truncated_npy_file_is_refused_at_check(tmp_path, mmmic):
+    np.save(tmp_path / "t.npy", np.arange(1000.0))
+    data = (tmp_path / "t.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(data[:-100])
+    spec = spec_with(tmp_path, 'template T : vector[d] = npy("t.npy")', 1000)
+    r = mmmic("check", spec)
+    assert r.code == 1 and "error[E0208]" in r.stderr and "cannot be read" in r.stderr, r.stderr
+
+
+def test_integer_and_bool_npy_files_are_real_numbers(tmp_path, mmmic):
+    np.save(tmp_path / "t.npy", np.array([1, 0, 2, 3], dtype=np.int16))
+    assert mmmic("check", spec_with(tmp_path, 'template T : vector[d] = npy("t.npy")', 4)).code == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n", "is not a PNG or JPEG file"),
+    (b"GIF89a" + bytes(40), "is not a PNG or JPEG file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(20), "cannot be decoded as PNG"),
+])
+def test_image_templates_open_only_png_and_jpeg_by_their_bytes(tmp_path, mmmic, monkeypatch, content, message):
+    """An EPS file named .png was handed to Ghostscript: now nothing but Pillow's PNG and JPEG decoders runs."""
+    from PIL import Image
+
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, mode="r", formats=None: opened.append(formats) or
+                        real_open(fp, mode, formats))
+    (tmp_path / "t.png").write_bytes(content)
+    spec = spec_with(tmp_path, 'template T : vector[d] = image("t.png", mode = "L")', 64)
+    r = mmmic("check", spec)
+    assert r.code == 1 and "error[E0208]" in r.stderr and message in r.stderr, r.stderr
+    assert all(f in (["PNG"], ["JPEG"]) for f in opened), opened
+
+
+def test_a_truncated_png_is_refused_at_check(tmp_path, mmmic):
+    from PIL import Image
+
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(tmp_path / "t.png")
+    data = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    r = mmmic("check", spec_with(tmp_path, 'template T : vector[d] = image("t.png", mode = "L")', 64))
+    assert r.code == 1 and "cannot be decoded as PNG" in r.stderr, r.stderr

@@ -19,14 +19,66 @@ def data_error(node, message: str, hint: str = "") -> SpecError:
     return SpecError([Diagnostic("E0208", message, node.span, "", hint)])
 
 
-def load_npy(node) -> np.ndarray:
-    """The real float64 array of a node's ``.npy`` file (``allow_pickle=False``)."""
+class DataFileError(ValueError):
+    """A template or matrix file that cannot be used; the message completes "`file` ..."."""
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def read_image(path, mode: str) -> np.ndarray:
+    """A PNG or JPEG file's pixels as float64 (C, H, W) in [0, 1] (``mode`` "RGB" or "L").
+
+    The format is decided by the file's magic bytes and only Pillow's PNG and JPEG decoders are
+    allowed: other formats are refused (some, like EPS, are opened through external programs).
+    The whole image is decoded, so a truncated file is refused here.
+    """
+    from PIL import Image
+
     try:
-        arr = np.load(node.path, allow_pickle=False)
-    except Exception as err:  # noqa: BLE001 - unreadable or pickled data is a data error
-        raise data_error(node, f"cannot read `{node.args.get('file')}`: {err}",
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        raise DataFileError(f"cannot be read: {err.strerror or err}") from None
+    fmt = "PNG" if head.startswith(PNG_MAGIC) else "JPEG" if head.startswith(JPEG_MAGIC) else None
+    if fmt is None:
+        raise DataFileError("is not a PNG or JPEG file (by its first bytes); other image formats are refused")
+    try:
+        with Image.open(path, formats=[fmt]) as img:
+            img.load()
+            arr = np.asarray(img.convert(mode), dtype=np.float64) / 255.0
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a data error
+        raise DataFileError(f"cannot be decoded as {fmt}: {err}") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def read_npy(path) -> np.ndarray:
+    """A ``.npy`` file of real numbers (bool, integer or float dtype) as a finite float64 array.
+
+    Read with ``allow_pickle=False``; strings, complex numbers, dates and objects are refused, and
+    so are NaN and inf entries and truncated files.
+    """
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 - unreadable, truncated or pickled data is a data error
+        raise DataFileError(f"cannot be read: {err}; save with numpy.save (pickled objects are refused)") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        kind = getattr(arr, "dtype", type(arr))
+        raise DataFileError(f"holds {kind} values; templates and matrices take real numbers (bool, int, float)")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise DataFileError("has non-finite entries (NaN or inf)")
+    return arr
+
+
+def load_npy(node) -> np.ndarray:
+    """The real float64 array of a node's ``.npy`` file (:func:`read_npy`), as a data error (E0208)."""
+    try:
+        return read_npy(node.path)
+    except DataFileError as err:
+        raise data_error(node, f"`{node.args.get('file')}` {err}",
                          "save with numpy.save; pickled objects are refused") from None
-    return np.asarray(arr, dtype=np.float64)
 
 
 def _ones(t, vector_of) -> np.ndarray:
@@ -57,15 +109,10 @@ def _blob(t, vector_of) -> np.ndarray:
 
 def _image(t, vector_of) -> np.ndarray:
     """8-bit values scaled to [0, 1], flattened C x H x W."""
-    from PIL import Image
-
     try:
-        with Image.open(t.path) as img:
-            arr = np.asarray(img.convert(str(t.args.get("mode", "RGB"))), dtype=np.float64) / 255.0
-    except Exception as err:  # noqa: BLE001 - any decoder failure is a data error
-        raise data_error(t, f"cannot read image `{t.args.get('file')}`: {err}") from None
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return arr.reshape(-1)
+        return read_image(t.path, str(t.args.get("mode", "RGB"))).reshape(-1)
+    except DataFileError as err:
+        raise data_error(t, f"cannot read image `{t.args.get('file')}`: it {err}") from None
 
 
 def _npy(t, vector_of) -> np.ndarray:

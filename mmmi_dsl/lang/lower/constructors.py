@@ -12,6 +12,7 @@ from pathlib import Path
 from mmmi_dsl import builtins, ir
 from mmmi_dsl.builtins import weights
 from mmmi_dsl.builtins.signature import Builtin
+from mmmi_dsl.builtins.templates import DataFileError, read_image, read_npy
 from mmmi_dsl.errors import did_you_mean
 from mmmi_dsl.ir import Expr, Span
 from mmmi_dsl.lang.check import gib, physical_memory
@@ -218,12 +219,10 @@ class Constructors(Scope):
             mode = a.get("mode")
             mode_value = self.string_arg(builtin, "mode", mode) if mode is not None else builtin.arg("mode").default
             try:
-                from PIL import Image
-                with Image.open(full) as img:
-                    w, h = img.size
-            except Exception as err:  # noqa: BLE001 - any decoder failure is a data error
-                self.fail("E0208", f"cannot read image `{given}`: {err}", a["file"].span)
-            channels = 3 if mode_value == "RGB" else 1
+                channels, h, w = read_image(full, mode_value).shape  # decoded now: a bad file fails at check
+            except DataFileError as err:
+                self.fail("E0208", f"cannot read image `{given}`: it {err}", a["file"].span, "",
+                          "templates are PNG or JPEG images")
             size = channels * h * w
             args.update({"mode": mode_value, "shape": (channels, h, w), "file": given})
             path = str(full)
@@ -234,6 +233,8 @@ class Constructors(Scope):
                 self.fail("E0208", f"`{given}` is not a readable .npy array", a["file"].span, "",
                           "save with numpy.save (no pickled objects)")
             size = math.prod(shape)
+            self.check_vector_size(size, a["file"].span)
+            self._check_npy_contents(given, full, a["file"].span, "a readable .npy array")
             args["file"] = given
             path = str(full)
         else:  # normalize
@@ -245,6 +246,14 @@ class Constructors(Scope):
             name = canonical_call_text(call, self, env)
         return ir.Template(name=name, kind=kind, size=size, size_expr=size_expr or num_node(size), args=args,
                            path=path, span=span or call.span)
+
+    def _check_npy_contents(self, given: str, full: Path, span, what: str) -> None:
+        """Read a .npy file's values now: real numbers only, all finite (else E0208 at the file name)."""
+        try:
+            read_npy(full)
+        except DataFileError as err:
+            self.fail("E0208", f"`{given}` is not {what}: it {err}", span, "",
+                      "save real numbers with numpy.save (no pickled objects)")
 
     def template_of(self, node, env) -> ir.Template:
         """The template a node denotes: a named one or an inline constructor."""
@@ -285,6 +294,8 @@ class Constructors(Scope):
                 if shape is None or len(shape) != 2:
                     self.fail("E0208", f"`{given}` is not a 2-D .npy array", a["file"].span)
                 rows, cols = shape
+                if 0 < rows * cols <= limits.MAX_MATRIX_ENTRIES:
+                    self._check_npy_contents(given, full, a["file"].span, "a usable 2-D .npy array")
                 args["file"] = given
                 path = str(full)
             if rows <= 0 or cols <= 0:
