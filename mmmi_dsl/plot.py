@@ -212,12 +212,12 @@ def _check_values(p: ir.Param, values: Sequence[float], what: str) -> list[float
 
 
 def _at(model: ir.Model, values: dict[str, float]) -> ir.Model:
-    from mmmi_dsl.mi.solve import _fail
+    from mmmi_dsl.mi.solve import spec_error
     try:
         return model.with_params(values)
     except ValueError as err:
         where = ", ".join(f"{k} = {v:g}" for k, v in values.items())
-        raise _fail("E0212", f"cannot evaluate the model at {where}: {err}", None) from None
+        raise spec_error("E0212", f"cannot evaluate the model at {where}: {err}", None) from None
 
 
 def _by_values(model: ir.Model, by: tuple[str, Sequence[float]] | None) -> list[tuple[str, float] | None]:
@@ -428,7 +428,7 @@ def _check_panels(queries: Sequence, by) -> None:
 
 def parse_by(text: str) -> tuple[str, list[float]]:
     """``NAME=v1,v2,...`` or ``NAME=linspace(a, b, n)``."""
-    from mmmi_dsl.mi.solve import parse_values
+    from mmmi_dsl.cli.args import parse_values
     name, sep, values = text.partition("=")
     if not sep or not name.strip() or not values.strip():
         raise UsageError(f"--by {text!r}: expected NAME=v1,v2,..., e.g. --by beta=0.5,1,2")
@@ -437,7 +437,7 @@ def parse_by(text: str) -> tuple[str, list[float]]:
 
 def parse_axis_values(text: str) -> list[float]:
     """``--values``: ``a:b:n`` (n points from a to b), ``linspace(a, b, n)``, ``logspace(a, b, n)`` or ``v1,v2``."""
-    from mmmi_dsl.mi.solve import parse_values
+    from mmmi_dsl.cli.args import parse_values
     parts = text.split(":")
     if len(parts) == 3:
         return parse_values(f"linspace({parts[0]}, {parts[1]}, {parts[2]})", "--values")

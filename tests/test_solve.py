@@ -18,7 +18,8 @@ from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.lang.lower import resolve_query
-from mmmi_dsl.mi.solve import solve, solve_all, sweep, sweep_targets
+from mmmi_dsl.mi.solve import solve, solve_all
+from mmmi_dsl.mi.sweep import sweep, sweep_targets
 
 from .conftest import ROOT
 
