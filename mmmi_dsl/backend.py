@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mmmi_dsl import ir
-from mmmi_dsl.mi.analysis import Analysis, _Form
+from mmmi_dsl.mi.analysis import Analysis, Form
 from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
 from mmmi_dsl.flows import build_flow
 
@@ -170,7 +170,7 @@ class Sampler(torch.nn.Module):
         """The per-block invertible map applied before the flow (``how``: none, scale, whiten)."""
         if how == "none":
             return ("none",)
-        f: _Form = self.analysis.form(latent)
+        f: Form = self.analysis.form(latent)
         var = sum(a * a for a in f.identity.values()) + np.sum(f.loadings ** 2, axis=1)
         var = var + sum(np.sum(d ** 2, axis=1) for d in f.dense.values()) if f.dense else var
         if how == "scale":

@@ -74,7 +74,8 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
     from mmmi_dsl.estimators import EstimatorError, estimate
     from mmmi_dsl.estimators.saved import parse_pair
     from mmmi_dsl.dataset.generate import generate_dataset
-    from mmmi_dsl.mi.solve import resolve_with_unit, sweep_targets
+    from mmmi_dsl.mi.solve import resolve_with_unit
+    from mmmi_dsl.mi.sweep import sweep_targets
 
     pair = parse_pair(query)
     if pair is None:

@@ -213,12 +213,12 @@ def _check_values(p: ir.Param, values: Sequence[float]) -> list[float]:
 
 
 def _at(model: ir.Model, values: dict[str, float]) -> ir.Model:
-    from mmmi_dsl.mi.solve import _fail
+    from mmmi_dsl.mi.solve import spec_error
     try:
         return model.with_params(values)
     except ValueError as err:
         where = ", ".join(f"{k} = {v:g}" for k, v in values.items())
-        raise _fail("E0212", f"cannot evaluate the model at {where}: {err}", None) from None
+        raise spec_error("E0212", f"cannot evaluate the model at {where}: {err}", None) from None
 
 
 def _by_values(model: ir.Model, by: tuple[str, Sequence[float]] | None) -> list[tuple[str, float] | None]:

@@ -217,7 +217,8 @@ class Spec(ir.Model):
 
     def solution(self, param: str, target: str, bracket: tuple[float, float] | None = None):
         """Like :meth:`solve`, the whole :class:`mmmi_dsl.mi.solve.SolveResult` (value, achieved MI, evaluations)."""
-        from mmmi_dsl.mi.solve import parse_target, solve
+        from mmmi_dsl.mi.solve import solve
+        from mmmi_dsl.mi.targets import parse_target
 
         if not isinstance(target, str):
             raise UsageError(f"a target is text such as \"I(x1; x2) = 0.5\", got {target!r}")
@@ -234,7 +235,8 @@ class Spec(ir.Model):
         """The exact MI of ``queries`` at each value of ``param``: one dict per value,
         ``{param: value, query text: MI, ...}``. ``values``: numbers, or text as ``mmmic sweep
         --values`` takes (``"linspace(0.01, 1, 5)"``, ``"0.1,0.2"``)."""
-        from mmmi_dsl.mi.solve import parse_values, sweep
+        from mmmi_dsl.mi.sweep import sweep
+        from mmmi_dsl.mi.targets import parse_values
 
         if unit not in UNITS:
             raise UsageError(f"unit {unit!r}: choose nats or bits")

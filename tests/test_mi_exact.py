@@ -136,7 +136,7 @@ def test_two_views_closed_form_anywhere(rt1, rt2, rh1, rh2, d):
 @settings(max_examples=40, deadline=None)
 def test_strong_cause_on_weak_noise_is_finite_and_exact(log_rt, log_rh, d):
     """Signal-to-noise ratios d rt^2 / rh^2 up to 3e23: the shared cause's variance does
-    not swamp the noise's (each is thresholded against its own scale, gaussian.py Note)."""
+    not swamp the noise's (each is thresholded against its own scale, mi/logdet.py Note)."""
     rt, rh = 10.0 ** log_rt, 10.0 ** log_rh
     model = load(SPECS / "two_views.mmi", {"d": str(d), "rho_t1": repr(rt), "rho_t2": repr(rt),
                                            "rho_h1": repr(rh), "rho_h2": "1"})

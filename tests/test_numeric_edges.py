@@ -64,7 +64,7 @@ def test_nearly_singular_noise(h1):
 
     The conditional I(theta; z1 | z2) was inf below h1 = 1e-6 (16.81 nats at 1e-8):
     the noise Gram's eigenvalues were thresholded at 1e-12 of the other noise's
-    variance, though the SVD gives them to eps of its singular values (gaussian.py).
+    variance, though the SVD gives them to eps of its singular values (mi/logdet.py).
     """
     values, p = two_views(h1=h1)
     assert values == pytest.approx(closed(p), rel=1e-9)

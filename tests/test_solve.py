@@ -17,7 +17,8 @@ from mmmi_dsl import load, loads
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.lang.lower import resolve_query
 from mmmi_dsl.mi.analysis import Analysis
-from mmmi_dsl.mi.solve import solve, solve_all, sweep, sweep_targets
+from mmmi_dsl.mi.solve import solve, solve_all
+from mmmi_dsl.mi.sweep import sweep, sweep_targets
 
 from .conftest import ROOT
 
@@ -198,7 +199,7 @@ def test_infinite_end_is_a_reachable_upper_limit():
         r = solve(m, "s", q, target)
         assert abs(exact(m, "s", r.value, "I(t; x)") - target) <= 1e-9 * target
         assert r.value == pytest.approx(2 / math.sqrt(math.expm1(2 * target)), rel=1e-6)
-    # beyond what double precision resolves (gaussian.HTOL: ~334 nats per direction):
+    # beyond what double precision resolves (mi.logdet.HTOL: ~334 nats per direction):
     # an out-of-reach error naming the largest finite MI
     with pytest.raises(SpecError, match="out of reach: the MI is finite up to 333.7"):
         solve(m, "s", q, 700.0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from mmmi_dsl import load, loads
+from mmmi_dsl import load
 from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.errors import SpecError
 from mmmi_dsl.lang.lower import resolve_query

@@ -10,6 +10,7 @@ import argparse
 
 from mmmi_dsl import load
 from mmmi_dsl.errors import OverrideError, UsageError
+from mmmi_dsl.mi.targets import number
 
 
 def at_least(value: int, minimum: int, flag: str) -> None:
@@ -58,3 +59,15 @@ def check_device(name: str) -> str:
     except UsageError as err:
         raise UsageError(f"--{err}") from None
     return name
+
+
+# ---------------------------------------------------------------- brackets
+
+
+def parse_bracket(text: str, flag: str = "--bracket") -> tuple[float, float]:
+    """``LO,HI`` (a closed interval) given to ``flag``."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise UsageError(f"{flag} {text!r}: expected LO,HI, e.g. {flag}=0.001,1")
+    lo, hi = (number(p, flag) for p in parts)
+    return lo, hi

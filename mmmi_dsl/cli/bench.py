@@ -118,7 +118,8 @@ def _option_value(text: str) -> bool | float | int | str:
 
 def cmd_bench_estimators(args) -> int:
     from mmmi_dsl.benchmark import DEFAULT_ESTIMATORS, default_pair, run_benchmark
-    from mmmi_dsl.mi.solve import parse_bracket, parse_values
+    from mmmi_dsl.cli.args import parse_bracket
+    from mmmi_dsl.mi.targets import parse_values
     at_least(args.n, 20, "-n")
     at_least(args.threads, 1, "--threads")
     configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]

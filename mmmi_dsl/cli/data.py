@@ -91,7 +91,7 @@ def cmd_generate(args) -> int:
     out = Path(args.output)
     if args.resume and not run_to_resume(out, job):  # a manifest, or the temp file of a run killed writing it
         raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
-    from mmmi_dsl.mi.solve import parse_bracket
+    from mmmi_dsl.cli.args import parse_bracket
     uint8_range = parse_bracket(args.uint8, "--uint8") if args.uint8 else None
     manifest = generate_dataset(model, out, args.n, seed=args.seed, device=check_device(args.device), dtype=args.dtype,
                                 standardize=args.standardize, save_latents=args.save_latents,

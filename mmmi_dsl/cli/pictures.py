@@ -118,7 +118,7 @@ def cmd_plot(args) -> int:
 
 def parse_by(text: str) -> tuple[str, list[float]]:
     """``--by NAME=v1,v2,...`` or ``NAME=linspace(a, b, n)``."""
-    from mmmi_dsl.mi.solve import parse_values
+    from mmmi_dsl.mi.targets import parse_values
     name, sep, values = text.partition("=")
     if not sep or not name.strip() or not values.strip():
         raise UsageError(f"--by {text!r}: expected NAME=v1,v2,..., e.g. --by beta=0.5,1,2")
@@ -127,7 +127,7 @@ def parse_by(text: str) -> tuple[str, list[float]]:
 
 def parse_axis_values(text: str) -> list[float]:
     """``--values``: ``a:b:n`` (n points from a to b), ``linspace(a, b, n)``, ``logspace(a, b, n)`` or ``v1,v2``."""
-    from mmmi_dsl.mi.solve import parse_values
+    from mmmi_dsl.mi.targets import parse_values
     parts = text.split(":")
     if len(parts) == 3:
         return parse_values(f"linspace({parts[0]}, {parts[1]}, {parts[2]})", "--values")

@@ -7,7 +7,7 @@ another along the DAG, to a linear form of the proto-latents
 
 (identity-scaled vector protos p_j, loadings L (size, K) on the K scalar protos u,
 dense maps D_j only where `M @ ...` or `dot(...)` mixes components). The forms are
-handed to :class:`mmmi_dsl.gaussian.GaussianSystem`, which computes log
+handed to :class:`mmmi_dsl.mi.gaussian.GaussianSystem`, which computes log
 pseudo-determinants with the Kronecker + low-rank structure (no d x d matrix for
 identity-scaled blocks). Modalities have their latent's MI: flows are per-block
 bijections.
@@ -31,7 +31,7 @@ LN2 = math.log(2.0)
 
 
 @dataclass
-class _Form:
+class Form:
     """A linear form under construction (see the module docstring)."""
 
     size: int
@@ -91,7 +91,7 @@ class Analysis:
         self.scalar_protos = [p.name for p in model.protos.values() if p.kind == "scalar"]
         self._k_index = {name: i for i, name in enumerate(self.scalar_protos)}
         self.K = len(self.scalar_protos)
-        self._forms: dict[str, _Form] = {}
+        self._forms: dict[str, Form] = {}
         self._magnitudes: dict[str, float] = {}
         self.block_scale: dict[str, float] = {}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_magnitudes
@@ -156,7 +156,7 @@ class Analysis:
                                         "math functions' domains (sqrt, log of a negative number ...)")])
         return float(value)
 
-    def form(self, name: str) -> _Form:
+    def form(self, name: str) -> Form:
         """The linear form of a proto-latent, latent or target (memoised)."""
         hit = self._forms.get(name)
         if hit is not None:
@@ -164,7 +164,7 @@ class Analysis:
         m = self.model
         if name in m.protos:
             p = m.protos[name]
-            f = _Form(p.size, loadings=np.zeros((p.size, self.K)))
+            f = Form(p.size, loadings=np.zeros((p.size, self.K)))
             if p.kind == "scalar":
                 f.loadings[0, self._k_index[name]] = 1.0
             else:
@@ -198,8 +198,8 @@ class Analysis:
     def _template(self, name: str) -> np.ndarray:
         return template_vector(self.model.templates[name], self.model, self._templates)
 
-    def _terms_form(self, terms, size: int) -> _Form:
-        out = _Form(size, loadings=np.zeros((size, self.K)))
+    def _terms_form(self, terms, size: int) -> Form:
+        out = Form(size, loadings=np.zeros((size, self.K)))
         for t in terms:
             c = self._coef(t.coef, t.span)
             if c == 0.0:
@@ -247,7 +247,7 @@ class Analysis:
         out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
         return out
 
-    def _block(self, name: str, f: _Form, top: float) -> Block:
+    def _block(self, name: str, f: Form, top: float) -> Block:
         """The form as a Gaussian-system block, scaled to unit magnitude.
 
         Note:

@@ -1,39 +1,33 @@
-"""Ask for a dataset by its MI: solve a parameter for a target MI, and sweep tables.
+"""Ask for a dataset by its MI: solve a parameter for a target MI.
 
 ``solve`` finds the value of one free parameter at which an information quantity
 takes a given exact value. The MI is evaluated exactly (:class:`Analysis` on
 ``model.with_params``, no re-parsing) and the root is found by
 ``scipy.optimize.brentq`` to full double precision, after a grid of the MI across the
 bracket has shown that it is strictly monotone there and that the target is
-reachable. ``sweep`` tabulates queries over parameter values; ``sweep_targets``
-solves the parameter for each of several target MIs. ``write_table`` writes a
-table as CSV or JSON.
+reachable. Tables over parameter values or targets are in :mod:`mmmi_dsl.mi.sweep`.
 
 Errors about the model's answer (out of reach, not monotone, not finite) are
 :class:`SpecError` (exit 1), with the span of the request when there is one (the
-``solve`` statement, or ``--target``); errors in naming the parameter or the bracket
-are :class:`UsageError` (exit 2).
+``solve`` statement, or the target given on the command line); errors in naming the
+parameter or the bracket are :class:`UsageError` (exit 2).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Sequence
+from dataclasses import dataclass
 
 from mmmi_dsl import ir
-from mmmi_dsl.mi.analysis import LN2, Analysis, Result
+from mmmi_dsl.mi.analysis import LN2, Analysis
 from mmmi_dsl.errors import Diagnostic, SpecError, UsageError, did_you_mean
 
 GRID_POINTS = 25        # MI samples across the bracket for the monotonicity/reach check
 TOLERANCE = 1e-9        # |MI(value) - target| in the requested unit, relative above 1
 _EPS = 2.220446049250313e-16
 
-__all__ = ["SolveResult", "SweepRow", "solve", "solve_all", "sweep", "sweep_targets", "table_csv", "table_json",
-           "table_text", "write_table", "parse_values", "parse_bracket", "parse_target", "GRID_POINTS", "TOLERANCE"]
+__all__ = ["SolveResult", "Solver", "solve", "solve_all", "free_param", "resolve_with_unit", "spec_error",
+           "num_text", "to_unit", "GRID_POINTS", "TOLERANCE"]
 
 
 # ---------------------------------------------------------------- results
@@ -60,10 +54,10 @@ class SolveResult:
     interval: str = ""
 
     def target_in(self, unit: str | None = None) -> float:
-        return _to_unit(self.target, unit or self.unit)
+        return to_unit(self.target, unit or self.unit)
 
     def achieved_in(self, unit: str | None = None) -> float:
-        return _to_unit(self.achieved, unit or self.unit)
+        return to_unit(self.achieved, unit or self.unit)
 
     @property
     def error(self) -> float:
@@ -77,21 +71,8 @@ class SolveResult:
                 "bracket": list(self.bracket), "evaluations": self.evaluations}
 
 
-@dataclass(frozen=True)
-class SweepRow:
-    """One row of a table: the parameter value and each query's exact MI.
-
-    ``target`` (in ``unit``) is set for rows of :func:`sweep_targets`.
-    """
-
-    value: float
-    results: tuple[Result, ...]
-    target: float | None = None
-    unit: str = "nats"
-    solve: SolveResult | None = field(default=None, compare=False, repr=False)
-
-
-def _to_unit(nats: float, unit: str) -> float:
+def to_unit(nats: float, unit: str) -> float:
+    """Nats in ``unit`` (``nats`` or ``bits``)."""
     return nats / LN2 if unit == "bits" else nats
 
 
@@ -102,7 +83,8 @@ def _from_unit(x: float, unit: str) -> float:
 # ---------------------------------------------------------------- helpers
 
 
-def _free_param(model: ir.Model, name: str) -> ir.Param:
+def free_param(model: ir.Model, name: str) -> ir.Param:
+    """The free parameter ``name`` of ``model`` (a UsageError for an unknown or derived one)."""
     p = model.params.get(name)
     if p is None:
         free = [k for k, v in model.params.items() if v.derived is None]
@@ -115,12 +97,14 @@ def _free_param(model: ir.Model, name: str) -> ir.Param:
     return p
 
 
-def _fail(code: str, message: str, span: ir.Span | None, label: str = "", hint: str = "",
-          sources: dict[str, str] | None = None) -> SpecError:
+def spec_error(code: str, message: str, span: ir.Span | None, label: str = "", hint: str = "",
+               sources: dict[str, str] | None = None) -> SpecError:
+    """A :class:`SpecError` of one diagnostic."""
     return SpecError([Diagnostic(code, message, span, label, hint)], sources)
 
 
-def _g(x: float) -> str:
+def num_text(x: float) -> str:
+    """``x`` to 10 significant digits, ``inf`` for an infinite MI."""
     if math.isinf(x):
         return "inf"
     return f"{x:.10g}"
@@ -155,7 +139,7 @@ def _bracket_ends(param: ir.Param, bracket: ir.Interval | tuple | None, span: ir
     if bounds is not None and not (bounds.contains(a) and bounds.contains(b)):
         message = f"the bracket {text} leaves the bounds {bounds.text()} of `{param.name}`"
         if isinstance(bracket, ir.Interval) and span is not None:  # a spec's own solve statement
-            raise _fail("E0207", message, span, "", "give a bracket inside the bounds", sources)
+            raise spec_error("E0207", message, span, "", "give a bracket inside the bounds", sources)
         raise UsageError(message + "; give a bracket inside them")
     return a, b, text
 
@@ -179,7 +163,7 @@ class _Curve:
         try:
             moved = self.model.with_params({self.param: x})
         except ValueError as err:
-            raise _fail("E0212", f"cannot evaluate the model at {self.param} = {x!r}: {err}", self.span, "",
+            raise spec_error("E0212", f"cannot evaluate the model at {self.param} = {x!r}: {err}", self.span, "",
                         "narrow the bracket", self.sources) from None
         try:
             nats = Analysis(moved).evaluate(self.query).nats
@@ -187,7 +171,7 @@ class _Curve:
             err.sources.update(self.sources or {})
             raise
         if math.isnan(nats):  # pragma: no cover - the engine never returns nan
-            raise _fail("E0212", f"{self.query.text} is undefined at {self.param} = {x!r}", self.span, "", "",
+            raise spec_error("E0212", f"{self.query.text} is undefined at {self.param} = {x!r}", self.span, "", "",
                         self.sources)
         self._memo[x] = nats
         return nats
@@ -209,8 +193,8 @@ def _scan(curve: _Curve, a: float, b: float, unit: str, where: str) -> _Grid:
     ms = [curve(x) for x in xs]
     q, p = curve.query.text, curve.param
     if all(m == ms[0] for m in ms):
-        raise _fail("E0206", f"{q} does not change with `{p}` on {where} "
-                             f"(it is {_g(_to_unit(ms[0], unit))} {unit} throughout)", curve.span, "",
+        raise spec_error("E0206", f"{q} does not change with `{p}` on {where} "
+                             f"(it is {num_text(to_unit(ms[0], unit))} {unit} throughout)", curve.span, "",
                     "solve for a parameter this quantity depends on", curve.sources)
     increasing = ms[-1] > ms[0] if ms[-1] != ms[0] else ms[1] > ms[0]
     for i in range(len(xs) - 1):
@@ -222,12 +206,12 @@ def _scan(curve: _Curve, a: float, b: float, unit: str, where: str) -> _Grid:
         turn = "is flat" if not (up or down) else ("decreases" if increasing else "increases")
         left = xs[i - 1] if i > 0 else xs[0]
         right = xs[i + 1]
-        hint = (f"use a narrower bracket on one side of {p} = {_g(xs[i])}: one that ends at or below {_g(left)}, "
-                f"or one that starts at or above {_g(right)} (--bracket LO,HI)")
-        raise _fail("E0206",
-                    f"{q} is not monotone in `{p}` on {where}: it {way} up to {p} = {_g(xs[i])} "
-                    f"({_g(_to_unit(ms[i], unit))} {unit}) and then {turn} "
-                    f"({_g(_to_unit(ms[i + 1], unit))} {unit} at {p} = {_g(xs[i + 1])})",
+        hint = (f"use a narrower bracket on one side of {p} = {num_text(xs[i])}: one that ends at or below {num_text(left)}, "
+                f"or one that starts at or above {num_text(right)} (--bracket LO,HI)")
+        raise spec_error("E0206",
+                    f"{q} is not monotone in `{p}` on {where}: it {way} up to {p} = {num_text(xs[i])} "
+                    f"({num_text(to_unit(ms[i], unit))} {unit}) and then {turn} "
+                    f"({num_text(to_unit(ms[i + 1], unit))} {unit} at {p} = {num_text(xs[i + 1])})",
                     curve.span, "", hint, curve.sources)
     return _Grid(xs, ms, increasing)
 
@@ -240,9 +224,9 @@ def _solve_on(curve: _Curve, grid: _Grid, target_nats: float, unit: str, target_
     q, p = curve.query.text, curve.param
     lo_m, hi_m = min(grid.ms[0], grid.ms[-1]), max(grid.ms[0], grid.ms[-1])
     if not lo_m <= target_nats <= hi_m:
-        reach = (f"[{_g(_to_unit(lo_m, unit))}, inf)" if math.isinf(hi_m)
-                 else f"[{_g(_to_unit(lo_m, unit))}, {_g(_to_unit(hi_m, unit))}]")
-        raise _fail("E0207", f"{q} = {target_text} {unit} is out of reach: over {p} in "
+        reach = (f"[{num_text(to_unit(lo_m, unit))}, inf)" if math.isinf(hi_m)
+                 else f"[{num_text(to_unit(lo_m, unit))}, {num_text(to_unit(hi_m, unit))}]")
+        raise spec_error("E0207", f"{q} = {target_text} {unit} is out of reach: over {p} in "
                              f"{where} it covers {reach} {unit}",
                     curve.span, "", f"ask for a value in {reach} {unit}, or widen the bracket of `{p}`",
                     curve.sources)
@@ -271,8 +255,8 @@ def _solve_on(curve: _Curve, grid: _Grid, target_nats: float, unit: str, target_
             b, gb = mid, gm
     if math.isinf(ga) or math.isinf(gb):
         fin, inf_at = (a, b) if math.isinf(gb) else (b, a)
-        top = _g(_to_unit(curve(fin), unit))
-        raise _fail("E0207", f"{q} = {target_text} {unit} is out of reach: the MI is finite up to {top} {unit} "
+        top = num_text(to_unit(curve(fin), unit))
+        raise spec_error("E0207", f"{q} = {target_text} {unit} is out of reach: the MI is finite up to {top} {unit} "
                              f"(at {p} = {fin!r}) and infinite at the next double, {p} = {inf_at!r} (the covariance "
                              "is singular to double precision there: a deterministic relation)",
                     curve.span, "", f"ask for at most {top} {unit}", curve.sources)
@@ -286,7 +270,7 @@ def _solve_on(curve: _Curve, grid: _Grid, target_nats: float, unit: str, target_
 
 
 def _close(achieved_nats: float, target_nats: float, unit: str) -> bool:
-    t, m = _to_unit(target_nats, unit), _to_unit(achieved_nats, unit)
+    t, m = to_unit(target_nats, unit), to_unit(achieved_nats, unit)
     return abs(m - t) <= TOLERANCE * max(1.0, abs(t))
 
 
@@ -295,10 +279,10 @@ def _check_target(target: float, curve: _Curve, unit: str) -> float:
         raise UsageError(f"unit must be nats or bits, got {unit!r}")
     target = float(target)
     if not math.isfinite(target):
-        raise _fail("E0207", f"the target of {curve.query.text} must be a finite number, got {target}", curve.span,
+        raise spec_error("E0207", f"the target of {curve.query.text} must be a finite number, got {target}", curve.span,
                     "", "", curve.sources)
     if target < 0:
-        raise _fail("E0207", f"mutual information is never negative, got {_g(target)} {unit}", curve.span, "",
+        raise spec_error("E0207", f"mutual information is never negative, got {num_text(target)} {unit}", curve.span, "",
                     "", curve.sources)
     return _from_unit(target, unit)
 
@@ -326,7 +310,7 @@ def solve(model: ir.Model, param: str, query: ir.Query, target: float, unit: str
             is out of reach (E0207, the message gives the reachable range), or the
             root misses the target by more than :data:`TOLERANCE` (E0212).
     """
-    return _Solver(model, param, query, unit, bracket, span, sources).solve(target)
+    return Solver(model, param, query, unit, bracket, span, sources).solve(target)
 
 
 def solve_all(model: ir.Model) -> tuple[list[SolveResult], list[SpecError]]:
@@ -340,9 +324,11 @@ def solve_all(model: ir.Model) -> tuple[list[SolveResult], list[SpecError]]:
     return results, errors
 
 
-class _Solver:
+class Solver:
+    """Solves ``param`` for targets of one query on one bracket; the grid check is done once."""
+
     def __init__(self, model, param, query, unit, bracket, span, sources):
-        p = _free_param(model, param)
+        p = free_param(model, param)
         self.model, self.param, self.query, self.unit = model, param, query, unit
         self.curve = _Curve(model, param, query, span, sources)
         self.a, self.b, self.text = _bracket_ends(p, bracket, span, sources)
@@ -354,291 +340,15 @@ class _Solver:
         before = curve.calls
         if self._grid is None:
             self._grid = _scan(curve, self.a, self.b, unit, self.text)
-        x, achieved = _solve_on(curve, self._grid, target_nats, unit, _g(float(target)), self.text)
+        x, achieved = _solve_on(curve, self._grid, target_nats, unit, num_text(float(target)), self.text)
         if not _close(achieved, target_nats, unit):
-            raise _fail("E0212", f"the closest value {self.param} = {x!r} gives {self.query.text} = "
-                                 f"{_to_unit(achieved, unit)!r} {unit}, not {_g(float(target))} {unit} to "
+            raise spec_error("E0212", f"the closest value {self.param} = {x!r} gives {self.query.text} = "
+                                 f"{to_unit(achieved, unit)!r} {unit}, not {num_text(float(target))} {unit} to "
                                  f"{TOLERANCE:g}", curve.span, "",
                         "the MI changes too fast here for double precision", curve.sources)
         return SolveResult(model=self.model.name, param=self.param, value=x, query=self.query.text, unit=unit,
                            target=target_nats, achieved=achieved, bracket=(self.a, self.b),
                            evaluations=curve.calls - before, interval=self.text)
-
-
-# ---------------------------------------------------------------- sweeps
-
-
-def sweep(model: ir.Model, param: str, values: Iterable[float], queries: Sequence[ir.Query]) -> list[SweepRow]:
-    """Every query's exact MI at each value of ``param`` (values must lie in its bounds)."""
-    p = _free_param(model, param)
-    rows = []
-    for v in values:
-        v = float(v)
-        if not math.isfinite(v) or (p.bounds is not None and not p.bounds.contains(v)):
-            raise UsageError(f"sweep value {v:g} is outside the bounds {p.bounds.text()} of `{param}`"
-                             if p.bounds is not None else f"sweep value {v} is not a finite number")
-        try:
-            moved = model.with_params({param: v})
-        except ValueError as err:
-            raise _fail("E0212", f"cannot evaluate the model at {param} = {v!r}: {err}", None) from None
-        engine = Analysis(moved)
-        rows.append(SweepRow(v, tuple(engine.evaluate(q) for q in queries)))
-    return rows
-
-
-def sweep_targets(model: ir.Model, param: str, query: ir.Query, targets: Iterable[float],
-                  bracket: ir.Interval | tuple | None = None, unit: str = "nats", *,
-                  also: Sequence[ir.Query] = (), span: ir.Span | None = None,
-                  sources: dict[str, str] | None = None) -> list[SweepRow]:
-    """Solve ``param`` for each target MI of ``query`` (in ``unit``); one row per target.
-
-    The grid check is done once. Each row holds ``query``'s exact MI at the solved
-    value, then each query of ``also``.
-    """
-    solver = _Solver(model, param, query, unit, bracket, span, sources)
-    rows = []
-    for t in targets:
-        r = solver.solve(t)
-        results: tuple[Result, ...] = (Result(query.text, r.achieved),)
-        if also:
-            engine = Analysis(model.with_params({param: r.value}))
-            results += tuple(engine.evaluate(q) for q in also)
-        rows.append(SweepRow(r.value, results, target=float(t), unit=unit, solve=r))
-    return rows
-
-
-# ---------------------------------------------------------------- parsing CLI values
-
-
-def _number(text: str, what: str) -> float:
-    try:
-        v = float(text.strip())
-    except ValueError:
-        raise UsageError(f"{what}: {text.strip()!r} is not a number") from None
-    if not math.isfinite(v):
-        raise UsageError(f"{what}: {text.strip()!r} is not a finite number")
-    return v
-
-
-def parse_values(text: str, what: str = "--values") -> list[float]:
-    """``linspace(a, b, n)``, ``logspace(a, b, n)`` (10^a .. 10^b) or ``v1,v2,...``."""
-    s = text.strip()
-    for name in ("linspace", "logspace"):
-        if s.startswith(name):
-            inner = s[len(name):].strip()
-            if not (inner.startswith("(") and inner.endswith(")")):
-                raise UsageError(f"{what} {text!r}: expected {name}(start, stop, count)")
-            parts = inner[1:-1].split(",")
-            if len(parts) != 3:
-                raise UsageError(f"{what} {text!r}: {name}() takes (start, stop, count)")
-            a, b = _number(parts[0], what), _number(parts[1], what)
-            c = _number(parts[2], what)
-            if c != int(c) or not 1 <= c <= 100_000:
-                raise UsageError(f"{what} {text!r}: the count must be an integer from 1 to 100000")
-            n = int(c)
-            xs = [a + (b - a) * i / (n - 1) if n > 1 else a for i in range(n)]
-            return [10 ** x for x in xs] if name == "logspace" else xs
-    items = [v for v in s.strip("[]").split(",")]
-    if not s or any(not v.strip() for v in items):
-        raise UsageError(f"{what} {text!r}: expected linspace(a, b, n), logspace(a, b, n) or v1,v2,...")
-    return [_number(v, what) for v in items]
-
-
-def parse_bracket(text: str, flag: str = "--bracket") -> tuple[float, float]:
-    """``LO,HI`` (a closed interval) given to ``flag``."""
-    parts = text.split(",")
-    if len(parts) != 2:
-        raise UsageError(f"{flag} {text!r}: expected LO,HI, e.g. {flag}=0.001,1")
-    lo, hi = (_number(p, flag) for p in parts)
-    return lo, hi
-
-
-# ---------------------------------------------------------------- writers
-
-
-def _columns(rows: Sequence[SweepRow]) -> list[str]:
-    return [r.query for r in rows[0].results] if rows else []
-
-
-def table_json(model: ir.Model, param: str, rows: Sequence[SweepRow]) -> dict:
-    """``{"model", "param", "rows": [{PARAM: v, "results": [{query, nats, bits}]}]}``."""
-    out_rows = []
-    for r in rows:
-        row: dict = {param: r.value, "results": [res.to_json() for res in r.results]}
-        if r.target is not None:
-            row["target"] = r.target
-            row["unit"] = r.unit
-        out_rows.append(row)
-    return {"model": model.name, "param": param, "rows": out_rows}
-
-
-def table_csv(param: str, rows: Sequence[SweepRow]) -> str:
-    """Header ``PARAM,<query> [nats],<query> [bits],...`` (then ``target [unit]`` for target sweeps)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    header = [param]
-    for q in _columns(rows):
-        header += [f"{q} [nats]", f"{q} [bits]"]
-    targets = bool(rows) and rows[0].target is not None
-    if targets:
-        header.append(f"target [{rows[0].unit}]")
-    w.writerow(header)
-    for r in rows:
-        line = [repr(r.value)]
-        for res in r.results:
-            line += [_csv_num(res.nats), _csv_num(res.bits)]
-        if targets:
-            line.append(repr(r.target))
-        w.writerow(line)
-    return buf.getvalue()
-
-
-def _csv_num(x: float) -> str:
-    return "inf" if math.isinf(x) else repr(x)
-
-
-def table_text(model: ir.Model, param: str, rows: Sequence[SweepRow], title: str = "") -> str:
-    """A plain-text table (nats and bits per query)."""
-    head = [param] + [f"{q} [{u}]" for q in _columns(rows) for u in ("nats", "bits")]
-    targets = bool(rows) and rows[0].target is not None
-    if targets:
-        head.append(f"target [{rows[0].unit}]")
-    body = []
-    for r in rows:
-        cells = [f"{r.value:.10g}"] + [_g(x) for res in r.results for x in (res.nats, res.bits)]
-        if targets:
-            cells.append(_g(r.target))
-        body.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h) for i, h in enumerate(head)]
-    lines = [f"# model {model.name}: {title or 'sweep of ' + param}",
-             "  ".join(h.rjust(w) for h, w in zip(head, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in body]
-    return "\n".join(lines)
-
-
-def write_table(path: str | Path, model: ir.Model, param: str, rows: Sequence[SweepRow]) -> Path:
-    """Write CSV or JSON, chosen by the extension (``.csv``, ``.json``); atomic."""
-    from mmmi_dsl.files import dumps_json, write_atomic
-
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext == ".csv":
-        write_atomic(path, table_csv(param, rows))
-    elif ext == ".json":
-        write_atomic(path, dumps_json(table_json(model, param, rows)) + "\n")
-    else:
-        raise UsageError(f"-o {path}: the output must end in .csv or .json")
-    return path
-
-
-# ---------------------------------------------------------------- --target
-
-
-def parse_target(model: ir.Model, text: str, file: str = "--target") -> tuple[ir.Query, float, str, ir.Span]:
-    """Parse ``<query> = <number> [bits|nats]``; returns (query, value, unit, span of the value).
-
-    Errors are :class:`SpecError` with a caret into ``text`` (as for ``--query``).
-    """
-    full = text.strip()
-    sources = {file: full}
-
-    def caret(start: int, end: int, message: str, label: str, hint: str) -> SpecError:
-        span = ir.Span(file=file, line=1, column=start + 1, end_line=1, end_column=max(end, start + 1) + 1)
-        return _fail("E0001", message, span, label, hint, sources)
-
-    head, eq, tail = full.partition("=")
-    if not eq:
-        resolve_with_unit(model, full, file)  # a caret at a bad query, else:
-        raise caret(len(full), len(full), "missing `= VALUE` in --target", "expected `= VALUE` here",
-                    'e.g. --target "I(x1; x2) = 0.5"  or  "I(x1; x2) = 1 bits"')
-    try:
-        query = resolve_with_unit(model, head, file)
-    except SpecError as err:
-        err.sources[file] = full  # the query is a prefix of the whole: its columns hold
-        raise
-    start = len(head) + 1 + (len(tail) - len(tail.lstrip()))
-    words = tail.split()
-    if not words or len(words) > 2 or (len(words) == 2 and words[1] not in ("bits", "nats")):
-        raise caret(start, len(full), "expected a number and an optional unit after `=`",
-                    "expected NUMBER [bits|nats]", 'e.g. --target "I(x1; x2) = 0.5 bits"')
-    head_words = head.split()
-    head_unit = head_words[-1] if head_words and head_words[-1] in ("bits", "nats") else None
-    if head_unit and len(words) == 2 and words[1] != head_unit:
-        raise caret(0, len(head.rstrip()), "two different units in --target", "",
-                    "give the unit once, after the number")
-    unit = words[1] if len(words) == 2 else (head_unit or "nats")
-    try:
-        value = float(words[0])
-    except ValueError:
-        raise caret(start, start + len(words[0]), f"`{words[0]}` is not a number", "expected a number",
-                    'e.g. --target "I(x1; x2) = 0.5"') from None
-    if not math.isfinite(value) or value < 0:
-        raise caret(start, start + len(words[0]), f"a target MI is a finite number >= 0, got {words[0]}",
-                    "not a valid MI", "")
-    span = ir.Span(file=file, line=1, column=start + 1, end_line=1, end_column=len(full) + 1)
-    return query.model_copy(update={"unit": unit}), value, unit, span
-
-
-# ---------------------------------------------------------------- the CLI's text
-
-
-def solve_text(model: ir.Model, results: Sequence[SolveResult]) -> str:
-    """What ``mmmic solve`` prints: the value, the MI it gives, and a ``--set`` to use it."""
-    lines = [f"# model {model.name}: solve"]
-    for r in results:
-        lines.append(f"{r.param} = {r.value!r}")
-        lines.append(f"  {r.query} = {_g(r.achieved)} nats = {_g(r.achieved / LN2)} bits "
-                     f"(target {_g(r.target_in())} {r.unit}, |error| {r.error:.1e})")
-        lines.append(f"  searched {r.param} in {r.interval or r.bracket} with {r.evaluations} exact evaluations; "
-                     f"use it with --set {r.param}={r.value!r}")
-    return "\n".join(lines)
-
-
-def run_sweep_command(model: ir.Model, param: str | None, values: str | None, targets: str | None,
-                      queries: Sequence[str], bracket: str | None, output: str | None) -> str:
-    """``mmmic sweep``: the spec's own sweeps, or ``--for`` with ``--values``/``--targets``.
-
-    Returns the text to print (the tables, or the files written).
-    """
-    from mmmi_dsl.mi.analysis import default_queries
-
-    if output is not None and Path(output).suffix.lower() not in (".csv", ".json"):
-        raise UsageError(f"-o {output}: the output must end in .csv or .json")
-    tables: list[tuple[str, list[SweepRow], str]] = []  # (param, rows, title)
-    if param is None:
-        if values is not None or targets is not None or queries or bracket is not None:
-            raise UsageError("--values, --targets, --query and --bracket go with --for PARAM")
-        if not model.sweeps:
-            raise UsageError("the spec has no `sweep` statements; give --for PARAM --values ... or --targets ...")
-        merged: dict[tuple, list[ir.Sweep]] = {}
-        for s in model.sweeps:  # sweeps over the same values share one table
-            merged.setdefault((s.param, s.values), []).append(s)
-        for (p, vals), group in merged.items():
-            tables.append((p, sweep(model, p, vals, [s.query for s in group]), f"sweep of {p}"))
-    else:
-        if values is None and targets is None:
-            raise UsageError("--for PARAM needs --values \"linspace(a, b, n)\" or --targets t1,t2,...")
-        qs = [resolve_with_unit(model, q) for q in queries]
-        if values is not None:
-            if bracket is not None:
-                raise UsageError("--bracket goes with --targets")
-            rows = sweep(model, param, parse_values(values), qs or default_queries(model))
-            tables.append((param, rows, f"sweep of {param}"))
-        else:
-            if len(qs) != 1:
-                raise UsageError(f"--targets needs exactly one --query (the MI to hit), got {len(qs)}")
-            ts = parse_values(targets, "--targets")
-            rows = sweep_targets(model, param, qs[0], ts, parse_bracket(bracket) if bracket else None,
-                                 qs[0].unit, sources={"--query": queries[0].strip()})
-            tables.append((param, rows, f"{param} solved for each target {qs[0].text}"))
-    if output is None:
-        return "\n\n".join(table_text(model, p, rows, title) for p, rows, title in tables)
-    out = Path(output)
-    paths = [out] if len(tables) == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}")
-                                              for i in range(1, len(tables) + 1)]
-    written = [write_table(path, model, p, rows) for path, (p, rows, _) in zip(paths, tables)]
-    return "\n".join(f"wrote {path} ({len(rows)} rows)" for path, (_, rows, _) in zip(written, tables))
 
 
 def resolve_with_unit(model: ir.Model, text: str, file: str = "--query") -> ir.Query:

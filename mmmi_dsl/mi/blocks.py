@@ -1,0 +1,310 @@
+"""Blocks of a linear-Gaussian model and the Gram matrices of their loadings.
+
+Every named variable ("block") is a linear map of independent standard-normal
+proto-latents: K scalar ones ``ũ = (ũ_1..ũ_K)`` and named vector ones
+``p_j ∈ R^{m_j}``::
+
+    x_v = Σ_j identity_v[j] · p_j  +  L_v ũ  +  Σ_j dense_v[j] @ p_j
+
+:class:`BlockSet` holds the checked blocks of one model with what every query
+reuses: block scales, dependencies, same-size groups, the K×K Grams
+``L_aᵀ L_b`` (cached per pair) and the dense factor ``A_S`` (``Σ_SS = A Aᵀ``).
+Pure numpy; imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+__all__ = ["Block", "BlockSet", "TooLargeError", "as_names", "fmt", "union"]
+
+
+class TooLargeError(ValueError):
+    """The dense path would need a matrix larger than ``dense_limit`` rows."""
+
+
+@dataclass(frozen=True, eq=False)
+class Block:
+    """One named variable ``x_v ∈ R^size``, linear in the proto-latents.
+
+    Attributes:
+        name: Block name.
+        size: Dimension ``size_v`` (1 for a scalar such as a target θ).
+        identity: Vector-proto name -> coefficient c; adds ``c · p_j``. Only for
+            protos whose size equals ``size``.
+        loadings: (size, K) float64, loadings on the K scalar protos.
+        dense: Vector-proto name -> (size, m_j) matrix; adds ``D @ p_j``.
+
+    Arrays are copied to read-only float64 and mappings frozen on construction.
+    A 1-D ``loadings`` of length K is accepted for ``size == 1``.
+    """
+
+    name: str
+    size: int
+    identity: Mapping[str, float]
+    loadings: np.ndarray
+    dense: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"block name must be a non-empty string, got {self.name!r}")
+        size = int(self.size)
+        if size != self.size or size < 1:
+            raise ValueError(f"block {self.name!r}: size must be a positive integer, got {self.size!r}")
+        identity = {}
+        for proto, coef in dict(self.identity).items():
+            coef = float(coef)
+            if not math.isfinite(coef):
+                raise ValueError(f"block {self.name!r}: identity coefficient on {proto!r} is not finite")
+            identity[str(proto)] = coef
+        loadings = np.array(self.loadings, dtype=np.float64, copy=True)
+        if loadings.ndim == 1 and size == 1:
+            loadings = loadings.reshape(1, -1)
+        if loadings.ndim != 2 or loadings.shape[0] != size:
+            raise ValueError(
+                f"block {self.name!r}: loadings must have shape (size={size}, K), got {loadings.shape}"
+            )
+        if not np.all(np.isfinite(loadings)):
+            raise ValueError(f"block {self.name!r}: loadings are not finite")
+        loadings.flags.writeable = False
+        dense = {}
+        for proto, mat in dict(self.dense).items():
+            mat = np.array(mat, dtype=np.float64, copy=True)
+            if mat.ndim != 2 or mat.shape[0] != size:
+                raise ValueError(
+                    f"block {self.name!r}: dense map on {proto!r} must have shape (size={size}, m), "
+                    f"got {mat.shape}"
+                )
+            if not np.all(np.isfinite(mat)):
+                raise ValueError(f"block {self.name!r}: dense map on {proto!r} is not finite")
+            mat.flags.writeable = False
+            dense[str(proto)] = mat
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "identity", MappingProxyType(identity))
+        object.__setattr__(self, "loadings", loadings)
+        object.__setattr__(self, "dense", MappingProxyType(dense))
+
+
+def as_names(x: str | Iterable[str], what: str) -> tuple[str, ...]:
+    """A tuple of distinct block names (a single string is one name)."""
+    if isinstance(x, str):
+        return (x,)
+    names = tuple(x)
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"{what}: block names must be strings, got {n!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what}: a block is listed twice in {list(names)}")
+    return names
+
+
+def union(*sets: Sequence[str]) -> tuple[str, ...]:
+    """The names of all ``sets``, each once, in first-seen order."""
+    out: dict[str, None] = {}
+    for s in sets:
+        for n in s:
+            out[n] = None
+    return tuple(out)
+
+
+def fmt(names: Sequence[str]) -> str:
+    """``{a, b}`` for messages."""
+    return "{" + ", ".join(names) + "}"
+
+
+class BlockSet:
+    """The checked blocks of one model, with the caches every query shares.
+
+    Args:
+        scalar_protos: Names of the K scalar protos (column order of every block's loadings).
+        vector_protos: Vector-proto name -> size m_j.
+        blocks: Block name -> Block (the key must equal ``Block.name``).
+        dense_limit: Largest number of rows :meth:`dense_matrix` may build.
+    """
+
+    def __init__(
+        self,
+        scalar_protos: Sequence[str],
+        vector_protos: Mapping[str, int],
+        blocks: Mapping[str, Block],
+        dense_limit: int = 8192,
+    ) -> None:
+        self.scalar = tuple(str(s) for s in scalar_protos)
+        if len(set(self.scalar)) != len(self.scalar):
+            raise ValueError(f"duplicate scalar proto names in {list(self.scalar)}")
+        self.vector: dict[str, int] = {}
+        for name, m in vector_protos.items():
+            if int(m) != m or m < 1:
+                raise ValueError(f"vector proto {name!r}: size must be a positive integer, got {m!r}")
+            if name in self.scalar:
+                raise ValueError(f"proto name {name!r} is both scalar and vector")
+            self.vector[str(name)] = int(m)
+        self.K = len(self.scalar)
+        self.blocks: dict[str, Block] = {}
+        for key, blk in blocks.items():
+            if not isinstance(blk, Block):
+                raise TypeError(f"blocks[{key!r}] is not a Block")
+            if key != blk.name:
+                raise ValueError(f"blocks key {key!r} differs from Block.name {blk.name!r}")
+            if blk.loadings.shape[1] != self.K:
+                raise ValueError(
+                    f"block {key!r}: loadings have {blk.loadings.shape[1]} columns, expected K={self.K}"
+                )
+            for proto in blk.identity:
+                if proto not in self.vector:
+                    raise ValueError(f"block {key!r}: unknown vector proto {proto!r} in identity")
+                if self.vector[proto] != blk.size:
+                    raise ValueError(
+                        f"block {key!r}: identity map needs proto {proto!r} of size {blk.size}, "
+                        f"it has size {self.vector[proto]}"
+                    )
+            for proto, mat in blk.dense.items():
+                if proto not in self.vector:
+                    raise ValueError(f"block {key!r}: unknown vector proto {proto!r} in dense")
+                if mat.shape[1] != self.vector[proto]:
+                    raise ValueError(
+                        f"block {key!r}: dense map on {proto!r} has {mat.shape[1]} columns, "
+                        f"proto size is {self.vector[proto]}"
+                    )
+            self.blocks[key] = blk
+        self.dense_limit = int(dense_limit)
+        self._gram_cache: dict[tuple[str, str], np.ndarray] = {}
+        self._scale_cache: dict[str, tuple[float, float, float]] = {}
+        self._deps: dict[str, frozenset[str]] = {}
+        for key, blk in self.blocks.items():
+            deps = {self.scalar[k] for k in range(self.K) if np.any(blk.loadings[:, k] != 0)}
+            deps |= {p for p, c in blk.identity.items() if c != 0}
+            deps |= {p for p, mat in blk.dense.items() if np.any(mat != 0)}
+            self._deps[key] = frozenset(deps)
+
+    # ------------------------------------------------------------------ names
+    def check(self, names: str | Sequence[str], what: str) -> tuple[str, ...]:
+        """``names`` as a tuple of distinct known block names (KeyError names ``what``)."""
+        names = as_names(names, what)
+        for n in names:
+            if n not in self.blocks:
+                raise KeyError(f"{what}: unknown block {n!r}")
+        return names
+
+    def size(self, names: Sequence[str]) -> int:
+        """Total dimension ``Σ size_v`` of checked names."""
+        return sum(self.blocks[n].size for n in names)
+
+    def dependencies(self, names: str | Sequence[str]) -> frozenset[str]:
+        """Protos with a nonzero coefficient in any of the blocks ``names``."""
+        out: set[str] = set()
+        for n in self.check(names, "names"):
+            out |= self._deps[n]
+        return frozenset(out)
+
+    def independent(self, a: Sequence[str], b: Sequence[str], c: Sequence[str]) -> bool:
+        """A or B shares no proto with the other two sets (so ``I(A; B | C) = 0`` exactly)."""
+        da, db, dc = self.dependencies(a), self.dependencies(b), self.dependencies(c)
+        return not (da & (db | dc)) or not (db & (da | dc))
+
+    def is_dense(self, names: Sequence[str]) -> bool:
+        """Some block of ``names`` has a dense map (the structured path does not apply)."""
+        return any(self.blocks[n].dense for n in names)
+
+    # ----------------------------------------------------------------- scales
+    def block_scales(self, name: str) -> tuple[float, float, float]:
+        """``(Σ_j c_j², ‖L‖₂², Σ_j (|c_j| + ‖D_j‖₂)² + ‖L‖₂²)``: identity, loadings, whole-block scales."""
+        s = self._scale_cache.get(name)
+        if s is None:
+            blk = self.blocks[name]
+            loading = float(np.linalg.norm(blk.loadings, 2) ** 2) if blk.loadings.size else 0.0
+            identity, total = 0.0, loading
+            for proto in set(blk.identity) | set(blk.dense):
+                c = abs(blk.identity.get(proto, 0.0))
+                identity += c * c
+                part = c + (float(np.linalg.norm(blk.dense[proto], 2)) if proto in blk.dense else 0.0)
+                total += part * part
+            s = self._scale_cache[name] = (identity, loading, total)
+        return s
+
+    # ------------------------------------------------------------------ dense
+    def dense_matrix(self, names: Sequence[str]) -> np.ndarray:
+        """A_S: (Σ size_v, K + Σ m_j over involved vector protos) with Σ_SS = A Aᵀ.
+
+        Raises:
+            TooLargeError: If the rows exceed ``dense_limit``.
+        """
+        rows = sum(self.blocks[n].size for n in names)
+        used = {p for n in names for p in (*self.blocks[n].identity, *self.blocks[n].dense)}
+        protos = [p for p in self.vector if p in used]
+        cols = self.K + sum(self.vector[p] for p in protos)
+        if rows > self.dense_limit:
+            small = min(rows, cols)
+            mib = 8.0 * (rows * cols + 2 * small * small) / 2**20
+            raise TooLargeError(
+                f"dense covariance of {fmt(names)} needs a {rows}×{cols} matrix and a {small}×{small} "
+                f"eigendecomposition (~{mib:.0f} MiB, O({rows}·{cols}·{small}) work): {rows} rows exceed "
+                f"dense_limit={self.dense_limit}"
+            )
+        A = np.zeros((rows, cols))
+        offs = {}
+        c0 = self.K
+        for p in protos:
+            offs[p] = c0
+            c0 += self.vector[p]
+        r0 = 0
+        for n in names:
+            blk = self.blocks[n]
+            r1 = r0 + blk.size
+            A[r0:r1, : self.K] = blk.loadings
+            for p, c in blk.identity.items():
+                o = offs[p]
+                A[r0:r1, o : o + blk.size] += c * np.eye(blk.size)
+            for p, mat in blk.dense.items():
+                o = offs[p]
+                A[r0:r1, o : o + mat.shape[1]] += mat
+            r0 = r1
+        return A
+
+    def covariance(self, names: Sequence[str]) -> np.ndarray:
+        """Dense ``Σ_SS = A_S A_Sᵀ``, (Σ size_v, Σ size_v), of checked names."""
+        A = self.dense_matrix(names)
+        return A @ A.T
+
+    # ------------------------------------------------------------- structured
+    def groups(self, names: Sequence[str]) -> dict[int, list[str]]:
+        """The names grouped by block size d_g (first-seen order)."""
+        groups: dict[int, list[str]] = {}
+        for n in names:
+            groups.setdefault(self.blocks[n].size, []).append(n)
+        return groups
+
+    def gram(self, members: Sequence[str]) -> np.ndarray:
+        """(n, n, K, K) Gram tensor ``G_ab = L_aᵀ L_b`` of same-size blocks (cached per pair)."""
+        n, K = len(members), self.K
+        missing = any((a, b) not in self._gram_cache for a in members for b in members)
+        if missing:
+            d = self.blocks[members[0]].size
+            stack = np.stack([self.blocks[m].loadings for m in members])  # (n, d, K)
+            flat = stack.transpose(0, 2, 1).reshape(n * K, d)
+            full = (flat @ flat.T).reshape(n, K, n, K)
+            for i, a in enumerate(members):
+                for j, b in enumerate(members):
+                    self._gram_cache[(a, b)] = full[i, :, j, :].copy()
+        G = np.empty((n, n, K, K))
+        for i, a in enumerate(members):
+            for j, b in enumerate(members):
+                G[i, j] = self._gram_cache[(a, b)]
+        return G
+
+    def group_eig(self, members: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Eigen-decomposition ``F_g = V diag(λ) Vᵀ`` via the SVD of R_g: λ (n,), V (n, n)."""
+        protos = sorted({p for m in members for p in self.blocks[m].identity})
+        n = len(members)
+        if not protos:
+            return np.zeros(n), np.eye(n)
+        R = np.array([[self.blocks[m].identity.get(p, 0.0) for p in protos] for m in members])
+        V, sv, _ = np.linalg.svd(R, full_matrices=n > len(protos))  # V is (n, n) either way
+        lam = np.zeros(n)
+        lam[: sv.size] = sv * sv
+        return lam, V

@@ -1,0 +1,195 @@
+"""Conditional mutual information, total correlation and interaction information.
+
+Each is a signed sum of log pseudo-determinants (:mod:`mmmi_dsl.mi.logdet`) sharing
+the thresholds of the union of the query's blocks, with a rank rule for the infinite
+case (a deterministic linear relation) and an exact 0.0 when the sets share no proto.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmmi_dsl.mi.blocks import BlockSet, fmt, union
+from mmmi_dsl.mi.logdet import Tolerance, logdet, tolerance
+
+__all__ = ["MIValue", "clamp", "interaction_information", "mi", "total_correlation"]
+
+
+@dataclass(frozen=True)
+class MIValue:
+    """An information quantity in nats.
+
+    Attributes:
+        nats: Value; may be ``math.inf``; never NaN; exactly 0.0 for independent sets.
+        reason: Why it is infinite or exactly zero, else None.
+        method: "structured", "dense" or "independent".
+    """
+
+    nats: float
+    reason: str | None
+    method: str
+
+
+def clamp(value: float, terms: Iterable[float], what: str) -> float:
+    """Snap round-off to exactly 0.0.
+
+    A value within ``64 eps Σ|terms|`` of zero (the floating-point error of
+    adding the log-determinants) is indistinguishable from 0 and reported as
+    exactly 0.0 (e.g. a conditional independence ``I(x1; x2 | z_c)``); a
+    slightly negative one (within 1e-9 relative) too; a clearly negative one
+    is a bug.
+    """
+    scale = 1.0 + sum(abs(t) for t in terms)
+    if abs(value) <= 64 * np.finfo(float).eps * scale:
+        return 0.0
+    if value >= 0:
+        return value
+    tol = 1e-9 * scale
+    if value > -tol:
+        return 0.0
+    raise ArithmeticError(f"{what} came out clearly negative ({value:.3e} nats): this is a bug")
+
+
+def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str | Sequence[str] = ()) -> MIValue:
+    """``I(A; B | C)`` in nats (see :meth:`GaussianSystem.mi`).
+
+    Note:
+        ``I = ½[lpdet(AC) + lpdet(BC) − lpdet(ABC) − lpdet(C)]`` with
+        pseudo-determinants, and ``I = inf`` iff
+        ``rank(ABC) + rank(C) < rank(AC) + rank(BC)``; right for degenerate
+        Gaussians (restrict each block to its support) when the supports add up
+        (else :func:`_mi_of_residuals`). All four share the threshold of the union.
+    """
+    A = bs.check(a, "a")
+    B = bs.check(b, "b")
+    C = bs.check(given, "given")
+    if not A or not B:
+        raise ValueError("mi needs non-empty sets a and b")
+    shared = set(A) & set(B)
+    if shared:
+        raise ValueError(f"a and b share blocks {sorted(shared)}")
+    if bs.independent(A, B, C):
+        return MIValue(0.0, f"{fmt(A)} and {fmt(B)} are independent given {fmt(C)}: "
+                       "one of them shares no proto-latent with the rest", "independent")
+    AC, BC, ABC = union(A, C), union(B, C), union(A, B, C)
+    atol = tolerance(bs, ABC)
+    l_ac, l_bc, l_abc = logdet(bs, AC, atol), logdet(bs, BC, atol), logdet(bs, ABC, atol)
+    l_c = logdet(bs, C, atol)
+    if C and (l_ac.rank < logdet(bs, A, atol).rank + l_c.rank or
+              l_bc.rank < logdet(bs, B, atol).rank + l_c.rank):
+        return _mi_of_residuals(bs, A, B, C, atol)
+    dets = (l_ac, l_bc, l_abc, l_c)
+    method = "dense" if any(x.method == "dense" for x in dets) else "structured"
+    lhs, rhs = l_abc.rank + l_c.rank, l_ac.rank + l_bc.rank
+    if lhs < rhs:
+        cond = f" given {fmt(C)}" if C else ""
+        return MIValue(
+            math.inf,
+            f"deterministic linear relation between {fmt(A)} and {fmt(B)}{cond}: "
+            f"rank(ABC)+rank(C) = {lhs} < rank(AC)+rank(BC) = {rhs}",
+            method,
+        )
+    if lhs > rhs:
+        raise ArithmeticError(
+            f"inconsistent ranks (rank(ABC)+rank(C) = {lhs} > {rhs}): eigenvalues too close to the "
+            "zero threshold; rescale the model"
+        )
+    value = 0.5 * (l_ac.value + l_bc.value - l_abc.value - l_c.value)
+    value = clamp(value, (x.value for x in dets), "mutual information")
+    return MIValue(value, None, method)
+
+
+def _mi_of_residuals(bs: BlockSet, A, B, C, atol: Tolerance) -> MIValue:
+    """``I(A; B | C)`` when C partly determines A or B: the MI of the residuals.
+
+    Note:
+        The four pseudo-determinant formula holds only when the supports add up,
+        rank(XC) = rank(X) + rank(C); otherwise it depends on the blocks' scales.
+        In general ``I(A; B | C) = I(A - E[A|C]; B - E[B|C])``, the MI of the
+        conditional covariance ``S = Σ_XX - Σ_XC Σ_CC^+ Σ_CX`` (X = A ∪ B), with
+        the unconditional rank rule on S. Dense (sizes up to ``dense_limit``).
+    """
+    X = union(A, B)
+    cov = bs.covariance(union(X, C))
+    nx = bs.size(X)
+    na = bs.size(A)
+    w, v = np.linalg.eigh(cov[nx:, nx:])
+    keep = w > atol.total
+    pinv = (v[:, keep] / w[keep]) @ v[:, keep].T
+    S = cov[:nx, :nx] - cov[:nx, nx:] @ pinv @ cov[nx:, :nx]
+    S = 0.5 * (S + S.T)
+
+    def pdet(m: np.ndarray) -> tuple[float, int]:
+        ev = np.linalg.eigvalsh(m) if m.size else np.zeros(0)
+        good = ev > atol.total
+        return float(np.sum(np.log(ev[good]))), int(good.sum())
+
+    (la, ra), (lb, rb), (lab, rab) = pdet(S[:na, :na]), pdet(S[na:, na:]), pdet(S)
+    if ra == 0 or rb == 0:
+        return MIValue(0.0, f"{fmt(A) if ra == 0 else fmt(B)} is determined by {fmt(C)}", "dense")
+    if rab < ra + rb:
+        return MIValue(math.inf, f"deterministic linear relation between {fmt(A)} and {fmt(B)} given "
+                       f"{fmt(C)}: rank of the conditional covariance {rab} < {ra} + {rb}", "dense")
+    value = clamp(0.5 * (la + lb - lab), (la, lb, lab), "mutual information")
+    return MIValue(value, None, "dense")
+
+
+def total_correlation(bs: BlockSet, groups: Sequence[str | Sequence[str]]) -> MIValue:
+    """``Σ_i H(G_i) − H(G_1, …, G_n) = ½[Σ_i lpdet(G_i) − lpdet(∪ G_i)]`` in nats
+    (see :meth:`GaussianSystem.total_correlation`)."""
+    gs = [bs.check(g, f"groups[{i}]") for i, g in enumerate(groups)]
+    if len(gs) < 2 or any(not g for g in gs):
+        raise ValueError("total_correlation needs at least two non-empty groups")
+    whole_names = union(*gs)
+    if len(whole_names) != sum(len(g) for g in gs):
+        raise ValueError("total_correlation groups must be disjoint")
+    deps = [bs.dependencies(g) for g in gs]
+    if all(not (deps[i] & deps[j]) for i in range(len(gs)) for j in range(i + 1, len(gs))):
+        return MIValue(0.0, "the groups depend on pairwise disjoint proto-latents", "independent")
+    atol = tolerance(bs, whole_names)
+    parts = [logdet(bs, g, atol) for g in gs]
+    whole = logdet(bs, whole_names, atol)
+    method = "dense" if any(x.method == "dense" for x in [*parts, whole]) else "structured"
+    rsum = sum(p.rank for p in parts)
+    if whole.rank < rsum:
+        return MIValue(
+            math.inf,
+            f"deterministic linear relation among the groups: "
+            f"rank(union) = {whole.rank} < Σ rank = {rsum}",
+            method,
+        )
+    if whole.rank > rsum:
+        raise ArithmeticError("inconsistent ranks: eigenvalues too close to the zero threshold")
+    value = 0.5 * (sum(p.value for p in parts) - whole.value)
+    value = clamp(value, [whole.value, *(p.value for p in parts)], "total correlation")
+    return MIValue(value, None, method)
+
+
+def interaction_information(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str],
+                            c: str | Sequence[str]) -> MIValue:
+    """``I(A; B) − I(A; B | C)`` in nats (see :meth:`GaussianSystem.interaction_information`)."""
+    A, B, C = bs.check(a, "a"), bs.check(b, "b"), bs.check(c, "c")
+    if not A or not B or not C:
+        raise ValueError("interaction_information needs three non-empty sets")
+    if len(union(A, B, C)) != len(A) + len(B) + len(C):
+        raise ValueError("interaction_information sets must be pairwise disjoint")
+    i_ab = mi(bs, A, B)
+    i_abc = mi(bs, A, B, C)
+    if math.isinf(i_ab.nats) and math.isinf(i_abc.nats):
+        raise ValueError(
+            "interaction information undefined: both I(A;B) and I(A;B|C) are infinite "
+            f"({i_ab.reason}; {i_abc.reason})"
+        )
+    methods = {i_ab.method, i_abc.method}
+    method = next((m for m in ("dense", "structured") if m in methods), "independent")
+    if math.isinf(i_ab.nats):
+        return MIValue(math.inf, f"I(A;B) is infinite: {i_ab.reason}", method)
+    if math.isinf(i_abc.nats):
+        return MIValue(-math.inf, f"I(A;B|C) is infinite: {i_abc.reason}", method)
+    if method == "independent":
+        return MIValue(0.0, "both terms are exactly zero by independence", method)
+    return MIValue(i_ab.nats - i_abc.nats, None, method)
