@@ -130,3 +130,9 @@ def test_torch_is_imported_only_by_modules_that_run_torch():
                                                        if isinstance(node, ast.Import)):
                     offenders.append(name)
     assert not offenders, offenders
+
+
+def test_every_package_folder_is_a_regular_package():
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    missing = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file())
+    assert not missing, f"namespace packages (no __init__.py): {missing}"

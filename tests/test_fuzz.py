@@ -257,9 +257,15 @@ def test_subnormal_numbers_are_refused(capsys):
     text = (ROOT / "specs" / "two_views.mmi").read_text().replace("param eta = 1", "param eta = 1e-320", 1)
     assert "too small for a double" in run(text, "mi")["stderr"]
     from mmmi_dsl.cli import main
-    assert main(["mi", str(ROOT / "specs" / "two_views.mmi"), "--set", "eta=1e-320"]) == 1
-    err = capsys.readouterr().err
-    assert "E0212" in err and "only subnormal coefficients" in err and "two_views.mmi:23:8" in err
+    # --set follows the literal's rule (issue 14: --set eta=1e-1000 silently became 0): a usage error
+    assert main(["mi", str(ROOT / "specs" / "two_views.mmi"), "--set", "eta=1e-320"]) == 2
+    assert "--set eta=1e-320: too small for a double-precision float" in capsys.readouterr().err
+    # a subnormal value that reaches the engine anyway (Python, solve's probes) is E0212 at the variable
+    from mmmi_dsl import SpecError, load
+    with pytest.raises(SpecError) as err:
+        load(ROOT / "specs" / "two_views.mmi").at(eta=1e-320).mi("I(theta; x1)")
+    text = err.value.render()
+    assert "E0212" in text and "only subnormal coefficients" in text and "two_views.mmi:23:8" in text
 
 
 def test_ill_conditioned_model_is_a_clear_error():

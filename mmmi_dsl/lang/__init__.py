@@ -1,0 +1,2 @@
+"""Stage 1-3, the language front end: text -> syntax tree (:mod:`.parse`, :mod:`.syntax`) -> IR
+(:mod:`.lower`) -> checked IR (:mod:`.check`). Torch-free."""
