@@ -23,10 +23,19 @@ import torch
 from mmmi_dsl import ir
 from mmmi_dsl.mi.analysis import Analysis, Form
 from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
+from mmmi_dsl.builtins import FLOWS
 from mmmi_dsl.flows import build_flow
 
 STANDARDIZE = ("auto", "none", "scale", "whiten")
-LEARNED_FLOWS = {"cnf", "digits"}  # trained on N(0, I) noise: `auto` whitens their input
+#: A flow must give back its input to this fraction of the input's RMS on the first chunk (else refused).
+ROUNDTRIP_RTOL = 1e-2
+
+
+def auto_standardize(flow: ir.Flow) -> str:
+    """What ``standardize="auto"`` applies before a flow chain: the strongest of what its steps'
+    definitions ask for (``whiten`` > ``scale`` > ``none``; plugins ask for nothing)."""
+    asked = [FLOWS[s.name].standardize for s in flow.steps if s.name in FLOWS]
+    return max(asked, key=("none", "scale", "whiten").index, default="none")
 MAX_CHUNK = 1024
 CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 drawn per chunk
 
@@ -69,7 +78,8 @@ class Sampler(torch.nn.Module):
         dtype: ``torch.float32`` (default) or ``torch.float64``.
         standardize: ``none``, ``scale`` (unit variance per component), ``whiten``
             (exactly N(0, I) marginally) before each modality's flow, or ``auto``:
-            ``whiten`` for modalities whose flow is learned (cnf, digits), else ``none``.
+            what the flow's definition asks for: ``whiten`` before learned flows (cnf, digits),
+            ``scale`` before bounded or fast-growing ones (normal_cdf, sinh, half_cube), else ``none``.
         save_latents: also output every latent and target.
         pmi: pairs (a, b) whose exact pointwise MI is added as a column ``pmi:a;b``.
         seed: the dataset seed.
@@ -132,12 +142,11 @@ class Sampler(torch.nn.Module):
         self._label_forms = {name: self.analysis._terms_form(lab.terms, 1) for name, lab in model.labels.items()}
         self.flows = torch.nn.ModuleDict()
         self._standardizers: dict[str, tuple] = {}
+        self._cache: dict[tuple, object] = {}  # flow round trips, measured once
         for name, f in model.flows.items():
             size = model.size_of(name)
             self.flows[_key(name)] = build_flow(f, size).to(self.device)
-            how = self.standardize
-            if how == "auto":
-                how = "whiten" if any(step.name in LEARNED_FLOWS for step in f.steps) else "none"
+            how = auto_standardize(f) if self.standardize == "auto" else self.standardize
             self._standardizers[name] = self._standardizer(f.latent, how)
         per_sample = sum(p.size for p in model.protos.values()) + sum(model.size_of(v) for v in self.gaussians)
         per_sample += sum(model.size_of(x) for x in model.flows)
@@ -282,16 +291,43 @@ class Sampler(torch.nn.Module):
 
         ``z`` is the standardised latent the flow reads, from chunk 0 (at most ``n`` rows).
         """
-        _, _, z = self._gaussians(0)
-        report = {}
-        with torch.no_grad():
-            for name, f in self.model.flows.items():
-                zs = self._standardized(name, z[f.latent][:n])
-                flow = self.flows[_key(name)]
-                err = (flow.inverse(flow(zs)) - zs).abs()
-                report[name] = {"chain": " -> ".join(s.name for s in f.steps),
-                                "roundtrip_max": float(err.max()), "roundtrip_mean": float(err.mean())}
-        return report
+        return {name: {k: r[k] for k in ("chain", "roundtrip_max", "roundtrip_mean")}
+                for name, r in self._roundtrip(n).items()}
+
+    def _roundtrip(self, n: int) -> dict[str, dict]:
+        key = ("roundtrip", n)
+        if key not in self._cache:
+            _, _, z = self._gaussians(0)
+            report = {}
+            with torch.no_grad():
+                for name, f in self.model.flows.items():
+                    zs = self._standardized(name, z[f.latent][:n])
+                    flow = self.flows[_key(name)]
+                    err = (flow.inverse(flow(zs)) - zs).abs()
+                    err = torch.where(torch.isnan(err), torch.full_like(err, math.inf), err)
+                    report[name] = {"chain": " -> ".join(s.name for s in f.steps),
+                                    "roundtrip_max": float(err.max()), "roundtrip_mean": float(err.mean()),
+                                    "scale": float(zs.double().pow(2).mean().sqrt()), "n": len(zs)}
+            self._cache[key] = report
+        return self._cache[key]
+
+    def flow_problems(self, n: int = 256) -> list[Diagnostic]:
+        """E0210 for each modality whose flow does not invert on the data it will see: a round trip
+        that is not finite or off by more than ``ROUNDTRIP_RTOL`` of its input's RMS (a flow that
+        saturates, like normal_cdf of a wide latent, or overflows, like sinh in float32)."""
+        problems = []
+        for name, r in self._roundtrip(n).items():
+            worst, scale = r["roundtrip_max"], r["scale"]
+            if math.isfinite(worst) and worst <= ROUNDTRIP_RTOL * max(scale, 1e-300):
+                continue
+            problems.append(Diagnostic(
+                "E0210", f"flow `{name}` = {r['chain']} cannot be inverted on the data it will see: round trip "
+                f"|f^-1(f(z)) - z| max {worst:.3g}, mean {r['roundtrip_mean']:.3g}, on {r['n']} latents of RMS "
+                f"{scale:.3g} ({str(self.dtype).replace('torch.', '')})", self.model.flows[name].span,
+                "saturates or overflows here",
+                "standardize its input (standardize \"scale\"; --standardize scale), sample in float64 "
+                "(--dtype float64), or give its latent a smaller coefficient"))
+        return problems
 
     def invert(self, name: str, x, batch: int = 4096) -> np.ndarray:
         """The standardised latents modality ``name``'s samples came from: ``f^-1(x)``, (n, size).

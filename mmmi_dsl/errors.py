@@ -37,7 +37,7 @@ CODES: dict[str, str] = {
     "E0207": "value out of bounds",
     "E0208": "missing file",
     "E0209": "bad call to a built-in",
-    "E0210": "unknown flow",
+    "E0210": "unknown flow, or one that cannot be built or inverted",
     "E0211": "bad information query",
     "E0212": "bad number",
     "E0213": "bad label",

@@ -228,3 +228,46 @@ def test_flow_plugins_from_entry_points(monkeypatch):
         Sampler(loads(text.replace("doubling(z2, factor = 3)", "broken(z2)"), {"d": "4"}))
     with pytest.raises(SpecError, match="unknown flow `dubling`"):
         loads(text.replace("doubling(z2", "dubling(z2"), {"d": "4"})
+
+
+# ---------------------------------------------------------------- flows that saturate (issue 14, item 4)
+
+SATURATING = {
+    "normal_cdf": "proto u : scalar\nproto e : scalar\nlatent z1 = 3 * u + e\nlatent z2 = u + e\n"
+                  "flow x1 = normal_cdf(z1)\nflow x2 = identity(z2)\ntarget t = u\nreport I(x1; x2)\n",
+    "sinh": "proto u : scalar\nproto e : scalar\nlatent z1 = 40 * u + e\nflow x1 = sinh(z1)\ntarget t = u\n"
+            "report I(t; x1)\n",
+}
+
+
+@pytest.mark.parametrize("flow", sorted(SATURATING))
+def test_a_flow_that_cannot_invert_its_data_is_refused_before_writing(flow, tmp_path, mmmic):
+    """normal_cdf of a wide latent rounds to 1.0; sinh(40 u) overflows float32: generate exited 3
+    ("not JSON compliant: inf") and check --flows said ok with "round trip max inf"."""
+    spec = tmp_path / "s.mmi"
+    spec.write_text(SATURATING[flow])
+    r = mmmic("generate", spec, "-o", tmp_path / "out", "-n", "500", "--no-progress", "--standardize", "none")
+    assert r.code == 1 and "error[E0210]" in r.stderr and "cannot be inverted on the data it will see" in r.stderr
+    assert "round trip |f^-1(f(z)) - z| max inf" in r.stderr and f"{spec}:" in r.stderr and "--standardize scale" \
+        in r.stderr, r.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("flow", sorted(SATURATING))
+def test_standardize_auto_scales_before_bounded_and_fast_growing_flows(flow, tmp_path, mmmic):
+    spec = tmp_path / "s.mmi"
+    spec.write_text(SATURATING[flow])
+    r = mmmic("check", "--flows", spec)
+    assert r.code == 0, r.stderr
+    assert mmmic("generate", spec, "-o", tmp_path / "out", "-n", "500", "--no-progress").code == 0
+    assert mmmic("verify", tmp_path / "out").code == 0
+
+
+def test_check_flows_refuses_a_saturating_flow_under_explicit_standardize(tmp_path):
+    from mmmi_dsl.backend import auto_standardize
+
+    model = loads(SATURATING["normal_cdf"])
+    assert auto_standardize(model.flows["x1"]) == "scale" and auto_standardize(model.flows["x2"]) == "none"
+    problems = Sampler(model, standardize="none").flow_problems()
+    assert [d.code for d in problems] == ["E0210"] and "x1" in problems[0].message
+    assert Sampler(model, standardize="scale").flow_problems() == []

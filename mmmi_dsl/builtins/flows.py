@@ -47,14 +47,14 @@ def _analytic(name: str, cls: str, summary: str, *keywords: Arg, **kw) -> Builti
 
 
 FLOWS: dict[str, Builtin] = {b.name: b for b in (
-    _analytic("identity", "Identity", "x = z"),
+    _analytic("identity", "Identity", "x = z", linear=True),
     _analytic("affine", "Affine", "x = W z + b with a seeded, well-conditioned W (condition number <= e)",
               SEED, Arg("scale", "float", 1.0, low=1e-6, high=1e6, magnitude=True, nonzero=True,
-                        help="the overall scale of W"), max_size=MAX_DENSE_SIZE),
+                        help="the overall scale of W"), max_size=MAX_DENSE_SIZE, linear=True),
     _analytic("asinh", "Asinh", "x = asinh(z), elementwise"),
-    _analytic("sinh", "Sinh", "x = sinh(z), elementwise"),
-    _analytic("half_cube", "HalfCube", "x = z^3 / 2, elementwise"),
-    _analytic("normal_cdf", "NormalCdf", "x = Phi(z) in (0, 1), elementwise"),
+    _analytic("sinh", "Sinh", "x = sinh(z), elementwise", standardize="scale"),
+    _analytic("half_cube", "HalfCube", "x = z^3 / 2, elementwise", standardize="scale"),
+    _analytic("normal_cdf", "NormalCdf", "x = Phi(z) in (0, 1), elementwise", standardize="scale"),
     _analytic("spiral", "Spiral", "a norm-preserving spiral x = exp(speed ||z||^2 A) z",
               Arg("speed", "float", 1.0, low=0.0, high=1e3, magnitude=True, help="how fast the planes turn"),
               SEED, max_size=MAX_DENSE_SIZE),
@@ -63,7 +63,8 @@ FLOWS: dict[str, Builtin] = {b.name: b for b in (
               min_size=2, rule=_coupling_memory),
     Builtin("cnf", "flow", "a learned class-conditional ODE flow from your safetensors weights",
             keywords=(Arg("weights", "file", help="a .safetensors file relative to the spec"), *LEARNED),
-            implementation="mmmi_dsl.flows.cnf:CNF", weights="weights"),
+            implementation="mmmi_dsl.flows.cnf:CNF", weights="weights", standardize="whiten"),
     Builtin("digits", "flow", "the shipped 8x8 handwritten-digits flow (a cnf), image[1x8x8]",
-            keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Digits", weights="shipped:digits"),
+            keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Digits", weights="shipped:digits",
+            standardize="whiten"),
 )}

@@ -115,6 +115,9 @@ class Builtin:
     when a flow is built. ``realise`` (templates and matrices) computes the numbers (numpy).
     ``min_size``/``max_size`` bound the latent's size for flows and ``rule`` checks the rest (memory);
     ``weights`` names where a learned flow's weights come from (an argument name, or ``"shipped:NAME"``).
+    ``standardize`` is what ``--standardize auto`` applies before the flow (``"whiten"`` for flows trained
+    on N(0, I), ``"scale"`` for bounded or fast-growing ones, else ``"none"``); ``linear`` flows keep
+    a Gaussian latent Gaussian.
     """
 
     name: str
@@ -128,6 +131,8 @@ class Builtin:
     max_size: int | None = None
     weights: str | None = None
     rule: Callable[[int, dict], str | None] | None = field(default=None, compare=False)
+    standardize: str = "none"
+    linear: bool = False
 
     def size_problem(self, size: int, args: dict) -> str | None:
         """Why a latent of ``size`` cannot go through this flow with ``args`` (complete), or None."""

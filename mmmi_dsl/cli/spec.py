@@ -61,7 +61,8 @@ def cmd_check(args) -> int:
         if args.flows:
             from mmmi_dsl.backend import Sampler
             try:
-                report = Sampler(model, standardize="auto").flow_roundtrip()
+                sampler = Sampler(model, standardize="auto")
+                report = sampler.flow_roundtrip()
             except SpecError as err:
                 print(err.render(), file=sys.stderr)
                 failed += 1
@@ -69,6 +70,10 @@ def cmd_check(args) -> int:
             for name, r in report.items():
                 print(f"  flow {name} = {r['chain']}: round trip max {r['roundtrip_max']:.2e}, "
                       f"mean {r['roundtrip_mean']:.2e}")
+            problems = sampler.flow_problems()
+            if problems:
+                print(SpecError(problems).render(), file=sys.stderr)
+                failed += 1
     return 1 if failed else 0
 
 

@@ -6,9 +6,10 @@ import hashlib
 from pathlib import Path
 
 from mmmi_dsl import ir
+from mmmi_dsl.builtins import FLOWS
+from mmmi_dsl.errors import SpecError
 
 
-LINEAR_FLOWS = {"identity", "affine"}  # a modality through these is still Gaussian
 
 
 def dataset_metadata(model: ir.Model, sampler, results) -> dict:
@@ -26,7 +27,7 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
     for v in sampler.saved_latents:
         gaussian[v] = v
     for name, f in model.flows.items():
-        if all(s.name in LINEAR_FLOWS for s in f.steps) and sampler.uint8_range is None:
+        if all(s.name in FLOWS and FLOWS[s.name].linear for s in f.steps) and sampler.uint8_range is None:
             gaussian[name] = name  # a linear bijection of a Gaussian: still Gaussian, same MI
         elif f.latent in sampler.saved_latents:
             gaussian[name] = f.latent
@@ -81,6 +82,9 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
     sampler = Sampler(model, device=device, dtype=torch_dtype, standardize=standardize,
                       save_latents=save_latents, pmi=list(pmi), seed=seed, chunk_size=chunk_size,
                       uint8_range=uint8_range)
+    problems = sampler.flow_problems()  # before anything is written: a flow that cannot invert is refused
+    if problems:
+        raise SpecError(problems)
     results = sampler.analysis.evaluate_all(default_queries(model))
     shard_size, batch_size = default_sizes(sampler, shard_size, batch_size)
     fingerprint = {"standardize": standardize, "dtype": dtype, "device_type": sampler.device.type,
