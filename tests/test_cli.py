@@ -176,16 +176,30 @@ def test_preview_draws_image_modalities(tmp_path, mmmic):
     out = tmp_path / "d"
     assert mmmic("generate", str(ROOT / "specs" / "telescopes.mmi"), "-o", str(out), "-n", "16",
                  "--no-progress").code == 0
-    assert mmmic("preview", str(out), "-o", str(tmp_path / "grid.png"), "--rows", "4").code == 0
+    r = mmmic("preview", str(out), "-o", str(tmp_path / "grid.png"), "--rows", "4")
+    assert r.code == 0 and "4 tuples of x1, x2" in r.stdout, r.stderr
     from PIL import Image
-    img = Image.open(tmp_path / "grid.png")
-    assert img.size == (2 * 34 * 4, 4 * 34 * 4)  # 2 columns x 4 rows of 32x32 tiles with a border, x4
+    small = Image.open(tmp_path / "grid.png").size
+    assert mmmic("preview", str(out), "-o", str(tmp_path / "big.png"), "--rows", "4", "--scale", "2").code == 0
+    big = Image.open(tmp_path / "big.png").size
+    assert big[0] > 1.6 * small[0] and big[1] > 1.6 * small[1]  # --scale: panels twice the size
+    assert small[1] > small[0]  # 4 rows, 2 columns
 
 
-def test_preview_without_images_is_exit_1(tmp_path, mmmic):
+def test_preview_titles_classes_and_labels_rows_with_theta(tmp_path):
+    from mmmi_dsl.dataset.preview import flow_titles
+
+    text = (ROOT / "specs" / "digits_views.mmi").read_text()
+    titles = flow_titles(text)
+    assert titles and all("(digits, class " in v for v in titles.values()), titles
+
+
+def test_preview_draws_vector_modalities_as_line_plots(tmp_path, mmmic):
     out = tmp_path / "d"
     assert mmmic("generate", TWO_VIEWS, "-o", str(out), "-n", "16", "--set", "d=4", "--no-progress").code == 0
-    assert mmmic("preview", str(out), "-o", str(tmp_path / "g.png")).code == 1
+    r = mmmic("preview", str(out), "-o", str(tmp_path / "g.png"))
+    assert r.code == 0 and (tmp_path / "g.png").stat().st_size > 1000, r.stderr
+    assert mmmic("preview", str(out), "-o", str(tmp_path / "g.png"), "--scale", "0").code == 2
 
 
 def test_train_flow_on_an_npz_then_missing_data(tmp_path, mmmic):

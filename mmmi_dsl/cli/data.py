@@ -39,10 +39,12 @@ def add_parsers(sub) -> None:
                         "faster on one thread than on two; see docs/benchmarks.md)")
     add_spec_options(p)
     p.set_defaults(run=cmd_generate)
-    p = sub.add_parser("preview", help="draw a grid of sample tuples of a dataset (PNG)")
+    p = sub.add_parser("preview", help="draw a figure of sample tuples of a dataset (PNG): a column per modality, "
+                       "a row per tuple with its target values")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
     p.add_argument("--rows", type=int, default=8, help="tuples to draw (default 8)")
+    p.add_argument("--scale", type=float, default=1.0, help="size of each panel, relative (default 1)")
     p.set_defaults(run=cmd_preview)
     p = sub.add_parser("verify", help="check a dataset's files, checksums and MI statistics")
     p.add_argument("dir", metavar="DIR")
@@ -107,7 +109,11 @@ def cmd_generate(args) -> int:
 def cmd_preview(args) -> int:
     from mmmi_dsl.dataset.preview import preview_grid
     at_least(args.rows, 1, "--rows")
-    drawn = preview_grid(Path(args.dir), Path(args.output), args.rows)
+    if not 0.1 <= args.scale <= 20:
+        raise UsageError("--scale must be between 0.1 and 20")
+    if args.rows > 64:
+        raise UsageError("--rows: at most 64 tuples fit in one figure")
+    drawn = preview_grid(Path(args.dir), Path(args.output), args.rows, args.scale)
     print(f"wrote {args.output}: {args.rows} tuples of {', '.join(drawn)}")
     return 0
 
