@@ -14,12 +14,13 @@ import torch
 pytest.importorskip("torchdiffeq")
 pytest.importorskip("safetensors")
 
-from mmmi_dsl.builtins import weights  # noqa: E402
-from mmmi_dsl.errors import SpecError  # noqa: E402
-from mmmi_dsl.flows import cnf, data as flow_data  # noqa: E402
-from mmmi_dsl.flows.cnf import CNF, Fashion, net_from_config  # noqa: E402
-from mmmi_dsl.flows.train import RunFiles, Schedule, architecture, main, save_weights, train  # noqa: E402
-from mmmi_dsl.flows.unet import UNet  # noqa: E402
+from mmmi_dsl.builtins import weights
+from mmmi_dsl.errors import SpecError
+from mmmi_dsl.flows import cnf
+from mmmi_dsl.flows import data as flow_data
+from mmmi_dsl.flows.cnf import CNF, Fashion, net_from_config
+from mmmi_dsl.flows.train import RunFiles, Schedule, architecture, main, save_weights, train
+from mmmi_dsl.flows.unet import UNet
 
 TINY = {"channels": 8, "mults": [1, 2], "groups": 4, "heads": 2, "t_dim": 16, "t_freqs": 4}
 FASHION_MISSING = not weights.SHIPPED["fashion"].is_file()
@@ -140,7 +141,7 @@ def test_resume_gives_the_uninterrupted_weights(tmp_path):
     whole, _ = train(x, y, config, schedule, progress=False)
     saved = []
     run = RunFiles(tmp_path / "run", checkpoint_every=4, sample_every=4, stop_after=6)
-    part, cfg = train(x, y, config, schedule, run=run, progress=False, on_save=lambda s, c: saved.append(c))
+    _, cfg = train(x, y, config, schedule, run=run, progress=False, on_save=lambda s, c: saved.append(c))
     assert cfg["steps_done"] == 6 and [c["steps_done"] for c in saved] == [4, 6]
     assert (tmp_path / "run" / "samples-0000004.png").is_file()
     assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes()[8:9] == b"{"  # safetensors, no pickle

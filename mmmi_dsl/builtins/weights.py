@@ -20,7 +20,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: Weights that ship inside the package, by flow name.
 SHIPPED = {"digits": WEIGHTS_DIR / "digits.safetensors", "fashion": WEIGHTS_DIR / "fashion.safetensors"}
 #: Where the docs say how shipped weights that are not installed yet are made.
-TRAINED_BY = {"fashion": "mmmic train-flow --data fashion-mnist --arch unet ... (docs/flows.md)"}
+TRAINED_BY = {"fashion": "`mmmic train-flow --data fashion-mnist --arch unet ...` (the exact command is in "
+                         "docs/flows.md), then copy OUT.safetensors to mmmi_dsl/weights/fashion.safetensors"}
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 MAX_HEADER_BYTES = 100 << 20
 #: Velocity-network architectures: ``arch`` in the config (absent: the MLP).

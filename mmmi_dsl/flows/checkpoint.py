@@ -50,7 +50,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {})[KEY])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a mapping
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
         raise ValueError(f"`{path}` is not a training checkpoint: {err}") from None
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error type on malformed files

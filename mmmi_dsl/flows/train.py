@@ -29,9 +29,9 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -42,8 +42,8 @@ from mmmi_dsl.flows import checkpoint as ckpt
 from mmmi_dsl.flows.cnf import FORMAT, net_from_config
 from mmmi_dsl.flows.data import load_digits_array, load_training_data
 
-__all__ = ["Schedule", "RunFiles", "architecture", "train", "train_flow", "save_weights", "load_digits_array",
-           "build_parser", "main"]
+__all__ = ["RunFiles", "Schedule", "architecture", "build_parser", "load_digits_array", "main", "save_weights",
+           "train", "train_flow"]
 
 #: The UNet's defaults (about 1.3 M parameters on 1x28x28).
 UNET_DEFAULTS = {"channels": 32, "mults": [1, 2, 2], "res_blocks": 1, "attention": 1, "heads": 4, "groups": 8,
@@ -287,7 +287,7 @@ def build_parser(prog: str = "python -m mmmi_dsl.train") -> argparse.ArgumentPar
     ap.add_argument("--mults", type=_ints, default=UNET_DEFAULTS["mults"], metavar="M1,M2,...",
                     help="unet: channel multipliers per resolution (default 1,2,2: 28 -> 14 -> 7)")
     ap.add_argument("--res-blocks", type=int, default=UNET_DEFAULTS["res_blocks"], help="unet: blocks per level")
-    ap.add_argument("--attention", type=int, choices=(0, 1), default=UNET_DEFAULTS["attention"],
+    ap.add_argument("--attention", type=int, choices=(0, 1), default=UNET_DEFAULTS["attention"], metavar="{0,1}",
                     help="unet: self-attention at the lowest resolution (1) or not (0)")
     ap.add_argument("--heads", type=int, default=UNET_DEFAULTS["heads"], help="unet: attention heads")
     ap.add_argument("--groups", type=int, default=UNET_DEFAULTS["groups"], help="unet: GroupNorm groups")
