@@ -26,7 +26,7 @@ from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
 from mmmi_dsl.flows import build_flow
 
 STANDARDIZE = ("auto", "none", "scale", "whiten")
-LEARNED_FLOWS = {"cnf", "digits"}  # trained on N(0, I) noise: `auto` whitens their input
+LEARNED_FLOWS = {"cnf", "digits", "fashion"}  # trained on N(0, I) noise: `auto` whitens their input
 MAX_CHUNK = 1024
 CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 drawn per chunk
 
