@@ -165,7 +165,7 @@ def train(data: np.ndarray, labels: np.ndarray, config: dict, schedule: Schedule
         loss_avg, seconds = meta["loss_avg"], float(meta["seconds"])
     x_all, y_all = torch.from_numpy(data), torch.from_numpy(labels)
     n_classes = config["n_classes"]
-    end = s.steps if run is None or run.stop_after is None else min(s.steps, run.stop_after)
+    end = s.steps if run is None or run.stop_after is None else max(start, min(s.steps, run.stop_after))
 
     def result(step: int) -> tuple[dict, dict]:
         done = dict(config)
