@@ -67,4 +67,7 @@ FLOWS: dict[str, Builtin] = {b.name: b for b in (
     Builtin("digits", "flow", "the shipped 8x8 handwritten-digits flow (a cnf), image[1x8x8]",
             keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Digits", weights="shipped:digits",
             standardize="whiten"),
+    Builtin("fashion", "flow", "the shipped Fashion-MNIST flow (a convolutional cnf), image[1x28x28]",
+            keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Fashion", weights="shipped:fashion",
+            standardize="whiten"),
 )}

@@ -18,12 +18,24 @@ from pathlib import Path
 FORMAT = "mmmi_dsl.cnf/1"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: Weights that ship inside the package, by flow name.
-SHIPPED = {"digits": WEIGHTS_DIR / "digits.safetensors"}
+SHIPPED = {"digits": WEIGHTS_DIR / "digits.safetensors", "fashion": WEIGHTS_DIR / "fashion.safetensors"}
+#: Where the docs say how shipped weights that are not installed yet are made.
+TRAINED_BY = {"fashion": "`mmmic train-flow --data fashion-mnist --arch unet ...` (the exact command is in "
+                         "docs/flows.md), then copy OUT.safetensors to mmmi_dsl/weights/fashion.safetensors"}
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 MAX_HEADER_BYTES = 100 << 20
-#: Bounds of the velocity network's config (inclusive).
-CONFIG_BOUNDS = {"dim": (1, 50_000_000), "hidden": (1, 65_536), "depth": (1, 64), "n_classes": (1, 100_000),
-                 "t_freqs": (0, 1_024), "c_dim": (1, 65_536)}
+#: Velocity-network architectures: ``arch`` in the config (absent: the MLP).
+ARCHS = ("mlp", "unet")
+#: Bounds of the velocity network's integer config fields (inclusive), per architecture.
+CONFIG_BOUNDS = {
+    "mlp": {"dim": (1, 50_000_000), "hidden": (1, 65_536), "depth": (1, 64), "n_classes": (1, 100_000),
+            "t_freqs": (0, 1_024), "c_dim": (1, 65_536)},
+    "unet": {"dim": (1, 50_000_000), "channels": (1, 4_096), "res_blocks": (1, 16), "attention": (0, 1),
+             "heads": (1, 256), "groups": (1, 1_024), "n_classes": (1, 100_000), "t_freqs": (0, 1_024),
+             "t_dim": (1, 65_536)},
+}
+#: Bounds of the UNet's list fields: (length bounds, bounds of each entry).
+LIST_BOUNDS = {"shape": ((3, 3), (1, 65_536)), "mults": ((1, 8), (1, 64))}
 #: Parameters the velocity network may have in all (about 4 GB as float32).
 MAX_PARAMETERS = 1_000_000_000
 
@@ -105,7 +117,17 @@ def read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]
     return shapes, meta if isinstance(meta, dict) else {}
 
 
+def arch(config: dict) -> str:
+    """The architecture a config describes: its ``arch`` (``mlp`` when absent)."""
+    return config.get("arch", "mlp")
+
+
 def velocity_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the velocity network a checked ``config`` describes (by its ``arch``)."""
+    return unet_shapes(config) if arch(config) == "unet" else mlp_shapes(config)
+
+
+def mlp_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """The tensor shapes of the MLP velocity network (:class:`mmmi_dsl.flows.cnf.VelocityNet`) of ``config``."""
     d, h, depth = config["dim"], config["hidden"], config["depth"]
     width = d + 1 + 2 * config["t_freqs"] + config["c_dim"]
@@ -117,17 +139,117 @@ def velocity_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _res_block(shapes: dict, name: str, c_in: int, c_out: int, t_dim: int) -> None:
+    shapes.update({f"{name}.norm1.weight": (c_in,), f"{name}.norm1.bias": (c_in,),
+                   f"{name}.conv1.weight": (c_out, c_in, 3, 3), f"{name}.conv1.bias": (c_out,),
+                   f"{name}.emb.weight": (c_out, t_dim), f"{name}.emb.bias": (c_out,),
+                   f"{name}.norm2.weight": (c_out,), f"{name}.norm2.bias": (c_out,),
+                   f"{name}.conv2.weight": (c_out, c_out, 3, 3), f"{name}.conv2.bias": (c_out,)})
+    if c_in != c_out:
+        shapes.update({f"{name}.skip.weight": (c_out, c_in, 1, 1), f"{name}.skip.bias": (c_out,)})
+
+
+def unet_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the UNet (:class:`mmmi_dsl.flows.unet.UNet`) of a checked ``config``.
+
+    Note:
+        Enumerated here without torch, in the module's order (tests compare it with ``state_dict()``):
+        skips are the stem's output, every down block's and every downsampling's; each up level has
+        ``res_blocks + 1`` blocks, each taking one skip (popped last first) concatenated to its input.
+    """
+    n_ch, base, t_dim, rb = config["shape"][0], config["channels"], config["t_dim"], config["res_blocks"]
+    widths = [base * m for m in config["mults"]]
+    tf = 1 + 2 * config["t_freqs"]
+    shapes = {"time_mlp.0.weight": (t_dim, tf), "time_mlp.0.bias": (t_dim,),
+              "time_mlp.2.weight": (t_dim, t_dim), "time_mlp.2.bias": (t_dim,),
+              "class_emb.weight": (config["n_classes"] + 1, t_dim),
+              "stem.weight": (base, n_ch, 3, 3), "stem.bias": (base,)}
+    skips, c = [base], base
+    for i, w in enumerate(widths):
+        for j in range(rb):
+            _res_block(shapes, f"down.{i}.blocks.{j}", c, w, t_dim)
+            c = w
+            skips.append(c)
+        if i < len(widths) - 1:
+            shapes.update({f"down.{i}.resample.weight": (c, c, 3, 3), f"down.{i}.resample.bias": (c,)})
+            skips.append(c)
+    _res_block(shapes, "mid1", c, c, t_dim)
+    if config["attention"]:
+        shapes.update({"attn.norm.weight": (c,), "attn.norm.bias": (c,), "attn.qkv.weight": (3 * c, c, 1, 1),
+                       "attn.qkv.bias": (3 * c,), "attn.proj.weight": (c, c, 1, 1), "attn.proj.bias": (c,)})
+    _res_block(shapes, "mid2", c, c, t_dim)
+    for k, (i, w) in enumerate(reversed(list(enumerate(widths)))):
+        for j in range(rb + 1):
+            _res_block(shapes, f"up.{k}.blocks.{j}", c + skips.pop(), w, t_dim)
+            c = w
+        if i > 0:
+            shapes.update({f"up.{k}.resample.weight": (c, c, 3, 3), f"up.{k}.resample.bias": (c,)})
+    shapes.update({"out_norm.weight": (c,), "out_norm.bias": (c,), "out.weight": (n_ch, c, 3, 3),
+                   "out.bias": (n_ch,)})
+    return shapes
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _unet_problem(config: dict) -> str | None:
+    """Why a UNet config's fields do not fit together (sizes, divisibility), or None."""
+    for key, ((nlo, nhi), (lo, hi)) in LIST_BOUNDS.items():
+        v = config.get(key)
+        if not isinstance(v, list) or not nlo <= len(v) <= nhi or not all(_is_int(e) and lo <= e <= hi for e in v):
+            length = f"{nlo}" if nlo == nhi else f"{nlo}..{nhi}"
+            return f"config `{key}` must be a list of {length} integers in {lo:,}..{hi:,}, got {v!r}"
+    c, h, w = config["shape"]
+    if c * h * w != config["dim"]:
+        return f"config `shape` {c}x{h}x{w} has {c * h * w:,} values but `dim` is {config['dim']:,}"
+    factor = 2 ** (len(config["mults"]) - 1)
+    if h % factor or w % factor:
+        return f"config `shape` {h}x{w} must be divisible by {factor} (one halving per level after the first)"
+    widths = [config["channels"] * m for m in config["mults"]]
+    if any(wd % config["groups"] for wd in [config["channels"], *widths]):
+        return f"config `groups` {config['groups']} must divide every level's channels {widths}"
+    if config["attention"] and widths[-1] % config["heads"]:
+        return f"config `heads` {config['heads']} must divide the lowest level's {widths[-1]} channels"
+    return None
+
+
 def check_config(config, where: str) -> dict:
-    """The config with its numbers checked against :data:`CONFIG_BOUNDS` (ints, not bools)."""
+    """The config with its fields checked against :data:`CONFIG_BOUNDS` of its ``arch`` (ints, not bools)."""
     if not isinstance(config, dict):
         raise WeightsError(f"{where} has a config that is not a JSON object")
     if config.get("format") != FORMAT:
         raise WeightsError(f"{where} has config format {config.get('format')!r}, expected {FORMAT!r}")
-    for key, (lo, hi) in CONFIG_BOUNDS.items():
+    kind = config.get("arch", "mlp")
+    if kind not in ARCHS:
+        raise WeightsError(f"{where}: config `arch` must be one of {', '.join(ARCHS)}, got {kind!r}")
+    for key, (lo, hi) in CONFIG_BOUNDS[kind].items():
         v = config.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        if not _is_int(v) or not lo <= v <= hi:
             raise WeightsError(f"{where}: config `{key}` must be an integer in {lo:,}..{hi:,}, got {v!r}")
+    problem = _unet_problem(config) if kind == "unet" else None
+    if problem:
+        raise WeightsError(f"{where}: {problem}")
     return config
+
+
+def parameter_count(config: dict) -> int:
+    """How many parameters the velocity network of a checked ``config`` has."""
+    return sum(math.prod(s) for s in velocity_shapes(config).values())
+
+
+def shipped(name: str) -> Path:
+    """The path of flow ``name``'s shipped weights.
+
+    Raises:
+        WeightsError: they are not installed (the message says how they are trained).
+    """
+    path = SHIPPED[name]
+    if not path.is_file():
+        how = TRAINED_BY.get(name, "mmmic train-flow (docs/flows.md)")
+        raise WeightsError(f"the {name} weights are not installed (no `{path.name}` in the package); "
+                           f"train them with {how}")
+    return path
 
 
 def inspect(weights) -> WeightsInfo:
@@ -153,7 +275,7 @@ def inspect(weights) -> WeightsInfo:
             raise WeightsError(f"`{side}` is not a JSON config: {err}") from None
     check_config(config, f"`{p}`")
     expected = velocity_shapes(config)
-    n_params = sum(math.prod(s) for s in expected.values())
+    n_params = parameter_count(config)
     if n_params > MAX_PARAMETERS:
         raise WeightsError(f"`{p}`: its config describes {n_params:,} parameters, more than {MAX_PARAMETERS:,}")
     if shapes != expected:

@@ -23,7 +23,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--standardize", default="auto", choices=["auto", "none", "scale", "whiten"],
                    help="per-modality invertible standardisation before the flow (keeps the MI); auto: "
-                        "whiten before learned flows (cnf, digits, trained on N(0, I) noise), else none")
+                        "whiten before learned flows (cnf, digits, fashion, trained on N(0, I) noise), else none")
     p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
                    "SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE")
     p.add_argument("--save-latents", action="store_true", help="also save every latent")

@@ -32,7 +32,7 @@ from mmmi_dsl.builtins.weights import FORMAT, WEIGHTS_DIR
 from mmmi_dsl.flows.base import Flow
 
 DIGITS_WEIGHTS = weights.SHIPPED["digits"]
-__all__ = ["CNF", "Digits", "VelocityNet", "FORMAT", "METHODS", "FIXED_STEP", "WEIGHTS_DIR", "DIGITS_WEIGHTS",
+__all__ = ["CNF", "Digits", "Fashion", "VelocityNet", "FORMAT", "METHODS", "FIXED_STEP", "WEIGHTS_DIR", "DIGITS_WEIGHTS",
            "load_weights", "net_from_config"]
 
 
@@ -65,7 +65,12 @@ class VelocityNet(nn.Module):
         return self.mlp(h)
 
 
-def net_from_config(config: dict) -> VelocityNet:
+def net_from_config(config: dict) -> nn.Module:
+    """The velocity network of a checked config: the MLP, or the UNet when ``arch`` is ``"unet"``."""
+    if weights.arch(config) == "unet":
+        from mmmi_dsl.flows.unet import unet_from_config
+
+        return unet_from_config(config)
     return VelocityNet(dim=int(config["dim"]), hidden=int(config["hidden"]), depth=int(config["depth"]),
                        n_classes=int(config["n_classes"]), t_freqs=int(config["t_freqs"]),
                        c_dim=int(config["c_dim"]))
@@ -106,7 +111,7 @@ class CNF(Flow):
     def __init__(self, size: int, **kwargs):
         super().__init__(size, **kwargs)
         a = self.args
-        state, config = load_weights(a["weights"] if self.builtin == "cnf" else weights.SHIPPED[self.builtin])
+        state, config = load_weights(a["weights"] if self.builtin == "cnf" else weights.shipped(self.builtin))
         dim = int(config["dim"])
         if size != dim:
             raise ValueError(f"{self.builtin}: these weights act on vectors of size {dim} (e.g. image[1x8x8] = 64), "
@@ -129,7 +134,7 @@ class CNF(Flow):
         self.net.requires_grad_(False)
         self._copies: dict = {}  # (dtype, device) -> a copy of net in that dtype (not a submodule)
 
-    def _net(self, x: torch.Tensor) -> VelocityNet:
+    def _net(self, x: torch.Tensor) -> nn.Module:
         p = next(self.net.parameters())
         if p.dtype == x.dtype and p.device == x.device:
             return self.net
@@ -172,3 +177,11 @@ class Digits(CNF):
     handwritten digits (pixel / 16 * 2 - 1, so values lie near [-1, 1]); size must be 64."""
 
     builtin = "digits"
+
+
+class Fashion(CNF):
+    """``fashion(z, class = k)``: the CNF with the shipped Fashion-MNIST weights (a UNet on 1x28x28,
+    pixel / 255 * 2 - 1, ten classes); size must be 784. Until the weights are installed building
+    it raises a :class:`~mmmi_dsl.builtins.weights.WeightsError` saying how to train them."""
+
+    builtin = "fashion"

@@ -411,6 +411,11 @@ class Constructors(Scope):
         path = weights.SHIPPED[builtin.weights.split(":", 1)[1]] if shipped else Path(str(complete["weights"]))
         node = bound.get("weights")
         info = self._weights.get(path)
+        if info is None and shipped and not path.is_file():
+            try:
+                weights.shipped(builtin.weights.split(":", 1)[1])
+            except weights.WeightsError as err:
+                self.fail("E0208", str(err), step.span, "", "see docs/flows.md for the flow and its training")
         if info is None:
             try:
                 info = self._weights[path] = weights.inspect(path)

@@ -1,0 +1,240 @@
+"""The convolutional flows: the UNet's torch-free shape enumeration, its round trip as a CNF,
+deterministic and resumable training, image training data, and the `fashion` flow."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("torchdiffeq")
+pytest.importorskip("safetensors")
+
+from mmmi_dsl.builtins import weights
+from mmmi_dsl.errors import SpecError
+from mmmi_dsl.flows import cnf
+from mmmi_dsl.flows import data as flow_data
+from mmmi_dsl.flows.cnf import CNF, Fashion, net_from_config
+from mmmi_dsl.flows.train import RunFiles, Schedule, architecture, main, save_weights, train
+from mmmi_dsl.flows.unet import UNet
+
+TINY = {"channels": 8, "mults": [1, 2], "groups": 4, "heads": 2, "t_dim": 16, "t_freqs": 4}
+FASHION_MISSING = not weights.SHIPPED["fashion"].is_file()
+NO_FASHION_WEIGHTS = "the fashion weights are not installed; train them (docs/flows.md)"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+CONFIGS = [
+    ((1, 28, 28), {}),
+    ((1, 28, 28), {"res_blocks": 2, "attention": 0}),
+    ((3, 16, 16), {"channels": 16, "mults": [1, 2, 2, 4], "heads": 8, "groups": 8}),
+    ((1, 8, 8), TINY),
+    ((2, 12, 20), {"channels": 6, "mults": [1], "groups": 3, "heads": 3, "res_blocks": 3}),
+]
+
+
+@pytest.mark.parametrize("shape,fields", CONFIGS, ids=[f"{'x'.join(map(str, s))}-{i}" for i, (s, _) in
+                                                        enumerate(CONFIGS)])
+def test_shape_enumeration_equals_the_module(shape, fields):
+    """weights.unet_shapes (torch-free) lists exactly the module's state_dict, in its order."""
+    config = architecture("unet", int(np.prod(shape)), 7, shape, **fields)
+    net = net_from_config(config)
+    assert isinstance(net, UNet)
+    real = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert list(weights.unet_shapes(config).items()) == list(real.items())
+    assert weights.parameter_count(config) == sum(p.numel() for p in net.parameters())
+
+
+def test_default_unet_is_small():
+    config = architecture("unet", 784, 10, (1, 28, 28))
+    assert 500_000 <= weights.parameter_count(config) <= 2_000_000
+
+
+@pytest.mark.parametrize("fields,needle", [
+    ({"groups": 5}, "groups"), ({"heads": 3}, "heads"), ({"mults": [1, 2, 2, 2]}, "divisible"),
+    ({"attention": 2}, "attention"), ({"channels": 0}, "channels"), ({"mults": []}, "mults"),
+])
+def test_bad_unet_configs_are_refused(fields, needle):
+    with pytest.raises(weights.WeightsError, match=needle):
+        architecture("unet", 784, 10, (1, 28, 28), **fields)
+
+
+def _random_unet(path, seed=0):
+    """A tiny UNet on 1x8x8 with every tensor random (the zero-initialised ones too), saved to path."""
+    config = architecture("unet", 64, 3, (1, 8, 8), **TINY)
+    torch.manual_seed(seed)
+    net = net_from_config(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.abs().sum():
+                p.normal_(0, 0.1)
+    save_weights(path, {k: v.clone() for k, v in net.state_dict().items()}, config)
+    return config
+
+
+def test_tiny_random_unet_round_trips(tmp_path):
+    _random_unet(tmp_path / "u")
+    z = torch.randn(16, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        f = CNF(64, weights=str(tmp_path / "u.safetensors"), **{"class": 2}, method="rk4", steps=16)
+        x = f(z)
+        assert float((x - z).abs().max()) > 1e-2  # the field does move the latent
+        assert float((f.inverse(x) - z).abs().max()) < 1e-4
+        g = CNF(64, weights=str(tmp_path / "u.safetensors"), **{"class": 1}, guidance=1.0, steps=16)
+        assert float((g.inverse(g(z)) - z).abs().max()) < 1e-4
+
+
+def test_config_tensor_mismatch_is_refused_before_building(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    config = _random_unet(tmp_path / "u")
+    state = cnf.load_weights(tmp_path / "u.safetensors")[0]
+    state["up.0.blocks.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
+    save_file(state, str(tmp_path / "bad.safetensors"), metadata={"mmmi_config": json.dumps(config)})
+    lying = {**config, "channels": 4096, "mults": [64, 64]}
+    save_file(cnf.load_weights(tmp_path / "u.safetensors")[0], str(tmp_path / "lie.safetensors"),
+              metadata={"mmmi_config": json.dumps(lying)})
+
+    def boom(*a, **k):
+        raise AssertionError("a network was built")
+
+    monkeypatch.setattr(cnf, "net_from_config", boom)
+    monkeypatch.setattr(UNet, "__init__", boom)
+    with pytest.raises(weights.WeightsError, match="up.0.blocks.0.conv1.weight"):
+        CNF(64, weights=str(tmp_path / "bad.safetensors"))
+    with pytest.raises(weights.WeightsError, match="shape|divisible|parameters|do not fit"):
+        CNF(64, weights=str(tmp_path / "lie.safetensors"))
+
+
+def _digits():
+    d = flow_data.load_training_data("digits")
+    return d.x[:200], d.y[:200]
+
+
+def test_training_is_deterministic(tmp_path):
+    x, y = _digits()
+    config = architecture("unet", 64, 10, (1, 8, 8), **TINY)
+    schedule = Schedule(steps=10, batch_size=8, lr=1e-3, seed=4, grad_clip=1.0)
+    a, cfg = train(x, y, config, schedule, progress=False)
+    b, _ = train(x, y, config, schedule, progress=False)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert cfg["arch"] == "unet" and cfg["steps_done"] == 10 and np.isfinite(cfg["final_loss"])
+    c, _ = train(x, y, config, Schedule(steps=10, batch_size=8, lr=1e-3, seed=5, grad_clip=1.0), progress=False)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_gives_the_uninterrupted_weights(tmp_path):
+    x, y = _digits()
+    config = architecture("unet", 64, 10, (1, 8, 8), **TINY)
+    schedule = Schedule(steps=12, batch_size=8, lr=1e-3, seed=1)
+    whole, _ = train(x, y, config, schedule, progress=False)
+    saved = []
+    run = RunFiles(tmp_path / "run", checkpoint_every=4, sample_every=4, stop_after=6)
+    _, cfg = train(x, y, config, schedule, run=run, progress=False, on_save=lambda s, c: saved.append(c))
+    assert cfg["steps_done"] == 6 and [c["steps_done"] for c in saved] == [4, 6]
+    assert (tmp_path / "run" / "samples-0000004.png").is_file()
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes()[8:9] == b"{"  # safetensors, no pickle
+    rest, cfg = train(x, y, config, schedule, run=RunFiles(tmp_path / "run", resume=True), progress=False)
+    assert cfg["steps_done"] == 12
+    assert all(torch.equal(whole[k], rest[k]) for k in whole)
+    other = Schedule(steps=12, batch_size=8, lr=2e-3, seed=1)
+    with pytest.raises(ValueError, match="another run: its schedule differs"):
+        train(x, y, config, other, run=RunFiles(tmp_path / "run", resume=True), progress=False)
+
+
+def test_train_flow_command_resumes(tmp_path, capsys):
+    common = ["--data", "digits", "--arch", "unet", "--channels", "8", "--mults", "1,2", "--groups", "4",
+              "--heads", "2", "--t-dim", "16", "--steps", "10", "--batch-size", "8", "--no-progress",
+              "--checkpoint-every", "3", "--sample-every", "5"]
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    assert main([*common, "--out", str(tmp_path / "part"), "--stop-after", "4"]) == 0
+    assert "--resume goes on" in capsys.readouterr().out
+    assert json.loads((tmp_path / "part.json").read_text())["steps_done"] == 4
+    assert main([*common, "--out", str(tmp_path / "part"), "--resume"]) == 0
+    a, ca = cnf.load_weights(tmp_path / "whole.safetensors")
+    b, cb = cnf.load_weights(tmp_path / "part.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ca["data_sha256"] == cb["data_sha256"] and len(ca["data_sha256"]) == 64
+    assert ca["command"].startswith("python -m mmmi_dsl.train --data digits --arch unet")
+    assert ca["image_shape"] == [1, 8, 8] and ca["steps_done"] == 10 and np.isfinite(ca["final_loss"])
+    assert (tmp_path / "whole-run" / "samples-0000010.png").is_file()
+
+
+def _idx(path, array: np.ndarray):
+    head = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(head + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_files_are_read_as_idx(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (5, 28, 28)), rng.integers(0, 10, 5)
+    _idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    _idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    monkeypatch.setattr(flow_data, "FASHION_DIR", tmp_path)
+    monkeypatch.setattr(flow_data.shutil, "which", lambda name: None)
+    d = flow_data.load_fashion("train")
+    assert d.x.shape == (5, 1, 28, 28) and d.shape == (1, 28, 28) and d.x.dtype == np.float32
+    np.testing.assert_allclose(d.x[:, 0], images / 255 * 2 - 1, atol=1e-6)
+    assert d.y.tolist() == labels.tolist() and len(d.classes) == 10
+    monkeypatch.setattr(flow_data, "FASHION_DIR", tmp_path / "absent")
+    with pytest.raises(flow_data.DatasetError, match="apt-get install dataset-fashion-mnist"):
+        flow_data.load_fashion("train")
+
+
+@pytest.mark.skipif(not flow_data.FASHION_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
+def test_installed_fashion_mnist():
+    d = flow_data.load_fashion("t10k")
+    assert d.x.shape == (10_000, 1, 28, 28) and d.x.min() == -1.0 and d.x.max() == 1.0
+    assert sorted(set(d.y.tolist())) == list(range(10))
+
+
+def test_png_folder_and_npz(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("a", "b")):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (6, 4), dtype=np.uint8)).save(tmp_path / "imgs" / name / f"{i}.png")
+    d = flow_data.load_training_data(str(tmp_path / "imgs"))
+    assert d.x.shape == (6, 1, 6, 4) and d.y.tolist() == [0, 0, 0, 1, 1, 1] and d.classes == ("a", "b")
+    assert -1 <= d.x.min() and d.x.max() <= 1
+    np.savez(tmp_path / "im.npz", x=rng.integers(0, 256, (4, 3, 4, 4)).astype(np.uint8), y=np.arange(4))
+    e = flow_data.load_training_data(str(tmp_path / "im.npz"))
+    assert e.shape == (3, 4, 4) and -1 <= e.x.min() and e.x.max() <= 1 and e.sha256() != d.sha256()
+
+
+def test_fashion_without_weights_is_a_clear_e0208(tmp_path, monkeypatch):
+    import mmmi_dsl
+
+    monkeypatch.setitem(weights.SHIPPED, "fashion", tmp_path / "fashion.safetensors")
+    spec = ("model f\ndim img = 1x28x28\nproto n : vector[size(img)]\nlatent z = n\n"
+            "flow x = fashion(z, class = 3) : image[img]\nreport I(z; x)\n")
+    with pytest.raises(SpecError) as err:
+        mmmi_dsl.loads(spec)
+    d = err.value.diagnostics[0]
+    assert d.code == "E0208" and "fashion weights are not installed" in d.message and "docs/flows.md" in d.message
+    assert "mmmic train-flow --data fashion-mnist --arch unet" in d.message
+    assert d.span.line == 5
+    with pytest.raises(weights.WeightsError, match="not installed"):
+        Fashion(784)
+
+
+@pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
+def test_shipped_fashion_round_trips():
+    z = torch.randn(32, 784, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        f = Fashion(784, **{"class": 7})
+        assert float((f.inverse(f(z)) - z).abs().max()) < 1e-3
