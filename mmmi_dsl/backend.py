@@ -24,9 +24,9 @@ from mmmi_dsl import ir
 from mmmi_dsl.mi.analysis import Analysis, Form
 from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
 from mmmi_dsl.builtins import FLOWS
+from mmmi_dsl.builtins.flows import STANDARDIZE
 from mmmi_dsl.flows import build_flow
 
-STANDARDIZE = ("auto", "none", "scale", "whiten")
 #: A flow must give back its input to this fraction of the input's RMS on the first chunk (else refused).
 ROUNDTRIP_RTOL = 1e-2
 
@@ -35,7 +35,7 @@ def auto_standardize(flow: ir.Flow) -> str:
     """What ``standardize="auto"`` applies before a flow chain: the strongest of what its steps'
     definitions ask for (``whiten`` > ``scale`` > ``none``; plugins ask for nothing)."""
     asked = [FLOWS[s.name].standardize for s in flow.steps if s.name in FLOWS]
-    return max(asked, key=("none", "scale", "whiten").index, default="none")
+    return max(asked, key=("none", "radius", "scale", "whiten").index, default="none")
 MAX_CHUNK = 1024
 CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 drawn per chunk
 
@@ -99,7 +99,7 @@ class Sampler(torch.nn.Module):
                  uint8_range: tuple[float, float] | None = None):
         super().__init__()
         if standardize not in STANDARDIZE:
-            raise UsageError(f"--standardize {standardize!r}: choose one of {', '.join(STANDARDIZE)}")
+            raise UsageError(f"standardize {standardize!r}: choose one of {', '.join(STANDARDIZE)}")
         self.model = model
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         self.dtype = dtype
@@ -176,7 +176,12 @@ class Sampler(torch.nn.Module):
                                                                                  device=self.device)))
 
     def _standardizer(self, latent: str, how: str) -> tuple:
-        """The per-block invertible map applied before the flow (``how``: none, scale, whiten)."""
+        """The per-block invertible map applied before the flow.
+
+        ``scale``: each component to unit variance; ``radius``: one scale for the whole modality,
+        ``z / sqrt(tr Σ / d)`` (E||z||² = d, the radius of N(0, I_d)), which keeps the spatial layout
+        of templates; ``whiten``: ``Σ^{-1/2} z`` (exactly N(0, I)), which erases it.
+        """
         if how == "none":
             return ("none",)
         f: Form = self.analysis.form(latent)
@@ -186,6 +191,12 @@ class Sampler(torch.nn.Module):
             if np.any(var <= 0):
                 raise self._singular(latent, "a component has zero variance", how)
             return ("scale", torch.as_tensor(1.0 / np.sqrt(var), dtype=self.dtype, device=self.device))
+        if how == "radius":
+            mean_var = float(np.mean(var))
+            if mean_var <= 0:
+                raise self._singular(latent, "it has zero variance", how)
+            return ("scale", torch.as_tensor(np.full(len(var), 1.0 / math.sqrt(mean_var)), dtype=self.dtype,
+                                             device=self.device))
         # whiten: Σ^{-1/2} z
         if not f.dense:
             fvar = sum(a * a for a in f.identity.values())

@@ -271,3 +271,18 @@ def test_check_flows_refuses_a_saturating_flow_under_explicit_standardize(tmp_pa
     problems = Sampler(model, standardize="none").flow_problems()
     assert [d.code for d in problems] == ["E0210"] and "x1" in problems[0].message
     assert Sampler(model, standardize="scale").flow_problems() == []
+
+
+def test_radius_standardisation_is_one_scale_per_modality_and_keeps_the_layout():
+    """radius: z / sqrt(tr Σ / d), so E||z||² = d and the template's spatial pattern keeps its shape."""
+    text = ("dim d = 16\nproto u : scalar\nproto n : vector[d]\ntemplate T = onehot(d, 3)\n"
+            "latent z = 5 * u * T + 0.5 * n\nflow x = identity(z)\ntarget t = u\n")
+    model = loads(text)
+    s = Sampler(model, standardize="radius", save_latents=True, dtype=torch.float64)
+    out = s.sample_range(0, 20_000)
+    z, x = out["z"], out["x"]
+    ratio = x / z
+    assert np.allclose(ratio, ratio[0, 0])  # one scale for every component and sample
+    assert np.mean(np.sum(x ** 2, axis=1)) == pytest.approx(16, rel=0.03)
+    assert abs(np.corrcoef(x[:, 2], out["t"])[0, 1]) > 0.99  # the cause still sits at entry 3
+    assert Sampler(model, standardize="scale").flow_problems() == []

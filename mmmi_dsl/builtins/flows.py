@@ -18,6 +18,9 @@ MAX_STEPS = 10_000
 #: The largest latent of flows that build a dense size x size matrix (10^8 entries, 0.75 GiB as float64).
 MAX_DENSE_SIZE = 10_000
 
+#: Standardisations applied to a latent before its flow (``auto``: the one each flow's definition asks for).
+STANDARDIZE = ("auto", "none", "scale", "radius", "whiten")
+
 SEED = Arg("seed", "int", 0, low=0, high=MAX_SEED, help="a non-negative integer seed")
 
 
@@ -67,7 +70,8 @@ FLOWS: dict[str, Builtin] = {b.name: b for b in (
     Builtin("digits", "flow", "the shipped 8x8 handwritten-digits flow (a cnf), image[1x8x8]",
             keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Digits", weights="shipped:digits",
             standardize="whiten"),
+    # convolutional: one scale per modality keeps where templates put a cause (whitening would erase it)
     Builtin("fashion", "flow", "the shipped Fashion-MNIST flow (a convolutional cnf), image[1x28x28]",
             keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Fashion", weights="shipped:fashion",
-            standardize="whiten"),
+            standardize="radius"),
 )}

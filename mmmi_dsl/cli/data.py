@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmmi_dsl.builtins.flows import STANDARDIZE
 from mmmi_dsl.cli.args import check_device, add_spec_options, at_least, load_spec
 from mmmi_dsl.errors import SpecError, UsageError
+
+
+def _auto_table() -> dict[str, list[str]]:
+    """``--standardize auto``: the flows that ask for each standardisation, from their definitions."""
+    from mmmi_dsl.builtins import FLOWS
+
+    table: dict[str, list[str]] = {}
+    for name, b in FLOWS.items():
+        if b.standardize != "none":
+            table.setdefault(b.standardize, []).append(name)
+    return table
 
 
 def add_parsers(sub) -> None:
@@ -21,9 +33,12 @@ def add_parsers(sub) -> None:
                    help="tuples per deterministic random chunk (default from the model's size)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--standardize", default="auto", choices=["auto", "none", "scale", "whiten"],
-                   help="per-modality invertible standardisation before the flow (keeps the MI); auto: "
-                        "whiten before learned flows (cnf, digits, fashion, trained on N(0, I) noise), else none")
+    p.add_argument("--standardize", default="auto", choices=list(STANDARDIZE),
+                   help="per-modality invertible standardisation before the flow (keeps the MI): scale (unit "
+                        "variance per component), radius (one scale per modality: keeps the layout of templates), "
+                        "whiten (exactly N(0, I)); auto: what each flow's definition asks for ("
+                        + "; ".join(f"{how} before {', '.join(names)}" for how, names in _auto_table().items())
+                        + "; else none)")
     p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
                    "SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE")
     p.add_argument("--save-latents", action="store_true", help="also save every latent")
