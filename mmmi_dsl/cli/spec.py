@@ -13,6 +13,9 @@ from mmmi_dsl.files import dumps_json
 #: `mmmic formula`: the symbolic engine's default time budget (decay.mmi at N = 20 takes about 56 s).
 FORMULA_TIMEOUT_S = 120.0
 
+DATASET_HELP = ("a .mmi file, or a dataset (DIR or DIR/manifest.json): the spec its manifest records, at the "
+                "recorded parameter values, with its files read from DIR")
+
 
 def add_parsers(sub) -> None:
     """Add this family's subcommands to the ``mmmic`` parser."""
@@ -28,14 +31,16 @@ def add_parsers(sub) -> None:
     add_spec_options(p)
     p.set_defaults(run=cmd_compile)
     p = sub.add_parser("mi", help="exact mutual information of a spec's reports or of --query")
-    p.add_argument("spec", metavar="SPEC")
-    add_queries(p, "a query (repeatable); default: the spec's reports, else I(target; x) and all pairs")
+    p.add_argument("spec", metavar="SPEC", help=DATASET_HELP)
+    add_queries(p, "a query (repeatable); default: the spec's reports, else I(target; x) and all pairs. "
+                   "Each is answered on its own: one that fails is reported (exit 1), the others still printed")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_spec_options(p)
     p.set_defaults(run=cmd_mi)
     p = sub.add_parser("formula", help="closed-form MI (sympy): LaTeX, text or sympy")
-    p.add_argument("spec", metavar="SPEC")
-    add_queries(p, "a query (repeatable); default: the spec's reports")
+    p.add_argument("spec", metavar="SPEC", help=DATASET_HELP)
+    add_queries(p, "a query (repeatable); default: the spec's reports. Every closed form found is printed; "
+                   "why the others have none goes to stderr (exit 1)")
     p.add_argument("--format", default="latex", choices=["latex", "text", "sympy"])
     p.add_argument("--numeric", nargs="+", default=[], metavar="NAME",
                    help="replace these params, dims or templates by their values ('templates': every "
