@@ -115,10 +115,12 @@ def formula_failures(derived) -> list:
     late = [r for r in derived if r.formula is None and r.error is None]
     if late:
         q = late[0].query
-        names = ", ".join(r.query.text for r in late[:5]) + (f" and {len(late) - 5} more" if len(late) > 5 else "")
+        rest = [r.query.text for r in late[1:]]
+        more = (f"; not reached either: {', '.join(rest[:4])}" + (f" and {len(rest) - 4} more" if len(rest) > 4 else "")
+                if rest else "")
         sources = {q.span.file: q.text} if q.span is not None and q.span.file == "--query" else {}
         out.append(SpecError([Diagnostic(
-            "E0215", f"the symbolic engine gave up after {late[0].gave_up_s:g} s: no formula for {names}", q.span,
+            "E0215", f"the symbolic engine gave up on {q.text} after {late[0].gave_up_s:g} s{more}", q.span,
             f"{len(derived) - len(late)} of {len(derived)} queries were derived",
             "raise the budget (--timeout SECONDS, 0 for none), replace symbols by numbers (--numeric "
             "templates, --numeric all), or get the exact value numerically with `mmmic mi`")], sources))

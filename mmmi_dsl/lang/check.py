@@ -133,7 +133,11 @@ def _check_terms(model: ir.Model, lhs: str, size: int, terms, errors: Collector)
 
 
 def check_query(model: ir.Model, q: ir.Query, errors: Collector) -> None:
-    """Rules on labels inside queries (names were resolved by lowering)."""
+    """Rules on labels inside queries, then disjoint groups for TC and II (names were resolved by lowering).
+
+    One problem per query: the disjointness rule is checked only when the label rules passed.
+    """
+    before = len(errors.diagnostics)
     sides = list(q.groups) + ([q.given] if q.given else [])
     for i, side in enumerate(sides):
         labels = [n for n in side if n in model.labels]
@@ -147,7 +151,7 @@ def check_query(model: ir.Model, q: ir.Query, errors: Collector) -> None:
     if q.kind == "I" and all(any(n in model.labels for n in g) for g in q.groups):
         errors.error("E0211", "I(label; label) between two labels is not supported", q.span, "",
                      "put Gaussian variables (modalities, latents, targets) on one side")
-    if q.kind in ("TC", "II"):
+    if q.kind in ("TC", "II") and len(errors.diagnostics) == before:
         _check_disjoint(model, q, errors)
 
 
