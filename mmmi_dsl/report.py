@@ -96,6 +96,37 @@ def formula_lines(derived, fmt: str = "latex", skip_unsupported: bool = False) -
     return out
 
 
+def formula_failures(derived) -> list:
+    """Why each :class:`~mmmi_dsl.mi.symbolic.Derivation` without a formula has none, as errors.
+
+    A query outside the symbolic engine's structure keeps its own error (E0211, with the
+    query's text as the source of its caret); the queries the time budget did not reach
+    share one E0215 naming them.
+    """
+    from mmmi_dsl.errors import Diagnostic, SpecError
+
+    out: list = []
+    for r in derived:
+        if r.error is not None:
+            q = r.query
+            if q.span is not None and q.span.file == "--query":
+                r.error.sources.setdefault(q.span.file, q.text)
+            out.append(r.error)
+    late = [r for r in derived if r.formula is None and r.error is None]
+    if late:
+        q = late[0].query
+        rest = [r.query.text for r in late[1:]]
+        more = (f"; not reached either: {', '.join(rest[:4])}" + (f" and {len(rest) - 4} more" if len(rest) > 4 else "")
+                if rest else "")
+        sources = {q.span.file: q.text} if q.span is not None and q.span.file == "--query" else {}
+        out.append(SpecError([Diagnostic(
+            "E0215", f"the symbolic engine gave up on {q.text} after {late[0].gave_up_s:g} s{more}", q.span,
+            f"{len(derived) - len(late)} of {len(derived)} queries were derived",
+            "raise the budget (--timeout SECONDS, 0 for none), replace symbols by numbers (--numeric "
+            "templates, --numeric all), or get the exact value numerically with `mmmic mi`")], sources))
+    return out
+
+
 def write_bundle(model: ir.Model, out_dir: Path) -> list[Path]:
     """Write the compiled bundle (ir.json, mi.json, formulas.tex); returns the files written."""
     from mmmi_dsl.mi.analysis import Analysis, default_queries
@@ -138,7 +169,10 @@ def estimate_json(query: str, data, rows) -> dict:
         data: a :class:`mmmi_dsl.estimators.saved.SavedPair`.
         rows: its :class:`mmmi_dsl.estimators.saved.EstimatorRow` results.
     """
-    return {"query": query, "exact_nats": data.exact, "n": data.n, "estimates": [r.to_json() for r in rows]}
+    out = {"query": query, "exact_nats": data.exact, "n": data.n, "estimates": [r.to_json() for r in rows]}
+    if data.note:
+        out["exact_note"] = data.note  # why no exact value is known
+    return out
 
 
 def estimate_table(query: str, directory: str, data, rows) -> str:
@@ -146,7 +180,7 @@ def estimate_table(query: str, directory: str, data, rows) -> str:
     exact = data.exact
     known = isinstance(exact, (int, float))
     head = (f"exact {exact:.6f} nats" if known else "exact: infinite" if exact == "inf"
-            else "exact: none known in the manifest")
+            else f"exact: none known ({data.note})" if data.note else "exact: none known in the manifest")
     lines = [f"# {query} on {directory} ({data.n:,} samples): {head}",
              f"{'estimator':<10}  {'nats':>10}  {'stderr':>9}  {'error':>10}  {'seconds':>8}",
              f"{'-' * 10}  {'-' * 10}  {'-' * 9}  {'-' * 10}  {'-' * 8}"]

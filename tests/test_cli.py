@@ -240,3 +240,156 @@ def test_estimate_device_cuda_without_cuda_is_a_usage_error(tmp_path, mmmic):
     assert r.code == 2
     err = r.stderr
     assert "--device 'cuda': CUDA is not available" in err
+
+
+# ----------------------------------------------------------------- issue 14 items 8 and 9
+
+@pytest.fixture(scope="module")
+def tv_dataset(tmp_path_factory):
+    """two_views at d = 4, 64 samples: a dataset to ask questions about."""
+    from mmmi_dsl.cli import main
+
+    out = tmp_path_factory.mktemp("q") / "tv"
+    assert main(["generate", TWO_VIEWS, "-o", str(out), "-n", "64", "--set", "d=4", "--set", "rho_t1=0.5",
+                 "--no-progress"]) == 0
+    return out
+
+
+def mi_json_of(r) -> dict:
+    assert r.code == 0, r.stderr
+    return {x["query"]: x["nats"] for x in json.loads(r.stdout)["results"]}
+
+
+def test_mi_on_a_dataset_answers_any_query_at_its_recorded_values(tv_dataset, mmmic):
+    """Before: `mi DIR` was E0002 (a folder), `mi DIR/manifest.json` 20 syntax errors."""
+    queries = ["I(theta; x1, x2)", "I(x1; x2 | theta)", "TC(x1; x2; theta)", "II(theta; x1; x2)"]
+    flags = [a for q in queries for a in ("-q", q)]
+    want = mi_json_of(mmmic("mi", TWO_VIEWS, "--set", "d=4", "--set", "rho_t1=0.5", "--json", *flags))
+    assert mi_json_of(mmmic("mi", tv_dataset, "--json", *flags)) == want
+    assert mi_json_of(mmmic("mi", tv_dataset / "manifest.json", "--json", *flags)) == want
+    assert want["I(x1; x2 | theta)"] == 0 and want["I(theta; x1, x2)"] > 1
+    manifest = json.loads((tv_dataset / "manifest.json").read_text())
+    r = mmmic("mi", tv_dataset)  # no query: the recorded reports, with the recorded values
+    assert r.code == 0 and r.stderr == "" and r.stdout.startswith("# model two_views:")
+    for entry in manifest["mi"]:
+        assert any(line.startswith(entry["query"]) and f"{entry['nats']:.6f}" in line for line in r.stdout.splitlines())
+    r = mmmic("formula", tv_dataset, "-q", "I(theta; x1)", "--format", "text", "--numeric", "all")
+    assert r.code == 0 and r.stdout.startswith("I(theta; x1) = ")
+
+
+def test_mi_on_a_dataset_refuses_set_and_a_bad_manifest(tv_dataset, tmp_path, mmmic):
+    r = mmmic("mi", tv_dataset, "--set", "d=8")
+    assert r.code == 2 and "--set does not apply to a dataset" in r.stderr
+    assert mmmic("mi", tmp_path).code == 1  # a folder without a manifest: a data error, named
+    for change, message in [({"spec": ""}, "records no spec text"),
+                            ({"spec_sha256": "0" * 64}, "does not match its `spec_sha256`"),
+                            ({"params": {"rho_t1": "x"}}, "not a finite number"),
+                            ({"params": {"nope": 1.0}}, "a parameter `nope`")]:
+        copy = tmp_path / "m.json"
+        manifest = json.loads((tv_dataset / "manifest.json").read_text())
+        copy.write_text(json.dumps({**manifest, **change}))
+        r = mmmic("mi", copy)
+        assert r.code == 1 and message in r.stderr, (change, r.stderr)
+
+
+def test_mi_on_a_dataset_reads_the_spec_files_from_the_dataset_directory(tmp_path, mmmic):
+    """The spec's relative paths resolve against the dataset directory (not the cwd, not the
+    spec's folder, which the manifest does not record); a missing file is E0208 at its line."""
+    spec_dir = tmp_path / "spec"
+    (spec_dir / "data").mkdir(parents=True)
+    np.save(spec_dir / "data" / "t.npy", np.array([1.0, 2.0, 0.5]))
+    (spec_dir / "tpl.mmi").write_text("param a = 0.7\nproto u : scalar\nproto n : vector[3]\n"
+                                      "template T = npy(\"data/t.npy\")\nlatent z = a * u * T + n\n"
+                                      "target theta = u\nflow x = identity(z)\nreport I(theta; x)\n")
+    out = tmp_path / "ds"
+    assert mmmic("generate", spec_dir / "tpl.mmi", "-o", out, "-n", "16", "--set", "a=0.9", "--no-progress").code == 0
+    r = mmmic("mi", out, "-q", "I(x; u)")
+    assert r.code == 1 and r.stdout == ""
+    assert "error[E0208]: file `data/t.npy` not found" in r.stderr
+    assert f"--> tpl.mmi (in {out / 'manifest.json'}):4:18" in r.stderr
+    assert "4 | template T = npy(\"data/t.npy\")" in r.stderr and f"looked for {out / 'data' / 't.npy'}" in r.stderr
+    assert "relative to the dataset directory" in r.stderr and "beside the original tpl.mmi" in r.stderr
+    (out / "data").mkdir()
+    (out / "data" / "t.npy").write_bytes((spec_dir / "data" / "t.npy").read_bytes())
+    want = mi_json_of(mmmic("mi", spec_dir / "tpl.mmi", "--set", "a=0.9", "-q", "I(x; u)", "--json"))
+    r = mmmic("mi", out, "-q", "I(x; u)", "--json")
+    assert mi_json_of(r) == want and r.stderr == ""
+    np.save(out / "data" / "t.npy", np.array([1.0, 2.0, 0.6]))  # not the file it was generated with
+    r = mmmic("mi", out)
+    assert r.code == 0 and "warning: " in r.stderr and "records I(theta; x) = " in r.stderr
+
+
+def test_mi_answers_every_query_it_can_and_reports_the_others(mmmic):
+    """Before: the first bad query stopped the run and hid the answers to the others."""
+    r = mmmic("mi", TWO_VIEWS, "--set", "d=4", "-q", "I(theta; x1)", "-q", "I(theta; x9)",
+              "-q", "II(x1; x1; x2)", "-q", "I(x1; x2)")
+    assert r.code == 1
+    lines = r.stdout.splitlines()
+    assert [line.split()[0] for line in lines[3:]] == ["I(theta;", "I(x1;"] and len(lines) == 5
+    assert "error[E0101]: unknown name `x9`" in r.stderr and "1 | I(theta; x9)" in r.stderr
+    assert "error[E0211]: II(...) needs disjoint groups" in r.stderr and "1 | II(x1; x1; x2)" in r.stderr
+    r = mmmic("mi", TWO_VIEWS, "--set", "d=4", "-q", "I(theta; x1)", "-q", "I(theta; x9)", "--json")
+    data = json.loads(r.stdout)
+    assert r.code == 1 and [x["query"] for x in data["results"]] == ["I(theta; x1)"]
+    assert data["errors"] == [{"code": "E0101", "message": "unknown name `x9`", "at": "--query:1:10"}]
+
+
+def test_formula_prints_every_closed_form_it_has_and_why_the_others_have_none(tmp_path, mmmic):
+    spec = tmp_path / "mixed.mmi"
+    spec.write_text("proto u : scalar\nproto n : vector[2]\nproto m : vector[2]\nmatrix M = uniform(2, 2, seed = 1)\n"
+                    "latent z1 = u * ones(2) + n\nlatent z2 = M @ z1 + m\ntarget theta = u\n"
+                    "flow x1 = identity(z1)\nflow x2 = identity(z2)\n"
+                    "report I(x1; x2)\nreport I(theta; x1)\n")
+    r = mmmic("formula", spec, "--format", "text")
+    assert r.code == 1 and r.stdout.strip() == "I(theta; x1) = log(3)/2"
+    assert "error[E0211]: no closed form for I(x1; x2)" in r.stderr and "10 | report I(x1; x2)" in r.stderr
+    r = mmmic("formula", spec, "--format", "text", "-q", "I(theta; x1, x9)", "-q", "I(theta; x1)")
+    assert r.code == 1 and r.stdout.strip() == "I(theta; x1) = log(3)/2"
+    assert "unknown name `x9`" in r.stderr and "1 | I(theta; x1, x9)" in r.stderr
+
+
+@pytest.mark.parametrize("query, message", [
+    ("TC(x1; x1, x2)", "`x1` is in groups 1 and 2"),
+    ("TC(x1; x2; x1)", "`x1` is in groups 1 and 3"),
+    ("TC(x1; z1)", "`x1` (group 1) and `z1` (group 2) are one variable"),
+    ("II(x1; x1; x2)", "`x1` is in groups 1 and 2"),
+    ("II(x1; x2; x1, theta)", "`x1` is in groups 1 and 3"),
+])
+def test_tc_and_ii_on_groups_that_share_a_variable_are_a_clear_error(query, message, mmmic):
+    """Before: E0211 from the engine with the hint for inf - inf ("ask for the two MI terms
+    separately"), for TC too; now refused at check, naming the shared variable."""
+    r = mmmic("mi", TWO_VIEWS, "--set", "d=4", "-q", query)
+    assert r.code == 1 and r.stdout == ""
+    assert f"error[E0211]: {query[:2]}(...) needs disjoint groups: {message}" in r.stderr
+    assert "--> --query:1:1" in r.stderr and f"1 | {query}" in r.stderr and "= help: " in r.stderr
+
+
+def test_a_report_of_tc_on_shared_groups_fails_check_at_its_line(tmp_path, mmmic):
+    spec = tmp_path / "tc.mmi"
+    spec.write_text((ROOT / "specs" / "two_views.mmi").read_text() + "report TC(x1; x1, theta)\n")
+    r = mmmic("check", spec)
+    assert r.code == 1 and "needs disjoint groups" in r.stderr and "report TC(x1; x1, theta)" in r.stderr
+
+
+def test_tc_and_ii_match_their_definitions_on_the_exact_gaussian(mmmic):
+    """TC = sum_i H(G_i) - H(G_1..G_k) and II = I(A; B) - I(A; B | C), from the covariance by slogdet."""
+    t1, t2, h1, h2, d = 0.3, 0.3, 0.1, 0.2, 3
+    # the joint covariance of (theta, z1, z2) of two_views: theta = u, z_i = t_i u 1 + h_i n_i
+    load = np.concatenate([[1.0], np.full(d, t1), np.full(d, t2)])
+    cov = np.outer(load, load) + np.diag(np.concatenate([[0.0], np.full(d, h1 ** 2), np.full(d, h2 ** 2)]))
+    idx = {"theta": [0], "x1": list(range(1, 1 + d)), "x2": list(range(1 + d, 1 + 2 * d))}
+
+    def h(*names):  # entropy up to the constants that cancel: 1/2 log det
+        sel = [i for n in names for i in idx[n]]
+        return 0.5 * np.linalg.slogdet(cov[np.ix_(sel, sel)])[1]
+
+    def mi(a, b, c=()):
+        return h(*a, *c) + h(*b, *c) - h(*a, *b, *c) - (h(*c) if c else 0.0)
+
+    want = {"TC(x1; x2; theta)": h("x1") + h("x2") + h("theta") - h("x1", "x2", "theta"),
+            "TC(x1, theta; x2)": h("x1", "theta") + h("x2") - h("x1", "x2", "theta"),
+            "II(theta; x1; x2)": mi(["theta"], ["x1"]) - mi(["theta"], ["x1"], ["x2"]),
+            "II(x1; x2; theta)": mi(["x1"], ["x2"]) - mi(["x1"], ["x2"], ["theta"])}
+    got = mi_json_of(mmmic("mi", TWO_VIEWS, "--set", f"d={d}", "--json", *[a for q in want for a in ("-q", q)]))
+    assert got == pytest.approx(want, rel=1e-10)
+    assert got["TC(x1, theta; x2)"] == pytest.approx(mi(["x1", "theta"], ["x2"]), rel=1e-10)  # TC of two = I

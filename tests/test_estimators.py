@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 
 from mmmi_dsl import cli
+from mmmi_dsl.dataset import load_arrays
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.estimators import ESTIMATORS, VARIATIONAL, Estimate, EstimatorError, estimate
 from mmmi_dsl.estimators.saved import parse_pair
+
+from .conftest import ROOT
 
 torch = pytest.importorskip("torch")
 
@@ -270,17 +273,55 @@ def test_cli_no_exact_value_known(two_views, tmp_path, capsys):
     shutil.copytree(two_views, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["mi"] = []
+    manifest["spec"] = ""  # no recorded value and no spec to compute one from (issue 14 item 8)
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert cli.main(["estimate", str(copy), "-q", "I(x1; x2)", "-e", "gaussian"]) == 0
-    assert "none known" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "none known" in out and "records no spec text" in out
     assert cli.main(["estimate", str(copy), "-q", "I(x1; x2)", "-e", "gaussian", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["exact_nats"] is None
+    data = json.loads(capsys.readouterr().out)
+    assert data["exact_nats"] is None and "records no spec text" in data["exact_note"]
+
+
+def test_cli_exact_value_from_the_recorded_spec(two_views, tmp_path, capsys):
+    """Issue 14 item 8: a query the manifest does not record is answered by the spec it records."""
+    copy = tmp_path / "copy"
+    shutil.copytree(two_views, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    recorded = next(r["nats"] for r in manifest["mi"] if r["query"] == "I(x1; x2)")
+    manifest["mi"] = []
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert cli.main(["estimate", str(copy), "-q", "I(x2; x1)", "-e", "gaussian", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["exact_nats"] == pytest.approx(recorded, rel=1e-12)
+
+
+def test_cli_groups_are_concatenated_along_the_features(two_views, capsys):
+    """Issue 14 item 8: ``I(theta; x1, x2)`` (before: exit 2, "no groups") with its exact value."""
+    import mmmi_dsl as mm
+    from mmmi_dsl.estimators.saved import load_pair, parse_groups
+
+    assert parse_groups("I(theta; x1, x2)") == (("theta",), ("x1", "x2"))
+    assert parse_groups("I(a; b | c)") is None and parse_groups("TC(a; b)") is None
+    data = load_pair(two_views, parse_groups("I(theta; x1, x2)"), max_samples=100)
+    x1, x2 = (np.asarray(load_arrays(two_views, n)[:100]) for n in ("x1", "x2"))
+    assert data.x.shape == (100,) and data.y.shape == (100, 8)
+    np.testing.assert_array_equal(data.y, np.concatenate([x1, x2], axis=1))
+    exact = mm.load(ROOT / "specs/two_views.mmi", d=4).mi("I(theta; x1, x2)")
+    assert data.exact == pytest.approx(exact, rel=1e-12) and data.exact > max(
+        mm.load(ROOT / "specs/two_views.mmi", d=4).mi(q) for q in ("I(theta; x1)", "I(theta; x2)"))
+    code = cli.main(["estimate", str(two_views), "-q", "I(theta; x1, x2)", "-e", "gaussian"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"exact {exact:.6f} nats" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[3:]}
+    assert abs(float(rows["gaussian"][1]) - exact) < 0.1
+    # the manifest itself names the dataset, as for `mmmic mi DIR/manifest.json`
+    assert cli.main(["estimate", str(two_views / "manifest.json"), "-q", "I(x1; x2, theta)", "-e", "gaussian"]) == 0
 
 
 @pytest.mark.parametrize("argv, message", [
     (["-q", "I(x1; x2)", "-e", "gaussian", "-e", "kgs"], "valid: gaussian, ksg, dv, mine, nwj, infonce, js, smile"),
     (["-q", "I(x1; x2 | theta)"], 'plain "I(a; b)"'),
-    (["-q", "I(x1, theta; x2)"], 'plain "I(a; b)"'),
+    (["-q", "TC(x1; theta; x2)"], 'plain "I(a; b)"'),  # groups `I(x1, theta; x2)` are accepted now
     (["-q", "I(x1; z9)"], "`z9` is not a saved variable"),
     (["-q", "I(x1; x2)", "-e", "dv", "--max-steps", "0"], "max_steps must be a positive integer"),
 ])

@@ -19,7 +19,9 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=cmd_train_flow, passes_extra=True)  # its arguments are parsed by mmmi_dsl.flows.train
     p = sub.add_parser("estimate", help="run MI estimators on a generated dataset, beside the exact MI")
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("--query", "-q", required=True, metavar='"I(a; b)"', help="two saved variables")
+    p.add_argument("--query", "-q", required=True, metavar='"I(a; b)"',
+                   help="two saved variables, or two groups of them (\"I(x1, x2; theta)\": their arrays "
+                   "concatenated along the features)")
     p.add_argument("--estimator", "-e", action="append", default=[], metavar="NAME",
                    help="repeatable; default: all (gaussian, ksg, dv, mine, nwj, infonce, js, smile)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -61,7 +63,7 @@ def cmd_train_flow(args) -> int:
 
 def cmd_estimate(args) -> int:
     from mmmi_dsl.estimators import ESTIMATORS, get_estimator
-    from mmmi_dsl.estimators.saved import load_pair, parse_pair, run_estimators
+    from mmmi_dsl.estimators.saved import load_pair, parse_groups, run_estimators
     from mmmi_dsl.files import dumps_json
     from mmmi_dsl.report import estimate_json, estimate_table
 
@@ -75,12 +77,12 @@ def cmd_estimate(args) -> int:
         get_estimator(name)
     if args.max_samples is not None:
         at_least(args.max_samples, 2, "--max-samples")
-    pair = parse_pair(args.query)
-    if pair is None:
-        raise UsageError(f"--query {args.query!r}: give a plain \"I(a; b)\" of two saved variables "
-                         "(no conditioning, no groups)")
+    groups = parse_groups(args.query)
+    if groups is None:
+        raise UsageError(f"--query {args.query!r}: give a plain \"I(a; b)\" of two saved variables, or of two "
+                         "groups of them, \"I(a1, a2; b)\" (no conditioning, no TC or II)")
     try:
-        data = load_pair(args.dir, pair, args.max_samples)
+        data = load_pair(args.dir, groups, args.max_samples)
     except UsageError as err:  # a name that is not a saved variable
         raise UsageError(f"--query {args.query!r}: {err}") from None
     rows = run_estimators(names, data.x, data.y, seed=args.seed, device=device, options=options)

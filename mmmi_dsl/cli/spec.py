@@ -13,6 +13,9 @@ from mmmi_dsl.files import dumps_json
 #: `mmmic formula`: the symbolic engine's default time budget (decay.mmi at N = 20 takes about 56 s).
 FORMULA_TIMEOUT_S = 120.0
 
+DATASET_HELP = ("a .mmi file, or a dataset (DIR or DIR/manifest.json): the spec its manifest records, at the "
+                "recorded parameter values, with its files read from DIR")
+
 
 def add_parsers(sub) -> None:
     """Add this family's subcommands to the ``mmmic`` parser."""
@@ -28,14 +31,16 @@ def add_parsers(sub) -> None:
     add_spec_options(p)
     p.set_defaults(run=cmd_compile)
     p = sub.add_parser("mi", help="exact mutual information of a spec's reports or of --query")
-    p.add_argument("spec", metavar="SPEC")
-    add_queries(p, "a query (repeatable); default: the spec's reports, else I(target; x) and all pairs")
+    p.add_argument("spec", metavar="SPEC", help=DATASET_HELP)
+    add_queries(p, "a query (repeatable); default: the spec's reports, else I(target; x) and all pairs. "
+                   "Each is answered on its own: one that fails is reported (exit 1), the others still printed")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_spec_options(p)
     p.set_defaults(run=cmd_mi)
     p = sub.add_parser("formula", help="closed-form MI (sympy): LaTeX, text or sympy")
-    p.add_argument("spec", metavar="SPEC")
-    add_queries(p, "a query (repeatable); default: the spec's reports")
+    p.add_argument("spec", metavar="SPEC", help=DATASET_HELP)
+    add_queries(p, "a query (repeatable); default: the spec's reports. Every closed form found is printed; "
+                   "why the others have none goes to stderr (exit 1)")
     p.add_argument("--format", default="latex", choices=["latex", "text", "sympy"])
     p.add_argument("--numeric", nargs="+", default=[], metavar="NAME",
                    help="replace these params, dims or templates by their values ('templates': every "
@@ -88,35 +93,92 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def cmd_mi(args) -> int:
-    from mmmi_dsl.mi.analysis import Analysis, default_queries
+def load_target(args):
+    """``args.spec`` as a checked model: a spec file, or a dataset (``DIR`` or ``DIR/manifest.json``).
+
+    A dataset's spec is the one recorded in its manifest, at its recorded values
+    (:func:`mmmi_dsl.manifest_spec.load_dataset_spec`); notes about it go to stderr.
+    """
+    from mmmi_dsl.manifest_spec import load_dataset_spec, manifest_path
+
+    if manifest_path(args.spec) is None:
+        return load_spec(args)
+    if args.set:
+        raise UsageError(f"--set does not apply to a dataset: {args.spec} was generated at the values its "
+                         "manifest records; run the command on the spec file to change them")
+    found = load_dataset_spec(args.spec, allow_paths=args.allow_paths)
+    for d in found.drift:
+        print(f"warning: {found.path} records {d.query} = {d.recorded} nats; its spec now gives {d.now!r}: a file "
+              "it reads (template, matrix, weights) or mmmic changed since generation", file=sys.stderr)
+    if found.upper_bound:
+        print(f"note: {found.path}: the modalities were saved as 8-bit (--uint8); the MI of its files is at most "
+              "the exact MI of the model shown here", file=sys.stderr)
+    return found.model
+
+
+def answer_each(model, texts: list[str], answer) -> tuple[list, list]:
+    """``answer(query)`` for every query text (default: the model's default queries).
+
+    Returns (answers, errors): one failure (a query that does not resolve, or has no
+    answer) is a :class:`SpecError` in ``errors``, with its source so its caret renders,
+    and the other queries are still answered.
+    """
     from mmmi_dsl.lang.lower import resolve_query
-    from mmmi_dsl.report import mi_json, mi_table
-    model = load_spec(args)
-    queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
-    engine = Analysis(model)
-    results = []
-    for q in queries:
+    from mmmi_dsl.mi.analysis import default_queries
+
+    answers, errors = [], []
+    for item in texts or default_queries(model):
         try:
-            results.append(engine.evaluate(q))
+            q = resolve_query(model, item) if isinstance(item, str) else item
+            answers.append(answer(q))
         except SpecError as err:
-            if q.span is not None and q.span.file == "--query":
-                err.sources["--query"] = q.text
-            raise
+            if isinstance(item, str):
+                err.sources.setdefault("--query", item.strip())
+            errors.append(err)
+    return answers, errors
+
+
+def report_errors(errors: list) -> int:
+    """Print each error (stderr, a blank line between them); exit status 1 if there was any."""
+    if errors:
+        print("\n\n".join(err.render() for err in errors), file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_mi(args) -> int:
+    from mmmi_dsl.mi.analysis import Analysis
+    from mmmi_dsl.report import mi_json, mi_table
+    model = load_target(args)
+    engine = Analysis(model)
+    results, errors = answer_each(model, args.query, engine.evaluate)
     if args.json:
-        print(dumps_json(mi_json(model, results)))
-    else:
-        print(mi_table(model, queries, results))
-    return 0
+        out = mi_json(model, results)
+        if errors:
+            out["errors"] = [error_json(e) for e in errors]
+        print(dumps_json(out))
+    elif results:
+        print(mi_table(model, [], results))
+    return report_errors(errors)
+
+
+def error_json(err: SpecError) -> dict:
+    """A failed query in JSON: its first diagnostic's code and message, with its position."""
+    d = err.diagnostics[0]
+    out = {"code": d.code, "message": d.message}
+    if d.span is not None:
+        out["at"] = f"{d.span.file}:{d.span.line}:{d.span.column}"
+    return out
 
 
 def cmd_formula(args) -> int:
-    from mmmi_dsl.mi.analysis import default_queries
-    from mmmi_dsl.lang.lower import resolve_query
-    from mmmi_dsl.report import formula_text
-    model = load_spec(args)
-    queries = [resolve_query(model, q) for q in args.query] or default_queries(model)
+    from mmmi_dsl.mi.symbolic import derive_each
+    from mmmi_dsl.report import formula_failures, formula_lines
+    model = load_target(args)
     if args.timeout < 0:
         raise UsageError("--timeout must be 0 (no limit) or a positive number of seconds")
-    print(formula_text(model, queries, args.format, set(args.numeric), budget_s=args.timeout or None))
-    return 0
+    queries, errors = answer_each(model, args.query, lambda q: q)
+    derived = derive_each(model, queries, set(args.numeric), args.timeout or None)
+    lines = formula_lines([r for r in derived if r.formula is not None], args.format)
+    if lines:
+        print("\n".join(lines))
+    return report_errors(errors + formula_failures(derived))

@@ -1,8 +1,9 @@
 """Estimators on a generated dataset (``mmmic estimate``), beside the manifest's exact MI.
 
-:func:`load_pair` reads two saved variables and the exact MI the manifest holds for
-them; :func:`run_estimators` runs estimators on them and returns one
-:class:`EstimatorRow` per estimator (a failure is a row, not an exception). Rendering is
+:func:`load_pair` reads two saved variables, or two groups of them, and their exact
+MI (recorded in the manifest, else computed from the spec it records);
+:func:`run_estimators` runs estimators on them and returns one :class:`EstimatorRow`
+per estimator (a failure is a row, not an exception). Rendering is
 :func:`mmmi_dsl.report.estimate_table` and :func:`mmmi_dsl.report.estimate_json`.
 """
 
@@ -25,6 +26,14 @@ def parse_pair(query: str) -> tuple[str, str] | None:
     Parsed with the language's own query grammar (:func:`mmmi_dsl.lang.parse.parse_query`);
     a member ``x[1]`` is named as the dataset saves it, ``x[1]``.
     """
+    groups = parse_groups(query)
+    if groups is None or any(len(g) != 1 for g in groups):
+        return None
+    return groups[0][0], groups[1][0]
+
+
+def parse_groups(query: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The two groups of ``I(a1, a2; b)`` (one name or more each); None for ``|``, TC, II or bad syntax."""
     from mmmi_dsl.lang.parse import parse_query
 
     text = query.strip()
@@ -32,9 +41,9 @@ def parse_pair(query: str) -> tuple[str, str] | None:
         q, _unit = parse_query(text, "query")
     except SpecError:
         return None
-    if q.op != "I" or q.given or len(q.groups) != 2 or any(len(g) != 1 for g in q.groups):
+    if q.op != "I" or q.given or len(q.groups) != 2 or any(not g for g in q.groups):
         return None
-    return _ref_name(q.groups[0][0], text), _ref_name(q.groups[1][0], text)
+    return tuple(tuple(_ref_name(r, text) for r in g) for g in q.groups)
 
 
 def _ref_name(ref, text: str) -> str:
@@ -48,32 +57,91 @@ def _ref_name(ref, text: str) -> str:
     return text[ref.span.column - 1:ref.span.end_column - 1]
 
 
-def exact_value(manifest: dict, pair: tuple[str, str]):
-    """The manifest's exact MI (nats; float, or "inf") of this pair, in either order; None if unknown."""
+Groups = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _as_groups(pair) -> Groups:
+    """``("x1", "x2")`` or ``(("x1", "x2"), ("theta",))`` as two tuples of names."""
+    return tuple((g,) if isinstance(g, str) else tuple(g) for g in pair)
+
+
+def query_text(groups: Groups) -> str:
+    """``I(x1, x2; theta)``."""
+    return f"I({', '.join(groups[0])}; {', '.join(groups[1])})"
+
+
+def _same(a: Groups, b: Groups) -> bool:
+    """The same MI: equal sets of names on each side, in either order of the sides."""
+    sa, sb = [frozenset(g) for g in a], [frozenset(g) for g in b]
+    return sa == sb or sa == sb[::-1]
+
+
+def exact_value(manifest: dict, pair):
+    """The manifest's recorded exact MI (nats; float, or "inf") of this pair or these groups, in either
+    order (of the sides and within a group); None if it records none."""
+    want = _as_groups(pair)
     for entry in manifest.get("mi", []):
-        other = parse_pair(str(entry.get("query", "")))
-        if other in (pair, pair[::-1]):
+        other = parse_groups(str(entry.get("query", "")))
+        if other is not None and _same(other, want):
             return entry.get("nats")
     return None
 
 
+def spec_value(directory: str | Path, groups: Groups) -> tuple[float | str | None, str | None]:
+    """The exact MI of ``groups`` from the spec the manifest records, at its recorded values:
+    (nats, or "inf"; None) or (None, why there is none).
+
+    Uses :func:`mmmi_dsl.manifest_spec.load_dataset_spec` (files the spec reads resolve
+    against the dataset directory).
+    """
+    import math
+
+    from mmmi_dsl.dataset import DatasetError
+    from mmmi_dsl.lang.lower import resolve_query
+    from mmmi_dsl.manifest_spec import load_dataset_spec
+    from mmmi_dsl.mi.analysis import Analysis
+
+    try:
+        model = load_dataset_spec(directory, check_drift=False).model
+        nats = Analysis(model).evaluate(resolve_query(model, query_text(groups), "manifest")).nats
+    except SpecError as err:
+        return None, err.diagnostics[0].message
+    except DatasetError as err:
+        return None, str(err)
+    return ("inf" if math.isinf(nats) else nats), None
+
+
 @dataclass(frozen=True)
 class SavedPair:
-    """Two saved variables: ``x`` (n, *shape_x), ``y`` (n, *shape_y) and their exact MI
-    from the manifest (nats; a float, ``"inf"``, or None when it holds none)."""
+    """Two groups of saved variables: ``x`` (n, *shape_x), ``y`` (n, *shape_y), and their exact MI
+    (nats; a float, ``"inf"``, or None when none is known, with ``note`` saying why).
 
-    names: tuple[str, str]
+    A group of one variable keeps its shape; a group of several is their arrays flattened
+    to (n, size) and concatenated along the features, in the order given.
+    """
+
+    groups: Groups
     x: np.ndarray
     y: np.ndarray
     exact: float | str | None
+    note: str | None = None
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """Each side's names joined: ``("x1, x2", "theta")``."""
+        return ", ".join(self.groups[0]), ", ".join(self.groups[1])
 
     @property
     def n(self) -> int:
         return len(self.x)
 
 
-def load_pair(directory: str | Path, pair: tuple[str, str], max_samples: int | None = None) -> SavedPair:
-    """The first ``max_samples`` (default: all) samples of the two saved variables ``pair``.
+def load_pair(directory: str | Path, pair, max_samples: int | None = None) -> SavedPair:
+    """The first ``max_samples`` (default: all) samples of two saved variables, or of two groups of them.
+
+    ``pair``: ``("x1", "x2")`` or ``(("x1", "x2"), ("theta",))``. The exact MI is the
+    manifest's recorded value when it has one (either order), else it is computed from
+    the recorded spec (:func:`spec_value`).
 
     Raises:
         UsageError: a name that is not a saved variable of the dataset.
@@ -81,15 +149,29 @@ def load_pair(directory: str | Path, pair: tuple[str, str], max_samples: int | N
     """
     from mmmi_dsl.dataset import MANIFEST, load_arrays, read_manifest
 
-    manifest = read_manifest(Path(directory) / MANIFEST)
-    for name in pair:
+    groups = _as_groups(pair)
+    root = Path(directory)
+    if root.suffix.lower() == ".json" and root.is_file():  # DIR/manifest.json names DIR
+        root = root.parent
+    manifest = read_manifest(root / MANIFEST)
+    for name in [n for g in groups for n in g]:
         if name not in manifest["variables"]:
             raise UsageError(f"`{name}` is not a saved variable of {directory}; "
                              f"{did_you_mean(name, manifest['variables'])}")
-    arrays = [load_arrays(directory, name) for name in pair]
-    n = len(arrays[0]) if max_samples is None else min(len(arrays[0]), max_samples)
-    x, y = (np.asarray(a[:n]) for a in arrays)
-    return SavedPair(tuple(pair), x, y, exact_value(manifest, tuple(pair)))
+    arrays = {name: load_arrays(root, name) for name in dict.fromkeys(n for g in groups for n in g)}
+    total = len(next(iter(arrays.values())))
+    n = total if max_samples is None else min(total, max_samples)
+    x, y = (_side(g, arrays, n) for g in groups)
+    exact, note = exact_value(manifest, groups), None
+    if exact is None:
+        exact, note = spec_value(root, groups)
+    return SavedPair(groups, x, y, exact, note)
+
+
+def _side(group: tuple[str, ...], arrays: dict, n: int) -> np.ndarray:
+    if len(group) == 1:
+        return np.asarray(arrays[group[0]][:n])
+    return np.concatenate([np.asarray(arrays[name][:n]).reshape(n, -1) for name in group], axis=1)
 
 
 @dataclass(frozen=True)

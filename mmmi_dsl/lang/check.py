@@ -133,7 +133,11 @@ def _check_terms(model: ir.Model, lhs: str, size: int, terms, errors: Collector)
 
 
 def check_query(model: ir.Model, q: ir.Query, errors: Collector) -> None:
-    """Rules on labels inside queries (names were resolved by lowering)."""
+    """Rules on labels inside queries, then disjoint groups for TC and II (names were resolved by lowering).
+
+    One problem per query: the disjointness rule is checked only when the label rules passed.
+    """
+    before = len(errors.diagnostics)
     sides = list(q.groups) + ([q.given] if q.given else [])
     for i, side in enumerate(sides):
         labels = [n for n in side if n in model.labels]
@@ -147,6 +151,38 @@ def check_query(model: ir.Model, q: ir.Query, errors: Collector) -> None:
     if q.kind == "I" and all(any(n in model.labels for n in g) for g in q.groups):
         errors.error("E0211", "I(label; label) between two labels is not supported", q.span, "",
                      "put Gaussian variables (modalities, latents, targets) on one side")
+    if q.kind in ("TC", "II") and len(errors.diagnostics) == before:
+        _check_disjoint(model, q, errors)
+
+
+def _check_disjoint(model: ir.Model, q: ir.Query, errors: Collector) -> None:
+    """TC and II take disjoint groups; a modality and its latent count as one variable.
+
+    Note:
+        With a shared variable TC (a KL divergence from the product of the groups'
+        marginals) is infinite, as I(x1; x1, x2) is; II = I(A; B) - I(A; B | C) stops being
+        symmetric (II(x1; x2; x1) would read I(x1; x2), II(x1; x1; x2) inf - inf), so it has
+        no value. Both are refused with the shared variable named.
+    """
+    def one(name: str) -> str:
+        return model.flows[name].latent if name in model.flows else name
+
+    seen: dict[str, tuple[int, str]] = {}
+    for i, group in enumerate(q.groups):
+        for name in group:
+            first = seen.get(one(name))
+            if first is not None and first[0] != i:
+                j, other = first
+                what = (f"`{name}` is in groups {j + 1} and {i + 1}" if other == name else
+                        f"`{other}` (group {j + 1}) and `{name}` (group {i + 1}) are one variable: a modality and "
+                        "its latent")
+                hint = ("a variable shared by two groups makes the total correlation infinite, as I(x; x, y) is; "
+                        "list each variable in one group" if q.kind == "TC" else
+                        "with a shared variable, I(A; B) - I(A; B | C) depends on which group is C; ask for "
+                        "I(A; B) and I(A; B | C) separately")
+                errors.error("E0211", f"{q.kind}(...) needs disjoint groups: {what}", q.span, "", hint)
+                return
+            seen.setdefault(one(name), (i, name))
 
 
 def physical_memory() -> int:
