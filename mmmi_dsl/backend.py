@@ -354,6 +354,16 @@ class Sampler(torch.nn.Module):
                 rows.append(flow.inverse(xb.reshape(len(xb), -1)).cpu().numpy())
         return np.concatenate(rows) if rows else np.zeros((0, self.model.size_of(name)))
 
+    def standardization(self, name: str) -> np.ndarray:
+        """The matrix S (size, size) of modality ``name``'s standardisation: its flow reads ``S z``.
+
+        ``z`` is the latent as a column; :meth:`invert` returns ``S z`` (float64 here).
+        """
+        size = self.model.size_of(self.model.flows[name].latent)
+        with torch.no_grad():
+            rows = self._standardized(name, torch.eye(size, dtype=self.dtype, device=self.device))
+        return rows.double().cpu().numpy().T  # row j is S e_j
+
     def _standardized(self, name: str, z: torch.Tensor) -> torch.Tensor:
         st = self._standardizers[name]
         if st[0] == "none":

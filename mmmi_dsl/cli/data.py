@@ -110,15 +110,39 @@ def cmd_generate(args) -> int:
         raise UsageError(f"--resume: no run to resume in {out} (no {manifest_name(job)})")
     from mmmi_dsl.cli.args import parse_bracket
     uint8_range = parse_bracket(args.uint8, "--uint8") if args.uint8 else None
+    before = {} if args.overwrite else _recorded(out, job)
     manifest = generate_dataset(model, out, args.n, seed=args.seed, device=check_device(args.device), dtype=args.dtype,
                                 standardize=args.standardize, save_latents=args.save_latents,
                                 pmi=tuple(_pmi_pairs(model, args.pmi)), chunk_size=args.chunk_size,
                                 uint8_range=uint8_range, shard_size=args.shard_size, batch_size=args.batch_size,
                                 job=job, progress=not args.no_progress, overwrite=args.overwrite)
     done = sum(s["n"] for s in manifest["shards"])
+    kept = [s for s in manifest["shards"] if before.get(s["index"]) == s["sha256"]]
+    if kept and len(kept) == len(manifest["shards"]) and manifest["complete"]:
+        print(f"{out}: complete, nothing to do ({done:,} tuples in {len(kept)} shard(s) already written; "
+              f"their sizes were checked, not their sha256: run `mmmic verify {out}` for that)")
+        return 0
     print(f"wrote {done:,} of {args.n:,} tuples in {len(manifest['shards'])} shard(s) to {out}"
           + ("" if job == (0, 1) else f" (job {job[0]}/{job[1]}; run `mmmic merge {out}` when all jobs are done)"))
+    if kept:
+        print(f"resumed: kept {len(kept)} shard(s) already on disk, checked by size only, not rehashed; "
+              f"run `mmmic verify {out}` to check their sha256")
     return 0
+
+
+def _recorded(out: Path, job: tuple[int, int]) -> dict[int, dict]:
+    """The shards (index -> sha256 per variable) a manifest in ``out`` records now and whose files are
+    on disk with their sizes (those a resume keeps); {} if none."""
+    from mmmi_dsl.dataset import DatasetError, manifest_name, read_manifest
+    from mmmi_dsl.dataset.safety import is_regular
+    from mmmi_dsl.dataset.writer import on_disk
+
+    path = out / manifest_name(job)
+    try:
+        shards = read_manifest(path)["shards"] if is_regular(path) else []
+    except DatasetError:
+        return {}
+    return {s["index"]: s["sha256"] for s in shards if on_disk(out, s)}
 
 
 def cmd_preview(args) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mmmi_dsl.dataset.format import MANIFEST, DatasetError, identity_difference, read_manifest, shard_count
+from mmmi_dsl.dataset.safety import WriterLock, refuse_link, remove_stale
 from mmmi_dsl.files import dumps_json, write_atomic
 
 
@@ -24,7 +25,8 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
 
     Raises:
         DatasetError: no part manifests, parts of different runs (the field is named), a
-            shard in two parts, or an ``out_dir`` holding another run's manifest.
+            shard in two parts, an ``out_dir`` holding another run's manifest, a link in
+            place of its ``manifest.json``, or another writer holding ``out_dir``'s lock.
     """
     parts = _part_paths(sources)
     out = Path(out_dir) if out_dir is not None else parts[0].parent
@@ -39,16 +41,20 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
             if shard["index"] in shards:
                 raise DatasetError(f"shard {shard['index']} is in both {shards[shard['index']][0]} and {path}")
             shards[shard["index"]] = (path, _rebase(shard, path.parent, out))
-    existing = out / MANIFEST
-    if existing.is_file():
-        diff = identity_difference(read_manifest(existing), first)
-        if diff:
-            raise DatasetError(f"{existing} belongs to another dataset: {diff}")
     merged = {k: v for k, v in first.items() if k not in ("job", "shards", "complete")}
     merged["parts"] = [Path(os.path.relpath(p, out)).as_posix() for p in parts]
     merged["shards"] = [shards[i][1] for i in sorted(shards)]
     merged["complete"] = sorted(shards) == list(range(shard_count(first["n"], first["shard_size"])))
-    write_atomic(existing, dumps_json(merged) + "\n")
+    existing = out / MANIFEST
+    out.mkdir(parents=True, exist_ok=True)
+    with WriterLock(out, MANIFEST):
+        remove_stale(out, f".{MANIFEST}.*.tmp")  # of a merge or generate killed while writing it
+        refuse_link(existing)
+        if existing.is_file():
+            diff = identity_difference(read_manifest(existing), first)
+            if diff:
+                raise DatasetError(f"{existing} belongs to another dataset: {diff}")
+        write_atomic(existing, dumps_json(merged) + "\n")
     return merged
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from mmmi_dsl.dataset.format import FORMAT, MANIFEST, DatasetError, read_manifest, shard_count, shard_rows
+from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, Recovery
 from mmmi_dsl.dataset.stats import MI_BATCHES, batch_moments, covariance, gaussian_mi, plain_pair, plugin_bias
 from mmmi_dsl.dataset.writer import run_to_resume
 
@@ -25,11 +26,15 @@ MAX_LINES = 20           # problems of one kind listed before "... and k more"
 
 @dataclass(frozen=True)
 class MICheck:
-    """The plug-in test of one ``I(a; b)``: |plugin - bias - exact| <= tolerance (nats).
+    """The test of one ``I(a; b)`` against the data: |plugin - bias - exact| <= tolerance (nats).
 
-    ``se`` is the standard error of the bias-corrected estimate from MI_BATCHES batch
-    means; ``tolerance`` = MI_SIGMAS se + 1e-3 (1 + |exact|). ``p``, ``q``: flattened
-    columns of the two sides; ``n``: samples.
+    ``method`` ``plug-in``: the Gaussian plug-in MI of saved Gaussian arrays, all n samples;
+    ``se`` from MI_BATCHES batch means; ``tolerance`` = MI_SIGMAS se + 1e-3 (1 + |exact|).
+    ``method`` ``directions``: the flows inverted on a subsample of ``n`` of ``total``
+    tuples, the information tested through the model's canonical directions
+    (:mod:`~mmmi_dsl.dataset.oracle`); ``tolerance`` = DIRECTION_SIGMAS se + 1e-3 (1 + |exact|).
+    ``p``, ``q``: flattened columns of the two sides; ``how``: what was read or inverted;
+    ``correlations``: the directions' exact canonical correlations.
     """
 
     query: str
@@ -41,6 +46,10 @@ class MICheck:
     n: int
     p: int
     q: int
+    method: Literal["plug-in", "directions"] = "plug-in"
+    how: str = ""
+    total: int = 0
+    correlations: tuple[float, ...] = ()
 
     @property
     def estimate(self) -> float:
@@ -55,6 +64,13 @@ class MICheck:
         return abs(self.diff) <= self.tolerance
 
     def describe(self) -> str:
+        if self.method == "directions":
+            rho = ", ".join(f"{r:.3f}" for r in self.correlations[:4]) + (", ..." if len(self.correlations) > 4 else "")
+            return (f"{self.query}: {self.how}, on {self.n:,} of {self.total:,} tuples (seeded); "
+                    f"{len(self.correlations)} canonical pair(s) of the exact covariance (rho {rho}): "
+                    f"{self.plugin:.4f} - bias {self.bias:.4f} = {self.estimate:.4f} +- {self.se:.4f} nats vs "
+                    f"exact {self.exact:.4f} (diff {self.diff:+.4f}, allowed {self.tolerance:.4f} = "
+                    f"{DIRECTION_SIGMAS:g} SE + slack; p={self.p}, q={self.q})")
         return (f"{self.query}: plug-in {self.plugin:.4f} - bias {self.bias:.4f} = {self.estimate:.4f} nats vs "
                 f"exact {self.exact:.4f} (diff {self.diff:+.4f}, allowed {self.tolerance:.4f} = 5 SE + slack, "
                 f"SE {self.se:.4f}; n={self.n}, p={self.p}, q={self.q})")
@@ -228,36 +244,78 @@ def _file_problem(path: Path, spec: dict | None, shard: dict, var: str) -> str |
 
 
 def _check_mi(root: Path, manifest: dict, report: VerifyReport) -> None:
-    """Compare the data's Gaussian plug-in MI with each exact ``I(a; b)`` of the manifest.
+    """Compare the data with each exact ``I(a; b)`` of the manifest.
 
-    ``manifest["gaussian_arrays"]`` maps query names to the saved variables holding their
-    Gaussian latents (a modality with a non-identity flow maps to its latent's array).
-    The estimate is plug-in minus :func:`plugin_bias`; its standard error SE comes from
-    MI_BATCHES batch means. Pass: ``|estimate - exact| <= 5 SE + 1e-3 (1 + |exact|)``.
+    Where both sides are saved Gaussian arrays (``manifest["gaussian_arrays"]`` maps query
+    names to them) and n >= MI_BATCHES MIN_ROWS_PER_DIM (p + q): the Gaussian plug-in MI of
+    all samples minus :func:`plugin_bias`, its standard error SE from MI_BATCHES batch
+    means; pass: ``|estimate - exact| <= 5 SE + 1e-3 (1 + |exact|)``. Otherwise the model is
+    rebuilt from the manifest, its flows inverted on a subsample and the information tested
+    through its canonical directions (:mod:`~mmmi_dsl.dataset.oracle`), at any n.
     """
     arrays = manifest.get("gaussian_arrays", {})
     n = manifest["n"]
+    recovery: list = []  # built on first use: [Recovery] or [the reason it cannot be]
     for result in manifest.get("mi", []):
         query = result["query"]
         sides = plain_pair(query)
         if sides is None:
             report.add("skip", f"{query}: only unconditional I(a; b) is checked against data")
             continue
-        unmapped = [x for x in sides[0] + sides[1] if arrays.get(x) not in manifest["variables"]]
-        if unmapped:
-            report.add("skip", f"{query}: no saved Gaussian array for `{unmapped[0]}`")
-            continue
-        a, b = ([arrays[x] for x in side] for side in sides)
-        p, q = (sum(math.prod(manifest["variables"][v]["shape"]) for v in side) for side in (a, b))
-        if not isinstance(result.get("nats"), (int, float)):
+        if not isinstance(result.get("nats"), (int, float)) or not math.isfinite(result["nats"]):
             report.add("skip", f"{query}: the exact value is {result.get('nats')}")
+            continue
+        unmapped = [x for x in sides[0] + sides[1] if arrays.get(x) not in manifest["variables"]]
+        a, b = ([arrays.get(x) for x in side] for side in sides)
+        if unmapped:
+            why = f"no saved Gaussian array for `{unmapped[0]}`"
         elif set(a) & set(b):
-            report.add("skip", f"{query}: both sides use the same saved array")
-        elif p + q > MAX_PLUGIN_DIM or n < MI_BATCHES * MIN_ROWS_PER_DIM * (p + q):
-            report.add("skip", f"{query}: p + q = {p + q} dimensions for {n} samples; the plug-in check "
-                               f"needs p + q <= {MAX_PLUGIN_DIM} and n >= {MI_BATCHES * MIN_ROWS_PER_DIM} (p + q)")
+            why = "both sides use the same saved array"
         else:
-            _check_one(root, manifest, query, float(result["nats"]), a + b, p, report)
+            p, q = (sum(math.prod(manifest["variables"][v]["shape"]) for v in side) for side in (a, b))
+            why = (f"p + q = {p + q} dimensions for {n} samples; the plug-in check needs p + q <= {MAX_PLUGIN_DIM} "
+                   f"and n >= {MI_BATCHES * MIN_ROWS_PER_DIM} (p + q)")
+            if p + q <= MAX_PLUGIN_DIM and n >= MI_BATCHES * MIN_ROWS_PER_DIM * (p + q):
+                _check_one(root, manifest, query, float(result["nats"]), a + b, p, report)
+                continue
+        _check_directions(root, manifest, query, float(result["nats"]), sides, why, recovery, report)
+
+
+def _check_directions(root: Path, manifest: dict, query: str, exact: float, sides, why: str, recovery: list,
+                      report: VerifyReport) -> None:
+    """The test through the model's canonical directions; a skip saying ``why`` not when it cannot run."""
+    if not recovery:
+        try:
+            recovery.append(Recovery(root, manifest))
+        except DatasetError as err:
+            recovery.append(str(err))
+    if isinstance(recovery[0], str):
+        report.add("skip", f"{query}: {why}, and {recovery[0]}")
+        return
+    rec: Recovery = recovery[0]
+    if set(sides[0]) & set(sides[1]):
+        report.add("skip", f"{query}: both sides share a variable")
+        return
+    try:
+        test, spec_exact, how = rec.test(sides)
+    except DatasetError as err:
+        report.add("skip", f"{query}: {why}; {err}")
+        return
+    if not test.correlations:
+        report.add("skip", f"{query}: exact value {exact:.4g}: no direction carries information, "
+                           "and independence in every direction is not tested at this size")
+        return
+    if abs(spec_exact - exact) > 1e-6 * (1 + abs(exact)):
+        report.fail([f"{query}: the manifest records {exact!r} nats, its spec gives {spec_exact!r}"])
+        return
+    p, q = (sum(rec.model.size_of(v) for v in side) for side in sides)
+    check = MICheck(query=query, plugin=test.plugin, bias=test.bias, exact=exact, se=test.se,
+                    tolerance=DIRECTION_SIGMAS * test.se + 1e-3 * (1 + abs(exact)), n=test.m, p=p, q=q,
+                    method="directions", how=how, total=manifest["n"], correlations=test.correlations)
+    if check.ok:
+        report.add("ok", check.describe(), check)
+    else:
+        report.fail([check.describe()], check)
 
 
 def _check_one(root: Path, manifest: dict, query: str, exact: float, names: list[str], p: int,

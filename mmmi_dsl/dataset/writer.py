@@ -25,6 +25,8 @@ from mmmi_dsl.dataset.format import (FORMAT, REQUIRED_METADATA, RESERVED, Datase
                                      identity_difference, manifest_name, manifest_paths, npy_header,
                                      read_manifest, shard_count, shard_rows)
 from mmmi_dsl.dataset.jobs import check_split
+from mmmi_dsl.dataset.safety import (WriterLock, fsync_folder, is_regular, nofollow_new, refuse_link,
+                                     remove_stale, safe_folder)
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.files import dumps_json, write_atomic
 
@@ -65,9 +67,9 @@ def run_to_resume(out_dir: str | Path, job: tuple[int, int] = (0, 1)) -> bool:
     return (out_dir / name).is_file() or any(out_dir.glob(f".{name}.*.tmp"))
 
 
-def _on_disk(out_dir: Path, shard: dict) -> bool:
-    """Whether every file of a shard exists with its recorded size."""
-    return all((out_dir / rel).is_file() and (out_dir / rel).stat().st_size == shard["bytes"][var]
+def on_disk(out_dir: Path, shard: dict) -> bool:
+    """Whether every file of a shard exists, is no link, and has its recorded size (not rehashed)."""
+    return all(is_regular(out_dir / rel) and (out_dir / rel).stat().st_size == shard["bytes"][var]
                for var, rel in shard["files"].items())
 
 
@@ -83,6 +85,7 @@ def _prepare(out_dir: Path, manifest: dict, job: tuple[int, int], overwrite: boo
     n_shards = shard_count(manifest["n"], manifest["shard_size"])
     keep: dict[int, dict] = {}
     for path in manifest_paths(out_dir):
+        refuse_link(path)
         try:
             old = read_manifest(path)
         except DatasetError:
@@ -97,7 +100,7 @@ def _prepare(out_dir: Path, manifest: dict, job: tuple[int, int], overwrite: boo
             raise DatasetError(f"{path} belongs to another dataset: {diff}; "
                                "choose another directory or overwrite it")
         elif not overwrite:
-            keep.update({s["index"]: s for s in old["shards"] if s["index"] % k == i and _on_disk(out_dir, s)})
+            keep.update({s["index"]: s for s in old["shards"] if s["index"] % k == i and on_disk(out_dir, s)})
     return keep
 
 
@@ -108,7 +111,7 @@ def _remove(out_dir: Path, manifest_path: Path, shards: list[dict]) -> None:
     for shard in shards:
         for rel in shard["files"].values():
             path = (out_dir / rel).resolve()
-            if path.is_relative_to(root):
+            if path.is_relative_to(root) and path == root / rel:  # no link on the way
                 path.unlink(missing_ok=True)
                 folders.add(path.parent)
     for folder in folders - {root}:
@@ -130,7 +133,8 @@ class _NpyWriter:
         self.shape, self.dtype = shape, np.dtype(dtype)
         self.rows = 0
         self.sha = hashlib.sha256()
-        self.file = open(self.tmp, "wb")
+        refuse_link(path)
+        self.file = open(self.tmp, "wb", opener=nofollow_new)
         self._write(npy_header(shape, self.dtype))
 
     def _write(self, data) -> None:
@@ -170,10 +174,8 @@ def _write_shard(out_dir: Path, sampler: ChunkSampler, manifest: dict, index: in
     """Stream shard ``index`` to its files (temp, fsync, rename); return its manifest entry."""
     start, stop = shard_rows(manifest, index)
     rel_dir = f"shard-{index:05d}"
-    shard_dir = out_dir / rel_dir
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in shard_dir.glob(".*.tmp"):  # from a killed run
-        leftover.unlink()
+    shard_dir = safe_folder(out_dir, rel_dir)
+    remove_stale(shard_dir, ".*.tmp")  # from a killed run
     stems = file_stems(manifest["variables"])
     files = {var: f"{rel_dir}/{stems[var]}.npy" for var in manifest["variables"]}
     writers: dict[str, _NpyWriter] = {}
@@ -192,19 +194,11 @@ def _write_shard(out_dir: Path, sampler: ChunkSampler, manifest: dict, index: in
             w.discard()
         raise
     for w in writers.values():
+        refuse_link(w.path)
         os.replace(w.tmp, w.path)
-    _fsync_dir(shard_dir)
+    fsync_folder(shard_dir)
     return {"index": index, "start": start, "n": stop - start, "files": files,
             "sha256": {var: d[0] for var, d in done.items()}, "bytes": {var: d[1] for var, d in done.items()}}
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make renames in a folder durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_space(out_dir: Path, manifest: dict, todo: list[int]) -> None:
@@ -257,30 +251,46 @@ def write_dataset(out_dir: str | Path, sampler: ChunkSampler, n: int, *, seed: i
     Returns:
         The manifest written.
 
+    Shards already on disk are kept when their files have the recorded sizes; they are
+    not rehashed (``verify`` does that). A rerun of a finished run writes nothing.
+
     Raises:
-        DatasetError: ``out_dir`` holds another run's dataset, or the disk is too small.
+        DatasetError: ``out_dir`` holds another run's dataset, the disk is too small, a
+            symbolic link sits where a file or folder of the run goes (never followed), or
+            another writer holds the run's lock (it is named).
         UsageError: a bad n, shard_size, batch_size or job.
     """
     out_dir = Path(out_dir)
     n, seed = int(n), int(seed)
     _check_args(n, shard_size, batch_size, job)
     manifest = _new_manifest(sampler, n, seed, shard_size, metadata, fingerprint, job)
-    done = _prepare(out_dir, manifest, job, overwrite) if out_dir.is_dir() else {}
     owned = [s for s in range(shard_count(n, shard_size)) if s % job[1] == job[0]]
-    todo = [s for s in owned if s not in done]
-    _check_space(out_dir, manifest, todo)
-    target = out_dir / manifest_name(job)
+    if not out_dir.exists():
+        _check_space(out_dir, manifest, owned)  # refuse before creating anything
     out_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in out_dir.glob(f".{target.name}.*.tmp"):  # write_atomic's, from a killed run
-        leftover.unlink()
+    target = out_dir / manifest_name(job)
+    with WriterLock(out_dir, target.name):
+        remove_stale(out_dir, f".{target.name}.*.tmp")  # write_atomic's, of a dead writer
+        done = _prepare(out_dir, manifest, job, overwrite)
+        todo = [s for s in owned if s not in done]
+        _check_space(out_dir, manifest, todo)
+        return _write_todo(out_dir, sampler, manifest, target, done, owned, todo, batch_size, progress, job)
 
+
+def _write_todo(out_dir: Path, sampler: ChunkSampler, manifest: dict, target: Path, done: dict[int, dict],
+                owned: list[int], todo: list[int], batch_size: int, progress: bool, job: tuple[int, int]) -> dict:
+    """Write the shards ``todo`` (``done`` are kept), recording each in ``target``; the manifest."""
     recorded = [len(done)]
 
     def save() -> None:
         manifest["shards"] = [done[s] for s in sorted(done)]
         manifest["complete"] = len(done) == len(owned)
+        text = dumps_json(manifest) + "\n"
+        refuse_link(target)
+        if is_regular(target) and target.read_bytes() == text.encode():
+            return  # a rerun of a finished run writes nothing (so it also finishes on a full disk)
         with _naming(target):
-            write_atomic(target, dumps_json(manifest) + "\n")
+            write_atomic(target, text)
         recorded[0] = len(done)
 
     total = sum(_rows(manifest, s) for s in owned)
