@@ -11,7 +11,6 @@ fit comfortably in memory (it needs 8 (N d)^2 bytes per query set).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 

@@ -40,7 +40,8 @@ def main(argv: list[str]) -> None:
     after = Path(argv[1]).resolve() if len(argv) > 1 else ROOT
     rounds = 5
     print(f"load average {os.getloadavg()[0]:.2f}; {rounds} rounds; before {before}, after {after}")
-    print(f"{'case':<22} {'before min':>10} {'after min':>10} {'before med':>10} {'after med':>10} {'after/before':>12}")
+    print(f"{'case':<22} {'before min':>10} {'after min':>10} {'before med':>10} {'after med':>10} "
+          f"{'after/before':>12}")
     for n in (10, 100):
         b, a = [], []
         for _ in range(rounds):

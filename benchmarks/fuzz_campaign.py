@@ -267,8 +267,8 @@ def _init(limit_gib: float) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     _WORK = workdir()
     _SOURCES = [p.read_bytes() for p in SPECS]
-    from mmmi_dsl.cli import main  # noqa: F401 - import once per worker
     import mmmi_dsl.mi.analysis  # noqa: F401
+    from mmmi_dsl.cli import main  # noqa: F401 - import once per worker
 
 
 def case_input(seed: int) -> tuple[bytes, str, str]:

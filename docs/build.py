@@ -313,7 +313,6 @@ def render_html(md_text: str, title: str, depth: int) -> str:
     import markdown
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import get_lexer_by_name
-
     from pygments.util import ClassNotFound
 
     try:

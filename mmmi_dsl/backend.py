@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from mmmi_dsl import ir
-from mmmi_dsl.mi.analysis import Analysis, Form
-from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
 from mmmi_dsl.builtins import FLOWS
 from mmmi_dsl.builtins.flows import STANDARDIZE
+from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
 from mmmi_dsl.flows import build_flow
+from mmmi_dsl.mi.analysis import Analysis, Form
 
 #: A flow must give back its input to this fraction of the input's RMS on the first chunk (else refused).
 ROUNDTRIP_RTOL = 1e-2
@@ -150,7 +150,8 @@ class Sampler(torch.nn.Module):
             self._standardizers[name] = self._standardizer(f.latent, how)
         per_sample = sum(p.size for p in model.protos.values()) + sum(model.size_of(v) for v in self.gaussians)
         per_sample += sum(model.size_of(x) for x in model.flows)
-        self.chunk_size = int(chunk_size or max(1, min(MAX_CHUNK, 2 ** int(math.log2(max(1, CHUNK_FLOATS // per_sample))))))
+        fitting = 2 ** int(math.log2(max(1, CHUNK_FLOATS // per_sample)))  # a power of two, ~CHUNK_FLOATS floats
+        self.chunk_size = int(chunk_size or max(1, min(MAX_CHUNK, fitting)))
         self.variables = self._variables()
 
     # ----------------------------------------------------------- structure

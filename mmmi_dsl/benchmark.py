@@ -71,9 +71,9 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
 
     from mmmi_dsl.backend import Sampler
     from mmmi_dsl.dataset import load_arrays
+    from mmmi_dsl.dataset.generate import generate_dataset
     from mmmi_dsl.estimators import EstimatorError, estimate
     from mmmi_dsl.estimators.saved import parse_pair
-    from mmmi_dsl.dataset.generate import generate_dataset
     from mmmi_dsl.mi.solve import resolve_with_unit
     from mmmi_dsl.mi.sweep import sweep_targets
 

@@ -22,8 +22,8 @@ from typing import Sequence
 import numpy as np
 
 from mmmi_dsl import ir
-from mmmi_dsl.mi.analysis import LN2, Analysis
 from mmmi_dsl.errors import UsageError
+from mmmi_dsl.mi.analysis import LN2, Analysis
 
 PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
 

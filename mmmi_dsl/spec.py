@@ -114,7 +114,8 @@ class Spec(ir.Model):
         return out
 
     def mi(self, query: str, unit: str | None = None) -> float:
-        """The exact MI of one query: a float in ``unit`` (default: the query's, else nats); ``math.inf`` if infinite."""
+        """The exact MI of one query: a float in ``unit`` (default: the query's, else nats);
+        ``math.inf`` if infinite."""
         q = self.query(query)
         (result,) = self._evaluate([q], [query])
         return result.value(_unit(unit, q))
@@ -157,7 +158,8 @@ class Spec(ir.Model):
             q = d.query
             raise SpecError([Diagnostic("E0215", f"the symbolic engine gave up on {q.text} after {d.gave_up_s:g} s",
                                         q.span, "", "raise timeout (None for no limit), replace symbols by "
-                                        "numbers (numeric=[...], \"templates\", \"all\"), or get the value with .mi()")],
+                                        "numbers (numeric=[...], \"templates\", \"all\"), or get the value "
+                                        "with .mi()")],
                             {QUERY_FILE: query.strip()})
         return d.formula
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from mmmi_dsl import load, loads
-from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.backend import Sampler, TupleStream, chunk_seed
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.flows import REGISTRY
 from mmmi_dsl.lang.lower import resolve_query
+from mmmi_dsl.mi.analysis import Analysis
 
 from .conftest import ROOT
 

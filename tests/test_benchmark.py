@@ -16,9 +16,9 @@ from PIL import Image
 
 from mmmi_dsl import benchmark, cli, load
 from mmmi_dsl.cli.bench import parse_estimator
-from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.lang.lower import resolve_query
+from mmmi_dsl.mi.analysis import Analysis
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

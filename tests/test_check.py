@@ -168,7 +168,8 @@ def test_a_model_larger_than_memory_is_refused(monkeypatch):
     monkeypatch.setattr(check_mod, "physical_memory", lambda: 2**20)
     ((code, line, _, message),) = problems(low("proto u : scalar\nproto n : vector[100000]\n"))
     assert code == "E0215" and line == 2
-    assert message == "the exact-MI engine needs at least 2 MiB for this model; this machine has 1 MiB"  # 24 x 100,001 bytes
+    # 24 x 100,001 bytes
+    assert message == "the exact-MI engine needs at least 2 MiB for this model; this machine has 1 MiB"
 
 
 def test_unknown_memory_checks_nothing(monkeypatch):

@@ -235,7 +235,8 @@ def test_closed_pipe_is_not_an_error():
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_estimate_device_cuda_without_cuda_is_a_usage_error(tmp_path, mmmic):
     out = tmp_path / "d"
-    assert mmmic("generate", "specs/two_views.mmi", "--set", "d=4", "-n", "200", "-o", str(out), "--no-progress").code == 0
+    assert mmmic("generate", "specs/two_views.mmi", "--set", "d=4", "-n", "200", "-o", str(out),
+                 "--no-progress").code == 0
     r = mmmic("estimate", out, "-q", "I(x1; x2)", "-e", "gaussian", "--device", "cuda")
     assert r.code == 2
     err = r.stderr

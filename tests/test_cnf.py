@@ -16,8 +16,8 @@ pytest.importorskip("torchdiffeq")
 pytest.importorskip("safetensors")
 pytest.importorskip("sklearn")
 
-from mmmi_dsl.flows.cnf import CNF, DIGITS_WEIGHTS, Digits, load_weights  # noqa: E402
 from mmmi_dsl.flows import REGISTRY  # noqa: E402
+from mmmi_dsl.flows.cnf import CNF, DIGITS_WEIGHTS, Digits, load_weights  # noqa: E402
 from mmmi_dsl.flows.train import load_digits_array, save_weights, train_flow  # noqa: E402
 
 

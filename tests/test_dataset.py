@@ -18,8 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmmi_dsl.dataset import (DatasetError, gaussian_mi, load_arrays, merge, plugin_bias, shard_from_env,
-                              verify, write_dataset)
+from mmmi_dsl.dataset import (
+    DatasetError,
+    gaussian_mi,
+    load_arrays,
+    merge,
+    plugin_bias,
+    shard_from_env,
+    verify,
+    write_dataset,
+)
 from mmmi_dsl.errors import UsageError
 
 from .conftest import ROOT

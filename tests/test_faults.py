@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from mmmi_dsl import dataset
-from mmmi_dsl.dataset import writer
 from mmmi_dsl.cli import main
+from mmmi_dsl.dataset import writer
 
 from .conftest import ROOT
 

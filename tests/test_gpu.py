@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from mmmi_dsl import cli, load
-from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.backend import Sampler
 from mmmi_dsl.estimators import estimate
 from mmmi_dsl.lang.lower import resolve_query
+from mmmi_dsl.mi.analysis import Analysis
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu

@@ -71,7 +71,8 @@ def test_coefficients_and_templates_on_edges(models):
     assert g.edges["n2", "z2"]["label"] == "rho_h2"
     assert g.edges["z1", "x1"]["label"] == "identity"
     g = causal_graph(models["telescopes"])
-    assert g.edges["u_mass", "z2"]["label"] == "rho_mass2 × T_mass2" and g.edges["u_mass", "z2"]["template"] == "T_mass2"
+    assert g.edges["u_mass", "z2"]["label"] == "rho_mass2 × T_mass2"
+    assert g.edges["u_mass", "z2"]["template"] == "T_mass2"
     g = causal_graph(models["disentangled"])
     assert g.nodes["y_c"]["kind"] == "label" and g.edges["z_c", "y_c"]["label"] == "dot(w_c, ·)"
     assert "T1 @" in g.edges["z_c", "h1"]["label"] and g.edges["z_c", "h1"]["matrix"] == "T1"

@@ -122,7 +122,8 @@ def test_report_query_groups_given_and_unit():
 
 
 def test_for_loops_single_statement_and_block():
-    one, block = parse("for i in 1..N: latent z[i] = n[i]\nfor j in 2..3 {\n  latent a[j] = n[j]\n  latent b[j] = a[j]\n}\n")
+    one, block = parse("for i in 1..N: latent z[i] = n[i]\n"
+                       "for j in 2..3 {\n  latent a[j] = n[j]\n  latent b[j] = a[j]\n}\n")
     assert one.name == "i" and [show(x) for x in one.loop_range] == ["1", "N"]
     assert [s.kind for s in one.body] == ["latent"] and show(one.body[0].decl.index) == "i"
     assert [s.decl.name for s in block.body] == ["a", "b"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmmi_dsl.cli.args import check_device, add_spec_options, at_least, load_spec
+from mmmi_dsl.cli.args import add_spec_options, at_least, check_device, load_spec
 from mmmi_dsl.errors import UsageError
 
 if TYPE_CHECKING:

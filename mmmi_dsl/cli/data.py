@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmmi_dsl.builtins.flows import STANDARDIZE
-from mmmi_dsl.cli.args import check_device, add_spec_options, at_least, load_spec
+from mmmi_dsl.cli.args import add_spec_options, at_least, check_device, load_spec
 from mmmi_dsl.errors import SpecError, UsageError
 
 
@@ -42,7 +42,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
                    "SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE")
     p.add_argument("--save-latents", action="store_true", help="also save every latent")
-    p.add_argument("--uint8", metavar="LO,HI", help="lossy export (write --uint8=-1,1): modalities as 8-bit over the fixed range "
+    p.add_argument("--uint8", metavar="LO,HI",
+                   help="lossy export (write --uint8=-1,1): modalities as 8-bit over the fixed range "
                    "[LO, HI]; the manifest then marks the MI as an upper bound")
     p.add_argument("--pmi", action="append", default=[], metavar='"a;b"', help="add an exact PMI column")
     p.add_argument("--resume", action="store_true", help="require an existing matching run to continue "

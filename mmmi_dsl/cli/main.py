@@ -12,9 +12,9 @@ import os
 import sys
 import traceback
 
-from mmmi_dsl.version import __version__
 from mmmi_dsl.cli import bench, data, pictures, solve, spec
 from mmmi_dsl.errors import MmmicError, SpecError
+from mmmi_dsl.version import __version__
 
 #: The command families, in the order ``mmmic --help`` lists them.
 FAMILIES = (spec, solve, pictures, data, bench)

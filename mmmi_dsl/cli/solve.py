@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 
 from mmmi_dsl.cli.args import add_queries, add_spec_options, load_spec, parse_bracket
-from mmmi_dsl.mi.targets import parse_target, parse_values
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.files import dumps_json
+from mmmi_dsl.mi.targets import parse_target, parse_values
 
 
 def add_parsers(sub) -> None:

@@ -9,7 +9,6 @@ from mmmi_dsl.cli.args import add_queries, add_spec_options, load_spec, parse_se
 from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.files import dumps_json
 
-
 #: `mmmic formula`: the symbolic engine's default time budget (decay.mmi at N = 20 takes about 56 s).
 FORMULA_TIMEOUT_S = 120.0
 

@@ -17,14 +17,37 @@ and :mod:`~mmmi_dsl.dataset.preview`.
 
 from __future__ import annotations
 
-from mmmi_dsl.dataset.format import (FORMAT, IDENTITY, MANIFEST, REQUIRED_METADATA, RESERVED, SHARD_KEYS,
-                                     DatasetError, Manifest, MIEntry, ShardEntry, VariableSpec, file_stems,
-                                     load_arrays, manifest_name, read_manifest, shard_count)
+from mmmi_dsl.dataset.format import (
+                                     FORMAT,
+                                     IDENTITY,
+                                     MANIFEST,
+                                     REQUIRED_METADATA,
+                                     RESERVED,
+                                     SHARD_KEYS,
+                                     DatasetError,
+                                     Manifest,
+                                     MIEntry,
+                                     ShardEntry,
+                                     VariableSpec,
+                                     file_stems,
+                                     load_arrays,
+                                     manifest_name,
+                                     read_manifest,
+                                     shard_count,
+)
 from mmmi_dsl.dataset.jobs import check_split, parse_split, shard_from_env, split_from_env
 from mmmi_dsl.dataset.merge import merge
 from mmmi_dsl.dataset.stats import MI_BATCHES, READ_ROWS, gaussian_mi, plain_pair, plugin_bias
-from mmmi_dsl.dataset.verify import (MAX_LINES, MAX_PLUGIN_DIM, MI_SIGMAS, MIN_ROWS_PER_DIM, Finding, MICheck,
-                                     VerifyReport, verify)
+from mmmi_dsl.dataset.verify import (
+                                     MAX_LINES,
+                                     MAX_PLUGIN_DIM,
+                                     MI_SIGMAS,
+                                     MIN_ROWS_PER_DIM,
+                                     Finding,
+                                     MICheck,
+                                     VerifyReport,
+                                     verify,
+)
 from mmmi_dsl.dataset.writer import ChunkSampler, run_to_resume, write_dataset
 
 __all__ = [

@@ -10,8 +10,6 @@ from mmmi_dsl.builtins import FLOWS
 from mmmi_dsl.errors import SpecError
 
 
-
-
 def dataset_metadata(model: ir.Model, sampler, results) -> dict:
     """What a dataset's manifest records besides its shards (see docs/dataset-format.md)."""
     import torch
@@ -74,9 +72,9 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
     """
     import torch
 
-    from mmmi_dsl.mi.analysis import default_queries
     from mmmi_dsl.backend import Sampler
     from mmmi_dsl.dataset.writer import write_dataset
+    from mmmi_dsl.mi.analysis import default_queries
 
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
     sampler = Sampler(model, device=device, dtype=torch_dtype, standardize=standardize,

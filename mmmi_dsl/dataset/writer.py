@@ -21,12 +21,31 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from mmmi_dsl.dataset.format import (FORMAT, REQUIRED_METADATA, RESERVED, DatasetError, file_bytes, file_stems,
-                                     identity_difference, manifest_name, manifest_paths, npy_header,
-                                     read_manifest, shard_count, shard_rows)
+from mmmi_dsl.dataset.format import (
+    FORMAT,
+    REQUIRED_METADATA,
+    RESERVED,
+    DatasetError,
+    file_bytes,
+    file_stems,
+    identity_difference,
+    manifest_name,
+    manifest_paths,
+    npy_header,
+    read_manifest,
+    shard_count,
+    shard_rows,
+)
 from mmmi_dsl.dataset.jobs import check_split
-from mmmi_dsl.dataset.safety import (WriterLock, fsync_folder, is_regular, nofollow_new, refuse_link,
-                                     remove_stale, safe_folder)
+from mmmi_dsl.dataset.safety import (
+    WriterLock,
+    fsync_folder,
+    is_regular,
+    nofollow_new,
+    refuse_link,
+    remove_stale,
+    safe_folder,
+)
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.files import dumps_json, write_atomic
 

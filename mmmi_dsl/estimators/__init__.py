@@ -29,8 +29,17 @@ from typing import Callable
 from mmmi_dsl.errors import UsageError, did_you_mean
 from mmmi_dsl.estimators.base import Estimate, EstimatorError
 from mmmi_dsl.estimators.classical import gaussian, ksg
-from mmmi_dsl.estimators.variational import (EXTRA_OPTIONS, TRAIN_DEFAULTS, VARIATIONAL, dv, infonce, js, mine,
-                                             nwj, smile)
+from mmmi_dsl.estimators.variational import (
+    EXTRA_OPTIONS,
+    TRAIN_DEFAULTS,
+    VARIATIONAL,
+    dv,
+    infonce,
+    js,
+    mine,
+    nwj,
+    smile,
+)
 
 ESTIMATORS: dict[str, Callable[..., Estimate]] = {
     "gaussian": gaussian, "ksg": ksg, "dv": dv, "mine": mine, "nwj": nwj, "infonce": infonce, "js": js,

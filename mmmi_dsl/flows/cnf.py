@@ -32,7 +32,8 @@ from mmmi_dsl.builtins.weights import FORMAT, WEIGHTS_DIR
 from mmmi_dsl.flows.base import Flow
 
 DIGITS_WEIGHTS = weights.SHIPPED["digits"]
-__all__ = ["CNF", "Digits", "Fashion", "VelocityNet", "FORMAT", "METHODS", "FIXED_STEP", "WEIGHTS_DIR", "DIGITS_WEIGHTS",
+__all__ = ["CNF", "Digits", "Fashion", "VelocityNet", "FORMAT", "METHODS", "FIXED_STEP", "WEIGHTS_DIR",
+           "DIGITS_WEIGHTS",
            "load_weights", "net_from_config"]
 
 

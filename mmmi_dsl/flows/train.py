@@ -10,7 +10,8 @@ the weights is what gets saved as the flow.
 
 Usage::
 
-    python -m mmmi_dsl.train --data digits --out mmmi_dsl/weights/digits --steps 10000 --seed 0 --threads 1 --no-progress
+    python -m mmmi_dsl.train --data digits --out mmmi_dsl/weights/digits --steps 10000 \
+        --seed 0 --threads 1 --no-progress
 
 ``--data``: ``digits``, ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``), a ``.npz`` with
 arrays ``x`` (n, C, H, W) and ``y``, a ``.npy`` (one class, or ``--labels``), or a folder of one
@@ -370,7 +371,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m mmmi_dsl.train") 
             signal.signal(signal.SIGTERM, previous)
     config.update(extra)
     st, js = save_weights(a.out, state, config)
-    left = "" if config["steps_done"] >= schedule.steps else f" ({config['steps_done']:,} of {schedule.steps:,} steps; --resume goes on)"
+    done = config["steps_done"]
+    left = "" if done >= schedule.steps else f" ({done:,} of {schedule.steps:,} steps; --resume goes on)"
     print(f"wrote {st} and {js} ({config['train_seconds']} s, final loss {config['final_loss']:.4f}){left}")
     return 0
 

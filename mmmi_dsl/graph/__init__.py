@@ -21,9 +21,9 @@ from pathlib import Path
 from mmmi_dsl import ir
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.graph.build import KINDS, causal_graph, family_range
-from mmmi_dsl.graph.picture import draw
 from mmmi_dsl.graph.export import to_dagitty, to_dot
 from mmmi_dsl.graph.layout import layout
+from mmmi_dsl.graph.picture import draw
 
 #: Graph formats :func:`write_graph` writes, by name; the suffix picks one of the first three.
 FORMATS = ("dot", "svg", "png", "dagitty")

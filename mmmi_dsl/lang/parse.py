@@ -19,14 +19,31 @@ from pathlib import Path
 
 import lark
 from lark import Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from mmmi_dsl.errors import Collector, Diagnostic, SpecError
 from mmmi_dsl.ir import Span
-
-from mmmi_dsl.lang.syntax import (Number, Shape, String, Name, Kwarg, Binder, Call, BinaryOp, Negate, ListLit, Decl, TypeAnn, IntervalAst, VarRef, QueryAst, Statement, Program)  # noqa: F401 - re-exported
+from mmmi_dsl.lang.syntax import (  # noqa: F401 - re-exported
+    BinaryOp,
+    Binder,
+    Call,
+    Decl,
+    IntervalAst,
+    Kwarg,
+    ListLit,
+    Name,
+    Negate,
+    Number,
+    Program,
+    QueryAst,
+    Shape,
+    Statement,
+    String,
+    TypeAnn,
+    VarRef,
+)
 
 # ---------------------------------------------------------------- grammar
 

@@ -11,7 +11,6 @@ from typing import Union
 from mmmi_dsl.ir import Span
 
 
-
 @dataclass(frozen=True)
 class Number:
     value: float

@@ -148,7 +148,9 @@ class LinearValue:
             return "a constant"
         if self.terms is not None:
             srcs = sorted({s for t in self.terms for s in t.sources})
-            kind = (lambda s: f"{kinds[s].kind} " if kinds and s in kinds else "")
+            def kind(s: str) -> str:
+                return f"{kinds[s].kind} " if kinds and s in kinds else ""
+
             return ", ".join(f"{kind(s)}`{s}`" for s in srcs[:3]) + (" ..." if len(srcs) > 3 else "")
         if self.template is not None:
             return f"template `{self.template[1]}`"

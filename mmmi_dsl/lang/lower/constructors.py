@@ -22,8 +22,6 @@ from mmmi_dsl.lang.lower.scope import Scope
 from mmmi_dsl.lang.syntax import Binder, Call, Kwarg, Name, Shape, Statement, String
 
 
-
-
 def npy_shape(path: Path) -> tuple[int, ...] | None:
     """Shape of a .npy file from its header alone (no pickle, no data read)."""
     import numpy as np
@@ -302,7 +300,8 @@ class Constructors(Scope):
                 self.fail("E0206", f"matrix shape {rows}x{cols} must be positive", call.span)
             if rows * cols > limits.MAX_MATRIX_ENTRIES:
                 self.fail("E0215", f"matrix {rows}x{cols} needs {gib(rows * cols * 8)} as float64", call.span, "",
-                          f"at most {limits.MAX_MATRIX_ENTRIES:,} entries ({gib(limits.MAX_MATRIX_ENTRIES * 8)}) are allowed; "
+                          f"at most {limits.MAX_MATRIX_ENTRIES:,} entries "
+                          f"({gib(limits.MAX_MATRIX_ENTRIES * 8)}) are allowed; "
                           f"this machine has {gib(physical_memory())}")
             if s.type is not None:
                 if s.type.name != "matrix" or len(s.type.args) != 2:

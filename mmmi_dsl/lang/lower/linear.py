@@ -10,7 +10,7 @@ from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.algebra import LinearValue, binop, draft_term, mul, neg, num_node, scaled, sym_node
 from mmmi_dsl.lang.lower.constructors import Constructors
 from mmmi_dsl.lang.lower.scope import VARIABLE_KINDS, Skip
-from mmmi_dsl.lang.syntax import Binder, BinaryOp, Call, Kwarg, ListLit, Name, Negate, Number, Shape, String
+from mmmi_dsl.lang.syntax import BinaryOp, Binder, Call, Kwarg, ListLit, Name, Negate, Number, Shape, String
 
 
 def constant_tree(node, low: "Linearizer") -> bool:
@@ -81,7 +81,8 @@ class Linearizer(Constructors):
             if kind in ("dim", "param"):
                 return LinearValue(const=sym_node(ref), span=span)
             if kind in VARIABLE_KINDS:
-                return LinearValue(terms=[draft_term(coef=num_node(1), op="identity", sources=(ref,), span=span)], span=span)
+                term = draft_term(coef=num_node(1), op="identity", sources=(ref,), span=span)
+                return LinearValue(terms=[term], span=span)
             if kind == "template":
                 return LinearValue(template=(num_node(1), ref), span=span)
             if kind == "matrix":
@@ -143,7 +144,8 @@ class Linearizer(Constructors):
                       "declare one with `matrix M = uniform(rows, cols, seed)`")
         coef, mname = a.matrix
         if b.concat is not None:
-            return LinearValue(terms=[draft_term(coef=coef, op="matrix", sources=b.concat, matrix=mname, span=span)], span=span)
+            term = draft_term(coef=coef, op="matrix", sources=b.concat, matrix=mname, span=span)
+            return LinearValue(terms=[term], span=span)
         if b.terms is not None and all(t.op == "identity" for t in b.terms):
             return LinearValue(terms=[draft_term(coef=mul(coef, t.coef), op="matrix", sources=t.sources, matrix=mname,
                                        span=span) for t in b.terms], span=span)

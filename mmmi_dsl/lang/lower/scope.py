@@ -17,7 +17,20 @@ from mmmi_dsl.ir import Expr, Span
 from mmmi_dsl.lang.check import gib, physical_memory
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.algebra import num_node, real_pow, sym_node
-from mmmi_dsl.lang.syntax import Binder, BinaryOp, Call, Decl, Kwarg, Name, Negate, Number, Program, Shape, Statement, String
+from mmmi_dsl.lang.syntax import (
+    BinaryOp,
+    Binder,
+    Call,
+    Decl,
+    Kwarg,
+    Name,
+    Negate,
+    Number,
+    Program,
+    Shape,
+    Statement,
+    String,
+)
 
 VARIABLE_KINDS = ("proto", "latent", "target")
 
@@ -285,7 +298,8 @@ class Scope:
                     over = d.span
                 self.names[m] = Declared(s.kind, d.span, s, env)
         if count > limits.MAX_VARIABLES:
-            self.errors.error("E0215", f"the spec declares {count:,} names; the limit is {limits.MAX_VARIABLES:,}", over,
+            self.errors.error("E0215", f"the spec declares {count:,} names; the limit is {limits.MAX_VARIABLES:,}",
+                              over,
                               "this declaration goes past the limit",
                               "fewer, larger variables (vector[d]) describe the same model with fewer names")
             self.errors.raise_if_any({self.file: self.program.text})  # lowering them all would take minutes

@@ -12,7 +12,7 @@ from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.linear import Linearizer
 from mmmi_dsl.lang.lower.scope import Declared, Skip
 from mmmi_dsl.lang.parse import literal_value
-from mmmi_dsl.lang.syntax import Binder, BinaryOp, Call, Kwarg, ListLit, Name, Negate, Shape, Statement
+from mmmi_dsl.lang.syntax import BinaryOp, Binder, Call, Kwarg, ListLit, Name, Negate, Shape, Statement
 
 
 def names_in(node) -> set[str]:
@@ -154,7 +154,8 @@ class Lowerer(Linearizer):
                 raise OverrideError(f"{s.name}={over}", "a dim takes a positive integer or a shape like 3x32x32")
             value = math.prod(shape)
             if value > limits.MAX_VECTOR_SIZE:
-                raise OverrideError(f"{s.name}={over}", f"{value:,} values, more than the limit of {limits.MAX_VECTOR_SIZE:,}; "
+                raise OverrideError(f"{s.name}={over}", f"{value:,} values, more than the limit of "
+                                    f"{limits.MAX_VECTOR_SIZE:,}; "
                                  f"one vector of this size needs {gib(value * 8)} as float64 (this machine has "
                                  f"{gib(physical_memory())})")
             self.dims[s.name] = ir.Dim(name=s.name, value=value, shape=shape if len(shape) > 1 else None,
@@ -175,7 +176,8 @@ class Lowerer(Linearizer):
         if v <= 0:
             self.fail("E0206", f"dim `{s.name}` must be positive, got {v}", s.value.span)
         if v > limits.MAX_VECTOR_SIZE:
-            self.fail("E0215", f"dim `{s.name}` = {v:,} is larger than {limits.MAX_VECTOR_SIZE:,}: one vector of this size "
+            self.fail("E0215", f"dim `{s.name}` = {v:,} is larger than {limits.MAX_VECTOR_SIZE:,}: "
+                      "one vector of this size "
                       f"needs {gib(v * 8)} as float64", s.value.span, "",
                       f"the exact-MI engine keeps several vectors of each size; this machine has "
                       f"{gib(physical_memory())}")
