@@ -326,7 +326,7 @@ def test_an_integer_literal_of_over_4300_digits_is_a_clear_error_in_every_positi
     ("nan", math.nan, "not a finite number"), ("9" * 5000, math.inf, "too large for a double-precision float"),
 ])
 def test_literal_value(text, value, problem):
-    from mmmi_dsl.lang.parse import literal_value
+    from mmmi_dsl.lang.literals import literal_value
 
     got, why = literal_value(text)
     assert why == problem

@@ -25,7 +25,9 @@ TRAINED_BY = {"fashion": "`mmmic train-flow --data fashion-mnist --arch unet ...
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 MAX_HEADER_BYTES = 100 << 20
 #: Velocity-network architectures: ``arch`` in the config (absent: the MLP).
-ARCHS = ("mlp", "unet")
+#: Architectures of velocity networks: the two built in, and ``custom``, built by the flow plugin that
+#: registered it (its tensors cannot be enumerated here, so only their total size is checked).
+ARCHS = ("mlp", "unet", "custom")
 #: Bounds of the velocity network's integer config fields (inclusive), per architecture.
 CONFIG_BOUNDS = {
     "mlp": {"dim": (1, 50_000_000), "hidden": (1, 65_536), "depth": (1, 64), "n_classes": (1, 100_000),
@@ -33,6 +35,7 @@ CONFIG_BOUNDS = {
     "unet": {"dim": (1, 50_000_000), "channels": (1, 4_096), "res_blocks": (1, 16), "attention": (0, 1),
              "heads": (1, 256), "groups": (1, 1_024), "n_classes": (1, 100_000), "t_freqs": (0, 1_024),
              "t_dim": (1, 65_536)},
+    "custom": {"dim": (1, 50_000_000), "n_classes": (1, 100_000)},
 }
 #: Bounds of the UNet's list fields: (length bounds, bounds of each entry).
 LIST_BOUNDS = {"shape": ((3, 3), (1, 65_536)), "mults": ((1, 8), (1, 64))}
@@ -274,6 +277,11 @@ def inspect(weights) -> WeightsInfo:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise WeightsError(f"`{side}` is not a JSON config: {err}") from None
     check_config(config, f"`{p}`")
+    if arch(config) == "custom":  # the plugin's network: its layout is unknown here, its size is not
+        n_params = sum(math.prod(s) for s in shapes.values())
+        if n_params > MAX_PARAMETERS:
+            raise WeightsError(f"`{p}` holds {n_params:,} parameters, more than {MAX_PARAMETERS:,}")
+        return WeightsInfo(p, config, shapes)
     expected = velocity_shapes(config)
     n_params = parameter_count(config)
     if n_params > MAX_PARAMETERS:

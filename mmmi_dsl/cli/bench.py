@@ -17,6 +17,17 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("train-flow", add_help=False,
                        help="train a class-conditional flow-matching model (see `mmmic train-flow --help`)")
     p.set_defaults(run=cmd_train_flow, passes_extra=True)  # its arguments are parsed by mmmi_dsl.flows.train
+    p = sub.add_parser("convert-weights", help="a torch checkpoint (read with weights_only=True) as safetensors "
+                       "weights for cnf(z, weights = ...), with its architecture's config")
+    p.add_argument("input", metavar="IN.pt")
+    p.add_argument("output", metavar="OUT.safetensors")
+    p.add_argument("--config", required=True, metavar="CONFIG.json",
+                   help='the architecture: {"arch": "mlp"|"unet"|"custom", "dim": ..., "n_classes": ..., ...} '
+                        "(docs/flows.md)")
+    p.add_argument("--key", metavar="KEY", help="where the tensors are in the checkpoint (a dotted path; default: "
+                   "the checkpoint itself, else ema, state_dict, model or net)")
+    p.add_argument("--prefix", default="", metavar="P", help="strip P from the tensors' names (e.g. module.)")
+    p.set_defaults(run=cmd_convert_weights)
     p = sub.add_parser("estimate", help="run MI estimators on a generated dataset, beside the exact MI")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--query", "-q", required=True, metavar='"I(a; b)"',
@@ -54,6 +65,30 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_spec_options(p)
     p.set_defaults(run=cmd_bench_estimators)
+
+
+def cmd_convert_weights(args) -> int:
+    import json
+
+    from mmmi_dsl.builtins.weights import WeightsError
+    from mmmi_dsl.dataset import DatasetError
+    from mmmi_dsl.flows.convert import ConversionError, convert_checkpoint
+
+    try:
+        config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"--config {args.config}: not a readable JSON file ({err})") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"--config {args.config}: expected a JSON object")
+    if not Path(args.input).is_file():
+        raise UsageError(f"{args.input}: no such checkpoint")
+    try:
+        written = convert_checkpoint(Path(args.input), Path(args.output), config, args.key, args.prefix)
+    except (ConversionError, WeightsError) as err:
+        raise DatasetError(str(err)) from None
+    print(f"wrote {args.output}: arch {written.get('arch', 'mlp')}, dim {written['dim']}, "
+          f"{written['n_classes']} classes (from `{written['converted_from']['key'] or 'the checkpoint'}`)")
+    return 0
 
 
 def cmd_train_flow(args) -> int:

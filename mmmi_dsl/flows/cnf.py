@@ -68,6 +68,9 @@ class VelocityNet(nn.Module):
 
 def net_from_config(config: dict) -> nn.Module:
     """The velocity network of a checked config: the MLP, or the UNet when ``arch`` is ``"unet"``."""
+    if weights.arch(config) == "custom":
+        raise ValueError("these weights have a custom architecture: the flow plugin that registered it builds "
+                         "its network (a subclass of mmmi_dsl.flows.cnf.CNF overriding build_net; docs/flows.md)")
     if weights.arch(config) == "unet":
         from mmmi_dsl.flows.unet import unet_from_config
 
@@ -125,15 +128,24 @@ class CNF(Flow):
         self.config = config
         self.label, self.guidance = int(label), float(guidance)
         self.method, self.steps, self.rtol, self.atol = method, int(steps), float(rtol), float(atol)
-        self.net = net_from_config(config)
+        self.net = self.build_net(config)
         try:
             self.net.load_state_dict(state)
         except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
-            raise ValueError(f"cnf: the tensors in `{weights}` do not fit the architecture of its config: "
-                             f"{str(err).splitlines()[0]}") from None
+            raise ValueError(f"{self.builtin}: the tensors in its weights do not fit the architecture of their "
+                             f"config: {str(err).splitlines()[0]}") from None
+        if not isinstance(getattr(self.net, "n_classes", None), int):
+            raise ValueError(f"{type(self).__name__}.build_net: the network must have an int `n_classes` (its "
+                             "null class for guidance is n_classes)")
         self.net.eval()
         self.net.requires_grad_(False)
         self._copies: dict = {}  # (dtype, device) -> a copy of net in that dtype (not a submodule)
+
+    def build_net(self, config: dict) -> nn.Module:
+        """The velocity network ``v(x, t, c)`` of ``config``: (n, dim), (n,) or scalar t, (n,) classes ->
+        (n, dim), with an int attribute ``n_classes`` (class ``n_classes`` is the null class). A plugin
+        with its own architecture (``"arch": "custom"``) overrides this."""
+        return net_from_config(config)
 
     def _net(self, x: torch.Tensor) -> nn.Module:
         p = next(self.net.parameters())

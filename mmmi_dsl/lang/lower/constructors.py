@@ -390,7 +390,14 @@ class Constructors(Scope):
             if isinstance(a, Kwarg):
                 if a.name in args:
                     self.fail("E0209", f"argument `{a.name}` given twice", a.span, "", "give each argument once")
-                if isinstance(a.value, String):
+                if a.name == "weights":  # for plugins too: a file relative to the spec, kept inside its folder
+                    full = self._path(a.value, env)[1]
+                    problem = weights.file_problem(full)
+                    if problem:
+                        self.fail("E0208", f"weights `{a.value.value}` {problem}", a.value.span, "",
+                                  "weights are read pickle-free as .safetensors (mmmic convert-weights)")
+                    args[a.name] = str(full)
+                elif isinstance(a.value, String):
                     args[a.name] = a.value.value
                 else:
                     v = self.value(a.value, env)
@@ -423,6 +430,10 @@ class Constructors(Scope):
                           node.span if node else step.span, "",
                           "weights are a .safetensors file written by `mmmic train-flow`, with the "
                           "architecture in its metadata")
+        if weights.arch(info.config) == "custom":
+            self.fail("E0208", f"weights `{node.value if node else path.name}` have a custom architecture, which "
+                      f"{builtin.name}() cannot build", node.span if node else step.span, "",
+                      "the flow plugin that registered the architecture builds it: name that flow instead")
         if info.dim != size:
             self.fail("E0203", f"flow {builtin.name}() acts on vectors of size {info.dim:,} (its weights' "
                       f"dimension) but latent `{latent}` has size {size:,}", step.span, "",

@@ -8,10 +8,10 @@ from pathlib import Path
 from mmmi_dsl import ir
 from mmmi_dsl.errors import OverrideError, did_you_mean
 from mmmi_dsl.lang.check import gib, physical_memory, postorder
+from mmmi_dsl.lang.literals import literal_value
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.linear import Linearizer
 from mmmi_dsl.lang.lower.scope import Declared, Skip
-from mmmi_dsl.lang.parse import literal_value
 from mmmi_dsl.lang.syntax import BinaryOp, Binder, Call, Kwarg, ListLit, Name, Negate, Shape, Statement
 
 
