@@ -6,7 +6,7 @@ NaN in the output. Failures are grouped by symptom and written to a JSON report.
 
     python benchmarks/fuzz_campaign.py --n 100000 --jobs 2 -o fuzz_report.json
 
-The mutators are shared with tests/test_fuzz.py (which drives them with hypothesis).
+The mutators are shared with tests/lang/test_fuzz.py (which drives them with hypothesis).
 """
 
 from __future__ import annotations

@@ -193,11 +193,13 @@ def test_every_command_that_reads_a_spec_takes_allow_paths():
 
 
 UNSAFE = re.compile(r"yaml\.(load|unsafe_load|full_load)\s*\(|yaml\.(Unsafe|Full)?Loader\b|pickle\.loads?\s*\("
-                    r"|torch\.load\s*\(|allow_pickle\s*=\s*True|(?<![.\w])(eval|exec)\s*\(|marshal\.loads?\s*\(")
+                    r"|torch\.load\s*\((?![^)]*weights_only\s*=\s*True)|allow_pickle\s*=\s*True"
+                    r"|(?<![.\w])(eval|exec)\s*\(|marshal\.loads?\s*\(")
 
 
 def test_the_package_has_no_unsafe_loader():
-    """No module reads YAML unsafely, unpickles, torch.loads, or evals: a new one fails here."""
+    """No module reads YAML unsafely, unpickles, torch.loads without weights_only=True (only
+    convert-weights reads a torch checkpoint at all), or evals: a new one fails here."""
     modules = sorted((ROOT / "mmmi_dsl").rglob("*.py"))  # subpackages too (lang/, flows/, dataset/, ...)
     assert len(modules) > 20, modules
     hits = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in modules

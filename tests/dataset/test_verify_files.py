@@ -16,7 +16,7 @@ from mmmi_dsl.dataset import verify
 from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, canonical, direction_test
 from mmmi_dsl.dataset.stats import gaussian_mi
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 # Nonlinear flows on small blocks: no saved Gaussian array for x1, x2 (before: three "skip" lines).
 SPEC = """model small

@@ -2,7 +2,7 @@
 
 As Stan's compiler keeps ``test/integration/bad/*/stanc.expected``: a change to a message or
 to the IR shows up as a diff of a file someone reviews. Regenerate after an intended change
-with ``pytest tests/test_golden.py --update-golden`` and read the diff before committing.
+with ``pytest tests/lang/test_golden.py --update-golden`` and read the diff before committing.
 
 - ``tests/golden/diagnostics/<CODE>-<slug>.mmi``: a bad spec (hand-written, not generated);
   ``<CODE>-<slug>.stderr``: what ``mmmic check <CODE>-<slug>.mmi`` prints, run from that
@@ -22,7 +22,7 @@ import pytest
 from mmmi_dsl.errors import CODES
 from mmmi_dsl.ir import Model
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 DIAGNOSTICS = ROOT / "tests" / "golden" / "diagnostics"
 IR = ROOT / "tests" / "golden" / "ir"

@@ -12,7 +12,7 @@ from mmmi_dsl.builtins.signature import Arg
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 DIGITS_SPEC = "proto u : vector[64]\nlatent z = u\nflow x = {call} : image[1x8x8]\n"
 

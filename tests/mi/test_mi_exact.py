@@ -15,8 +15,8 @@ from mmmi_dsl import load, loads
 from mmmi_dsl.mi.analysis import Analysis, default_queries
 from mmmi_dsl.lang.lower import resolve_query
 
-from .conftest import ROOT
-from .dense_reference import dense_mi, dense_rows
+from ..conftest import ROOT
+from ..dense_reference import dense_mi, dense_rows
 
 SPECS = ROOT / "specs"
 

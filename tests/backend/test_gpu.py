@@ -21,7 +21,7 @@ from mmmi_dsl.mi.analysis import Analysis
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 
 def _shard_hashes(directory: Path) -> list[str]:

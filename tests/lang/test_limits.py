@@ -17,7 +17,7 @@ from mmmi_dsl.lang import check as check_mod
 from mmmi_dsl.lang.lower import limits as lower_limits
 from mmmi_dsl.mi.analysis import Analysis
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DECAY = ROOT / "specs" / "decay.mmi"
 TWO_VIEWS = ROOT / "specs" / "two_views.mmi"
 

@@ -15,7 +15,7 @@ from mmmi_dsl.errors import SpecError
 from mmmi_dsl.lang.lower import resolve_query
 from mmmi_dsl.mi.symbolic import derive, derive_all, evaluate_formula
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 SPECS = ROOT / "specs"
 GOLDEN = ROOT / "tests" / "golden"

@@ -14,7 +14,7 @@ from mmmi_dsl.cli import main
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.graph import causal_graph, layout, to_dagitty, to_dot, write_graph
 
-from .conftest import ROOT, SPECS
+from ..conftest import ROOT, SPECS
 
 SPEC_IDS = [p.stem for p in SPECS]
 

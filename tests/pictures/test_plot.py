@@ -16,7 +16,7 @@ from mmmi_dsl.lang.lower import resolve_query
 from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.plot import plot_mi_matrix, plot_mi_vs_index, plot_mi_vs_param
 
-from .conftest import ROOT, SPECS
+from ..conftest import ROOT, SPECS
 from .test_graph import assert_picture
 
 TWO_VIEWS = ROOT / "specs" / "two_views.mmi"

@@ -21,7 +21,7 @@ from mmmi_dsl.errors import UsageError
 from mmmi_dsl.estimators import ESTIMATORS, VARIATIONAL, Estimate, EstimatorError, estimate
 from mmmi_dsl.estimators.saved import parse_pair
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 torch = pytest.importorskip("torch")
 

@@ -17,8 +17,8 @@ import pytest
 from mmmi_dsl.dataset import DatasetError, merge, write_dataset, writer
 from mmmi_dsl.dataset.safety import WriterLock
 
-from .conftest import ROOT
-from .fake_sampler import FINGERPRINT, FakeSampler, metadata
+from ..conftest import ROOT
+from ..fake_sampler import FINGERPRINT, FakeSampler, metadata
 
 SPEC = str(ROOT / "specs" / "two_views.mmi")
 OPTS = ["--set", "d=16", "--chunk-size", "256", "--shard-size", "512", "--batch-size", "256", "--no-progress"]

@@ -15,7 +15,7 @@ import pytest
 from mmmi_dsl.cli import main
 from mmmi_dsl.dataset import load_arrays
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 SPEC = str(ROOT / "specs" / "two_views.mmi")
 BASE = ["--set", "d=16", "--chunk-size", "256", "--shard-size", "1024", "--no-progress"]

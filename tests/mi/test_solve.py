@@ -20,7 +20,7 @@ from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.mi.solve import solve, solve_all
 from mmmi_dsl.mi.sweep import sweep, sweep_targets
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 TWO_VIEWS = str(ROOT / "specs" / "two_views.mmi")
 D, RHO_H1, RHO_H2, RHO_T2 = 3072, 0.1, 0.2, 0.3  # two_views' defaults

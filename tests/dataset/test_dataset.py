@@ -30,8 +30,8 @@ from mmmi_dsl.dataset import (
 )
 from mmmi_dsl.errors import UsageError
 
-from .conftest import ROOT
-from .fake_sampler import FINGERPRINT, FakeSampler, metadata
+from ..conftest import ROOT
+from ..fake_sampler import FINGERPRINT, FakeSampler, metadata
 
 N, SEED, SHARD, BATCH = 2400, 7, 500, 128  # 5 shards, the last one of 400 samples
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 TWO_VIEWS = str(ROOT / "specs" / "two_views.mmi")
 

@@ -15,7 +15,7 @@ from mmmi_dsl import SpecError, loads
 from mmmi_dsl.backend import Sampler
 from mmmi_dsl.flows.cnf import VelocityNet
 
-from .plugin_flow import TinyVelocity
+from ..plugin_flow import TinyVelocity
 
 MLP = {"arch": "mlp", "dim": 16, "hidden": 32, "depth": 2, "n_classes": 3, "t_freqs": 2, "c_dim": 4}
 

@@ -30,7 +30,7 @@ from mmmi_dsl import dataset
 from mmmi_dsl.cli import main
 from mmmi_dsl.dataset import writer
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 SPEC = str(ROOT / "specs" / "two_views.mmi")
 N = 3000  # 6 shards of 512 (the last of 440), 2 batches of 256 per shard, 3 variables (theta, x1, x2)

@@ -20,7 +20,7 @@ from mmmi_dsl.errors import UsageError
 from mmmi_dsl.lang.lower import resolve_query
 from mmmi_dsl.mi.analysis import Analysis
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 # Two views of one cause in two dimensions each, through two different nonlinear
 # bijections: the data are far from Gaussian but keep the latents' MI.

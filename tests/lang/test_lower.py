@@ -13,7 +13,7 @@ from mmmi_dsl.errors import SpecError, UsageError
 from mmmi_dsl.lang.lower import lower, resolve_query
 from mmmi_dsl.lang.parse import parse_text
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def low(text: str, sets: dict[str, str] | None = None, base_dir=None, **kw) -> ir.Model:

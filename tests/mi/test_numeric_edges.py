@@ -176,7 +176,7 @@ def test_tiny_noise_with_dense_matrices_grows_without_nan():
     """disentangled.mmi: I(x1; x2) grows as the noise shrinks; finite or inf, never NaN."""
     from pathlib import Path
     from mmmi_dsl import load
-    spec = Path(__file__).resolve().parent.parent / "specs" / "disentangled.mmi"
+    spec = Path(__file__).resolve().parents[2] / "specs" / "disentangled.mmi"
     last = -1.0
     for sigma in ["1e-2", "1e-4", "1e-6", "1e-8", "1e-10"]:
         model = load(spec, {"sigma": sigma, "k": "6"})

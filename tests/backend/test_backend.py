@@ -15,7 +15,7 @@ from mmmi_dsl.flows import REGISTRY
 from mmmi_dsl.lang.lower import resolve_query
 from mmmi_dsl.mi.analysis import Analysis
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 SPECS = ROOT / "specs"
 
@@ -135,7 +135,7 @@ F32_TOL = {"spiral": 1e-3, "normal_cdf": 1e-3, "sinh": 1e-4}
 
 
 def test_every_registered_flow_is_tested():
-    assert set(REGISTRY) - {"cnf", "digits", "fashion"} == set(ANALYTIC)  # learned flows: tests/test_cnf.py
+    assert set(REGISTRY) - {"cnf", "digits", "fashion"} == set(ANALYTIC)  # learned flows: tests/flows/test_cnf.py
 
 
 @pytest.mark.parametrize("name", sorted(ANALYTIC))

@@ -1,0 +1,1 @@
+"""Tests of the torch sampler (mmmi_dsl/backend.py)."""

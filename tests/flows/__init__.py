@@ -1,0 +1,1 @@
+"""Tests of flows (mmmi_dsl/flows): learned CNFs, the UNet, converting weights."""

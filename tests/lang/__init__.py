@@ -1,0 +1,1 @@
+"""Tests of the language front end (mmmi_dsl/lang, mmmi_dsl/builtins): parse, lower, check, diagnostics."""

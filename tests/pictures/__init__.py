@@ -1,0 +1,1 @@
+"""Tests of pictures (mmmi_dsl/graph, mmmi_dsl/plot.py)."""
