@@ -110,11 +110,13 @@ def render(r: Report) -> str:
                        f"{t['inverse_s_per_sample']:.3g} | {nfe}, {t['nfe_inverse']:.0f} |")
     if r.throughput:
         out += ["", f"Throughput through the flow's forward ({r.solver}), each in a fresh process:", "",
-                "| threads | batch | samples/s | floor: network alone | of floor | network eval (s) | peak RSS (MiB) |",
+                "| threads | batch | samples/s | floor: network alone | of floor | network eval (s) "
+                "| RSS before, peak (MiB) |",
                 "|---|---|---|---|---|---|---|"]
         for t in r.throughput:
             out.append(f"| {t['threads']} | {t['batch']} | {t['samples_per_s']:.3g} | {t['floor_samples_per_s']:.3g} | "
-                       f"{t['fraction_of_floor']:.0%} | {t['net_eval_s']:.3g} | {t['peak_rss_mib']:.0f} |")
+                       f"{t['fraction_of_floor']:.0%} | {t['net_eval_s']:.3g} | {t['rss_before_mib']:.0f}, "
+                       f"{t['peak_rss_mib']:.0f} |")
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items())
     out += ["", f"Peak RSS of the measuring process {r.peak_rss_mib:.0f} MiB; time: {secs}."]
     return "\n".join(out)

@@ -150,8 +150,15 @@ class Report:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size (Linux ``ru_maxrss`` is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size in MiB: Linux's ``VmHWM`` (the high-water mark of this
+    process image; ``ru_maxrss`` would also count the parent's before a spawn's exec), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def measure_classes(report: Report, weights: Path, dim: int, classifier: Classifier, reference: str,
@@ -223,23 +230,24 @@ def throughput_child(weights: str, dim: int, label: int, solver: Solver, guidanc
 
     Runs in a fresh process (spawned) so that its peak memory is its own. The floor is the
     time of ``nfe`` network evaluations on the same batch, each timed alone (median of
-    ``floor_evals``): what the ODE solver costs beyond the network is the gap.
+    ``floor_evals``, after one warm-up evaluation that also warms the flow): what the ODE solver
+    costs beyond the network is the gap.
     """
     torch.set_num_threads(threads)
     flow = build(Path(weights), dim, label, solver, guidance)
     z = latents(0, label, batch, dim)
     rss_before = peak_rss_mib()
-    _, seconds, nfe = run_flow(flow, z, batch)
     rows = 2 * batch if guidance else batch  # guidance evaluates the batch and its null-class copy at once
     xt = torch.from_numpy(np.concatenate([z, z]) if guidance else z)
     c = torch.full((rows,), label, dtype=torch.long)
     times = []
     with torch.no_grad():
-        for j in range(floor_evals):
+        for j in range(floor_evals + 1):  # the first (warm-up) evaluation is not counted
             t0 = time.perf_counter()
             flow.net(xt, torch.tensor(j / max(floor_evals, 1)), c)
             times.append(time.perf_counter() - t0)
-    per_eval = float(np.median(times))
+    _, seconds, nfe = run_flow(flow, z, batch)
+    per_eval = float(np.median(times[1:]))
     floor_s = nfe * per_eval
     return {"threads": threads, "batch": batch, "samples_per_s": batch / seconds, "nfe": nfe,
             "net_eval_s": per_eval, "floor_samples_per_s": batch / floor_s, "fraction_of_floor": floor_s / seconds,
