@@ -1,7 +1,8 @@
 """Stage 5a, flows: per-modality bijections (torch), built from their definitions.
 
 :mod:`.base` has the interface, :mod:`.analytic` the closed-form flows, :mod:`.cnf` the learned
-ODE flows and :mod:`.train` their training. Which flows exist, with which arguments, is
+ODE flows, :mod:`.train` their training, :mod:`.classifier` and :mod:`.quality` the measuring of
+their samples. Which flows exist, with which arguments, is
 declared once in :mod:`mmmi_dsl.builtins.flows`; installed packages add flows under the
 ``mmmic.flows`` entry-point group.
 """

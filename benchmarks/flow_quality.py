@@ -1,0 +1,145 @@
+"""The quality of a learned class-conditional flow's weights (issue 15, item 6), in one command.
+
+Class consistency (an independent classifier's accuracy on N generated samples per class),
+the Fréchet distance in its penultimate features (N per class generated vs as many real test
+images, beside real train vs real test as the floor), the round trip |f^-1(f(z)) - z| per
+ODE solver with its time, and throughput per thread count beside the floor of the network's
+evaluations alone, with peak memory. Printed as markdown, written as JSON.
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/flow_quality.py fashion -n 1000 \\
+        --json benchmarks/results/fashion-quality.json
+    python benchmarks/flow_quality.py digits --classifier benchmarks/data/digits-classifier.safetensors -n 200
+    python benchmarks/flow_quality.py my.safetensors --classes 0,3 -n 100 --roundtrip-n 100 --threads 1
+
+WEIGHTS is a .safetensors file or the name of a shipped flow (digits, fashion). The
+measurements run on one torch thread (--gen-threads); throughput in fresh processes at each
+of --threads. Deterministic for a given --seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from mmmi_dsl.builtins import weights as weight_files
+from mmmi_dsl.files import dumps_json, write_atomic
+from mmmi_dsl.flows.quality import Report, Solver, assess
+
+DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_SOLVERS = "rk4:32,rk4:16,rk4:64,dopri5"
+
+
+def ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def solver(text: str) -> Solver:
+    """``rk4:32`` (method:steps), ``dopri5`` (default tolerances) or ``dopri5:1e-5`` (rtol; atol = rtol / 10)."""
+    method, _, arg = text.strip().partition(":")
+    from mmmi_dsl.builtins.flows import FIXED_STEP, METHODS
+
+    if method not in METHODS:
+        raise argparse.ArgumentTypeError(f"solver {text!r}: the method must be one of {', '.join(METHODS)}")
+    try:
+        if method in FIXED_STEP:
+            return Solver(method, int(arg or 32))
+        return Solver(method, rtol=float(arg), atol=float(arg) / 10) if arg else Solver(method)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"solver {text!r}: expected METHOD:STEPS or METHOD:RTOL") from None
+
+
+def solvers(text: str) -> list[Solver]:
+    return [solver(s) for s in text.split(",") if s.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("weights", help="a .safetensors file, or a shipped flow's name (digits, fashion)")
+    p.add_argument("--classifier", default=None,
+                   help="the judge (default: benchmarks/data/<fashion|digits>-classifier.safetensors by image size)")
+    p.add_argument("--classes", type=ints, default=None, help="classes to measure (default: all)")
+    p.add_argument("-n", type=int, default=1000, help="generated samples per class (and real images per class)")
+    p.add_argument("--roundtrip-n", type=int, default=1000, help="latents for the round trip, spread over the "
+                                                                  "classes (0: skip)")
+    p.add_argument("--solvers", type=solvers, default=solvers(DEFAULT_SOLVERS),
+                   help=f"ODE solvers for the round trip, the first generates the samples (default {DEFAULT_SOLVERS})")
+    p.add_argument("--threads", type=ints, default=[1, 2], help="thread counts for throughput ('' to skip)")
+    p.add_argument("--gen-threads", type=int, default=1, help="torch threads for everything but throughput")
+    p.add_argument("--batch", type=int, default=256, help="rows per flow call")
+    p.add_argument("--throughput-batch", type=int, default=256)
+    p.add_argument("--guidance", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the report here as JSON")
+    return p
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def render(r: Report) -> str:
+    """The report as markdown tables."""
+    step = f" at step {r.steps_done:,}" if r.steps_done is not None else ""
+    out = [f"## Flow quality: `{r.weights}`{step} ({r.arch}, {r.solver}, guidance {r.guidance:g}, seed {r.seed})",
+           "", f"Judge: `{r.classifier['path']}` (test accuracy {pct(r.classifier['test_accuracy'])}, "
+           f"{r.classifier['features']} features).", "",
+           f"Class consistency, {r.n} generated samples per class ({r.generate_seconds:.1f} s to generate), "
+           f"beside the judge's accuracy on (up to) as many real test images:", "",
+           "| class | name | generated | real test (n) |", "|---|---|---|---|"]
+    for k, name, c, a, m in zip(r.classes, r.class_names, r.consistency, r.real_accuracy, r.real_n):
+        out.append(f"| {k} | {name} | {pct(c)} | {pct(a)} ({m}) |")
+    if r.frechet is not None:
+        out += ["", f"Fréchet distance (squared, as FID) in the judge's features, {r.frechet_n:,} vs {r.frechet_n:,} "
+                    f"images: generated vs real test **{r.frechet:.3g}**; floor (real train vs real test) "
+                    f"{r.frechet_floor:.3g}."]
+    if r.roundtrip:
+        out += ["", "Round trip `|f^-1(f(z)) - z|` (float32), elementwise over the latents:", "",
+                "| solver | n | max | mean | forward s/sample | inverse s/sample | evaluations (fwd, inv) |",
+                "|---|---|---|---|---|---|---|"]
+        for t in r.roundtrip:
+            fwd = "-" if t["forward_s_per_sample"] is None else f"{t['forward_s_per_sample']:.3g}"
+            nfe = "-" if t["nfe_forward"] is None else f"{t['nfe_forward']:.0f}"
+            out.append(f"| {t['solver']} | {t['n']} | {t['max']:.2e} | {t['mean']:.2e} | {fwd} | "
+                       f"{t['inverse_s_per_sample']:.3g} | {nfe}, {t['nfe_inverse']:.0f} |")
+    if r.throughput:
+        out += ["", f"Throughput through the flow's forward ({r.solver}), each in a fresh process:", "",
+                "| threads | batch | samples/s | floor: network alone | of floor | network eval (s) "
+                "| RSS before, peak (MiB) |",
+                "|---|---|---|---|---|---|---|"]
+        for t in r.throughput:
+            out.append(f"| {t['threads']} | {t['batch']} | {t['samples_per_s']:.3g} | {t['floor_samples_per_s']:.3g} | "
+                       f"{t['fraction_of_floor']:.0%} | {t['net_eval_s']:.3g} | {t['rss_before_mib']:.0f}, "
+                       f"{t['peak_rss_mib']:.0f} |")
+    secs = ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items())
+    out += ["", f"Peak RSS of the measuring process {r.peak_rss_mib:.0f} MiB; time: {secs}."]
+    return "\n".join(out)
+
+
+def default_classifier(weights: Path) -> Path:
+    dim = weight_files.inspect(weights).dim
+    return DATA / ("digits-classifier.safetensors" if dim == 64 else "fashion-classifier.safetensors")
+
+
+def main(argv: list[str] | None = None) -> Report:
+    args = parser().parse_args(argv)
+    weights = weight_files.shipped(args.weights) if args.weights in weight_files.SHIPPED else Path(args.weights)
+    torch.set_num_threads(args.gen_threads)
+    report = assess(weights, args.classifier or default_classifier(weights), classes=args.classes, n=args.n,
+                    roundtrip_n=args.roundtrip_n, solvers=args.solvers, threads=args.threads, batch=args.batch,
+                    throughput_batch=args.throughput_batch, seed=args.seed, guidance=args.guidance,
+                    log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(render(report))
+    if args.json:
+        write_atomic(Path(args.json), dumps_json(dataclasses.asdict(report)) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

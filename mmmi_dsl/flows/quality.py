@@ -1,0 +1,313 @@
+"""How good a learned class-conditional flow is, measured (issue 15, item 6).
+
+- class consistency: an independent classifier's (:mod:`mmmi_dsl.flows.classifier`) accuracy on
+  ``n`` generated samples per class, beside its accuracy on ``n`` real test images per class;
+- a Fréchet distance in the classifier's feature space between the generated samples and as
+  many real test images (the same classes, ``n`` each), beside the real-train vs real-test
+  distance at the same sizes as the floor (the distance has a finite-sample bias of its own);
+- the round trip ``|f^-1(f(z)) - z|`` (elementwise max and mean) per ODE solver, with its
+  time and network evaluations, so a default solver is chosen by the round trip, then speed;
+- throughput (samples per second through the flow's ``forward``) per thread count, each in a
+  fresh process, beside the floor of the same network's evaluations timed alone in the same
+  process, and that process's peak resident memory.
+
+Latents are ``numpy.random.default_rng([seed, class]).standard_normal((n, d))`` (float32),
+the standardised N(0, I) latent a spec's flow reads, so the numbers are the same on every run.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from mmmi_dsl.flows.classifier import Classifier, predict, reference_data
+from mmmi_dsl.flows.cnf import CNF
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """The squared Fréchet (2-Wasserstein) distance between N(mu1, cov1) and N(mu2, cov2).
+
+    ``d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2)``, the quantity FID
+    reports. ``S1^1/2 S2 S1^1/2`` is symmetric positive semi-definite with the eigenvalues of
+    ``S1 S2``, so the trace is the sum of the square roots of its eigenvalues (``eigh``; round-off
+    negatives clipped to 0): no non-symmetric matrix square root, no complex parts to drop.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    cov1, cov2 = np.atleast_2d(np.asarray(cov1, np.float64)), np.atleast_2d(np.asarray(cov2, np.float64))
+    w, v = scipy.linalg.eigh((cov1 + cov1.T) / 2)
+    root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = root @ cov2 @ root
+    ev = scipy.linalg.eigvalsh((m + m.T) / 2)
+    diff = mu1 - mu2
+    d2 = float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * np.sqrt(np.clip(ev, 0.0, None)).sum())
+    return max(d2, 0.0)
+
+
+def frechet_of(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`frechet_distance` between the Gaussians fitted to samples ``a`` (n, f) and ``b`` (m, f)
+    (sample means, unbiased covariances)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+@dataclass(frozen=True)
+class Solver:
+    """An ODE solver setting of a cnf flow: fixed-step (``steps``) or adaptive (``rtol``, ``atol``)."""
+
+    method: str = "rk4"
+    steps: int = 32
+    rtol: float = 1e-7
+    atol: float = 1e-8
+
+    @property
+    def adaptive(self) -> bool:
+        from mmmi_dsl.builtins.flows import FIXED_STEP
+
+        return self.method not in FIXED_STEP
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} (rtol {self.rtol:g}, atol {self.atol:g})" if self.adaptive else \
+            f"{self.method}, {self.steps} steps"
+
+    def args(self) -> dict:
+        return {"method": self.method, "steps": self.steps, "rtol": self.rtol, "atol": self.atol}
+
+
+def build(weights: Path, dim: int, label: int, solver: Solver, guidance: float = 0.0) -> CNF:
+    """The cnf flow of ``weights`` for class ``label`` at ``solver``."""
+    return CNF(dim, weights=str(weights), guidance=guidance, **{"class": label}, **solver.args())
+
+
+def latents(seed: int, label: int, n: int, dim: int) -> np.ndarray:
+    """(n, dim) float32 standard-normal latents of one class; the first rows do not depend on n."""
+    return np.random.default_rng([seed, label]).standard_normal((n, dim)).astype(np.float32)
+
+
+class Counter:
+    """Counts the velocity network's calls (a forward hook): network evaluations per integration."""
+
+    def __init__(self, flow: CNF):
+        self.calls = 0
+        self.handle = flow.net.register_forward_hook(self.hook)
+
+    def hook(self, *_):
+        self.calls += 1
+
+
+@torch.no_grad()
+def run_flow(flow: CNF, x: np.ndarray, batch: int, inverse: bool = False) -> tuple[np.ndarray, float, float]:
+    """(flow(x) or its inverse, seconds, network evaluations per batch) in batches of ``batch`` rows."""
+    counter = Counter(flow)
+    out, batches = [], 0
+    start = time.perf_counter()
+    for i in range(0, len(x), batch):
+        t = torch.from_numpy(x[i:i + batch])
+        out.append((flow.inverse(t) if inverse else flow(t)).numpy())
+        batches += 1
+    seconds = time.perf_counter() - start
+    counter.handle.remove()
+    return np.concatenate(out) if out else x[:0], seconds, counter.calls / max(batches, 1)
+
+
+def first_of_each(y: np.ndarray, counts: dict[int, int]) -> np.ndarray:
+    """Indices of the first ``counts[k]`` rows of each class ``k`` (fewer where a class has fewer)."""
+    return np.concatenate([np.flatnonzero(y == k)[:m] for k, m in counts.items()])
+
+
+@dataclass
+class Report:
+    """The measured quality of one weights file (every number a plain value; JSON as it stands)."""
+
+    weights: str
+    steps_done: int | None
+    arch: str
+    classifier: dict
+    classes: list[int]
+    class_names: list[str]
+    n: int
+    seed: int
+    solver: str
+    guidance: float
+    consistency: list[float] = field(default_factory=list)
+    real_accuracy: list[float] = field(default_factory=list)
+    real_n: list[int] = field(default_factory=list)
+    generate_seconds: float = 0.0
+    frechet: float | None = None
+    frechet_floor: float | None = None
+    frechet_n: int = 0
+    roundtrip: list[dict] = field(default_factory=list)
+    throughput: list[dict] = field(default_factory=list)
+    peak_rss_mib: float = 0.0
+    seconds: dict = field(default_factory=dict)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB: Linux's ``VmHWM`` (the high-water mark of this
+    process image; ``ru_maxrss`` would also count the parent's before a spawn's exec), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure_classes(report: Report, weights: Path, dim: int, classifier: Classifier, reference: str,
+                    solver: Solver, batch: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Class consistency and the Fréchet distances into ``report``; returns {class: (z, x)} generated."""
+    start = time.perf_counter()
+    generated, feats = {}, []
+    for k in report.classes:
+        z = latents(report.seed, k, report.n, dim)
+        x, _, _ = run_flow(build(weights, dim, k, solver, report.guidance), z, batch)
+        generated[k] = (z, x)
+        pred, f = predict(classifier, x)
+        report.consistency.append(float(np.mean(pred == k)))
+        feats.append(f)
+    report.generate_seconds = round(time.perf_counter() - start, 2)
+    train, test = reference_data(reference)
+    y_test = test.y[first_of_each(test.y, {k: report.n for k in report.classes})]
+    pred_test, _ = predict(classifier, test.x[first_of_each(test.y, {k: report.n for k in report.classes})])
+    report.real_accuracy = [float(np.mean(pred_test[y_test == k] == k)) for k in report.classes]
+    report.real_n = [int(np.sum(y_test == k)) for k in report.classes]
+    # the Fréchet distance compares sets of one size and class balance: m_k of class k in all three
+    counts = {k: min(report.n, int(np.sum(test.y == k)), int(np.sum(train.y == k))) for k in report.classes}
+    f_gen = np.concatenate([f[:counts[k]] for k, f in zip(report.classes, feats)])
+    report.frechet_n = len(f_gen)
+    if len(f_gen) > 1:
+        f_test = predict(classifier, test.x[first_of_each(test.y, counts)])[1]
+        f_train = predict(classifier, train.x[first_of_each(train.y, counts)])[1]
+        report.frechet = frechet_of(f_gen, f_test)
+        report.frechet_floor = frechet_of(f_train, f_test)
+    report.seconds["classes"] = round(time.perf_counter() - start, 2)
+    return generated
+
+
+def measure_roundtrip(report: Report, weights: Path, dim: int, solvers: list[Solver], n: int, batch: int,
+                      generated: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+    """``|f^-1(f(z)) - z|`` over ``n`` latents spread over the classes, per solver, into ``report``.
+
+    For the first solver (the one the samples were generated with) the generated samples are
+    reused: only the inverse is run again.
+    """
+    start = time.perf_counter()
+    per = max(1, math.ceil(n / len(report.classes)))
+    for i, solver in enumerate(solvers):
+        errs, fwd_s, inv_s, nfe_f, nfe_i, count = [], 0.0, 0.0, [], [], 0
+        for k in report.classes:
+            flow = build(weights, dim, k, solver, report.guidance)
+            z = latents(report.seed, k, per, dim)
+            if i == 0 and generated is not None and len(generated[k][1]) >= per:
+                x, s, e = generated[k][1][:per], None, None
+            else:
+                x, s, e = run_flow(flow, z, batch)
+            zr, s_inv, e_inv = run_flow(flow, x, batch, inverse=True)
+            errs.append(np.abs(zr.astype(np.float64) - z))
+            if s is not None:
+                fwd_s, nfe_f = fwd_s + s, nfe_f + [e]
+            inv_s, nfe_i, count = inv_s + s_inv, nfe_i + [e_inv], count + len(z)
+        err = np.concatenate(errs)
+        report.roundtrip.append({
+            "solver": solver.label, **solver.args(), "n": count, "max": float(err.max()), "mean": float(err.mean()),
+            "forward_s_per_sample": fwd_s / count if nfe_f else None,
+            "inverse_s_per_sample": inv_s / count,
+            "nfe_forward": float(np.mean(nfe_f)) if nfe_f else None, "nfe_inverse": float(np.mean(nfe_i))})
+    report.seconds["roundtrip"] = round(time.perf_counter() - start, 2)
+
+
+def throughput_child(weights: str, dim: int, label: int, solver: Solver, guidance: float, batch: int,
+                     threads: int, floor_evals: int) -> dict:
+    """Samples per second of one batch through the flow, beside the floor of its network timed alone.
+
+    Runs in a fresh process (spawned) so that its peak memory is its own. The floor is the
+    time of ``nfe`` network evaluations on the same batch, each timed alone (median of
+    ``floor_evals``, after one warm-up evaluation that also warms the flow): what the ODE solver
+    costs beyond the network is the gap.
+    """
+    torch.set_num_threads(threads)
+    flow = build(Path(weights), dim, label, solver, guidance)
+    z = latents(0, label, batch, dim)
+    rss_before = peak_rss_mib()
+    rows = 2 * batch if guidance else batch  # guidance evaluates the batch and its null-class copy at once
+    xt = torch.from_numpy(np.concatenate([z, z]) if guidance else z)
+    c = torch.full((rows,), label, dtype=torch.long)
+    times = []
+    with torch.no_grad():
+        for j in range(floor_evals + 1):  # the first (warm-up) evaluation is not counted
+            t0 = time.perf_counter()
+            flow.net(xt, torch.tensor(j / max(floor_evals, 1)), c)
+            times.append(time.perf_counter() - t0)
+    _, seconds, nfe = run_flow(flow, z, batch)
+    per_eval = float(np.median(times[1:]))
+    floor_s = nfe * per_eval
+    return {"threads": threads, "batch": batch, "samples_per_s": batch / seconds, "nfe": nfe,
+            "net_eval_s": per_eval, "floor_samples_per_s": batch / floor_s, "fraction_of_floor": floor_s / seconds,
+            "peak_rss_mib": peak_rss_mib(), "rss_before_mib": rss_before}
+
+
+def measure_throughput(report: Report, weights: Path, dim: int, solver: Solver, batch: int,
+                       threads: list[int], floor_evals: int = 8) -> None:
+    """:func:`throughput_child` for each thread count, each in a fresh spawned process, into ``report``."""
+    import multiprocessing
+
+    start = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    for t in threads:
+        with ctx.Pool(1) as pool:
+            report.throughput.append(pool.apply(throughput_child, (str(weights), dim, report.classes[0], solver,
+                                                                   report.guidance, batch, t, floor_evals)))
+    report.seconds["throughput"] = round(time.perf_counter() - start, 2)
+
+
+def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int = 1000,
+           roundtrip_n: int = 1000, solvers: list[Solver] | None = None, threads: list[int] | None = None,
+           batch: int = 256, throughput_batch: int = 256, seed: int = 0, guidance: float = 0.0,
+           log=None) -> Report:
+    """Every measurement of this module on one weights file, judged by one classifier file.
+
+    ``solvers[0]`` generates the samples (default: the flow's own default, rk4 with 32 steps);
+    ``roundtrip_n = 0`` or ``threads = []`` skip those parts. Runs with the calling process's
+    torch thread count, except the throughput children.
+    """
+    from mmmi_dsl.builtins import weights as weight_files
+    from mmmi_dsl.flows.classifier import load_classifier, reference_kind
+
+    start = time.perf_counter()
+    info = weight_files.inspect(weights)
+    model, record = load_classifier(classifier_path)
+    if math.prod(model.shape) != info.dim:
+        raise ValueError(f"the classifier judges images of {'x'.join(map(str, model.shape))} = "
+                         f"{math.prod(model.shape)} values, the flow makes {info.dim}")
+    classes = list(range(info.n_classes)) if classes is None else [int(k) for k in classes]
+    bad = [k for k in classes if not 0 <= k < min(info.n_classes, int(record["config"]["n_classes"]))]
+    if bad:
+        raise ValueError(f"class {bad[0]} is not one of the flow's and classifier's classes")
+    solvers = solvers or [Solver()]
+    names = info.config.get("classes") or record.get("classes") or [str(k) for k in range(info.n_classes)]
+    report = Report(weights=str(info.path), steps_done=info.config.get("steps_done"),
+                    arch=weight_files.arch(info.config),
+                    classifier={"path": str(classifier_path), "test_accuracy": record.get("test_accuracy"),
+                                "features": record["config"]["features"], "command": record.get("command")},
+                    classes=classes, class_names=[str(names[k]) for k in classes], n=n, seed=seed,
+                    solver=solvers[0].label, guidance=guidance)
+    say = log or (lambda _line: None)
+    say(f"generating {n} samples for each of {len(classes)} classes ({solvers[0].label})")
+    generated = measure_classes(report, info.path, info.dim, model, reference_kind(record), solvers[0], batch)
+    if roundtrip_n:
+        say(f"round trip over {roundtrip_n} latents for {len(solvers)} solver(s)")
+        measure_roundtrip(report, info.path, info.dim, solvers, roundtrip_n, batch, generated)
+    if threads:
+        say(f"throughput at {', '.join(map(str, threads))} thread(s), batch {throughput_batch}")
+        measure_throughput(report, info.path, info.dim, solvers[0], throughput_batch, threads)
+    report.peak_rss_mib = round(peak_rss_mib(), 1)
+    report.seconds["total"] = round(time.perf_counter() - start, 2)
+    return report

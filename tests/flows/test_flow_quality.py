@@ -1,0 +1,228 @@
+"""The measuring tools of learned flows (issue 15, item 6), on tiny sizes: the Fréchet distance
+against closed forms, the independent classifier (deterministic, safetensors, no pickle), and the
+whole report (benchmarks/flow_quality.py) on a tiny random UNet and a tiny classifier. These check
+the machinery, not the quality."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+pytest.importorskip("torchdiffeq")
+pytest.importorskip("safetensors")
+
+from mmmi_dsl.builtins import weights
+from mmmi_dsl.flows.classifier import (
+    Classifier,
+    load_classifier,
+    predict,
+    reference_data,
+    reference_kind,
+    save_classifier,
+    train_classifier,
+)
+from mmmi_dsl.flows.cnf import net_from_config
+from mmmi_dsl.flows.quality import Solver, assess, build, frechet_distance, frechet_of, latents, run_flow
+from mmmi_dsl.flows.train import architecture, save_weights
+
+from ..conftest import ROOT
+
+TINY = {"channels": 8, "mults": [1, 2], "groups": 4, "heads": 2, "t_dim": 16, "t_freqs": 4}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------- the Fréchet distance
+
+
+def test_frechet_of_commuting_gaussians_is_the_closed_form():
+    """Diagonal covariances: d^2 = |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2."""
+    a, b = np.array([1.0, 4.0, 9.0, 0.25]), np.array([4.0, 4.0, 1.0, 1.0])
+    mu1, mu2 = np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 1.0, 0.0, 3.0])
+    expected = 1 + 4 + (1 - 2) ** 2 + 0 + (3 - 1) ** 2 + (0.5 - 1) ** 2
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
+    assert frechet_distance([0.0], [[4.0]], [3.0], [[1.0]]) == pytest.approx(9 + 1, rel=1e-12)  # 1-D
+
+
+def test_frechet_of_non_commuting_gaussians_matches_sqrtm():
+    """A rotated covariance (S1 S2 not symmetric) against the textbook tr((S1 S2)^1/2) with scipy's sqrtm,
+    and the rotation case in closed form: S2 = R S1 R^T has the same spectrum, so with S1 = diag(a, b)
+    and a 90-degree R, d^2 = 2 (sqrt(a) - sqrt(b))^2."""
+    rng = np.random.default_rng(0)
+    m1, m2 = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    s1, s2 = m1 @ m1.T + 0.1 * np.eye(6), m2 @ m2.T + 0.1 * np.eye(6)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    textbook = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(textbook, rel=1e-9)
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]])
+    s = np.diag([4.0, 1.0])
+    assert frechet_distance([0, 0], s, [0, 0], rot @ s @ rot.T) == pytest.approx(2 * (2 - 1) ** 2, rel=1e-12)
+
+
+def test_frechet_is_zero_on_itself_symmetric_and_finite_when_rank_deficient():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(50, 8)), rng.normal(size=(40, 8)) + 0.5
+    assert frechet_of(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_of(a, b) == pytest.approx(frechet_of(b, a), rel=1e-9)
+    few = rng.normal(size=(5, 8))  # 5 samples of 8 features: a singular covariance
+    assert np.isfinite(frechet_of(few, b)) and frechet_of(few, b) > 0
+
+
+def test_frechet_of_samples_converges_to_the_known_distance():
+    rng = np.random.default_rng(2)
+    m = rng.normal(size=(3, 3))
+    s2 = m @ m.T + np.eye(3)
+    a = rng.normal(size=(200_000, 3))
+    b = rng.multivariate_normal([1.0, -1.0, 0.5], s2, size=200_000)
+    assert frechet_of(a, b) == pytest.approx(frechet_distance(np.zeros(3), np.eye(3), [1.0, -1.0, 0.5], s2),
+                                             rel=0.02)
+
+
+# ---------------------------------------------------------------- the classifier
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    return reference_data("digits")
+
+
+def _tiny_classifier(digits_split, seed=0):
+    train, test = digits_split
+    return train_classifier(train, test, channels=(4, 8), features=16, epochs=3, batch_size=64, lr=1e-2, seed=seed,
+                            limit=600)
+
+
+def test_classifier_training_is_deterministic_and_saved_without_pickle(tmp_path, digits_split):
+    m1, rec1 = _tiny_classifier(digits_split)
+    m2, rec2 = _tiny_classifier(digits_split)
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert rec1["test_accuracy"] == rec2["test_accuracy"] > 0.2  # 3 epochs of 600 digits: above chance (0.1)
+    assert len(rec1["test_accuracy_per_class"]) == 10 and rec1["n_train"] == 600
+    path = save_classifier(tmp_path / "c.safetensors", m1, rec1)
+    assert path.read_bytes()[8:9] == b"{"  # a safetensors header, not a pickle
+    loaded, record = load_classifier(path)
+    assert record == json.loads(json.dumps(rec1)) and reference_kind(record) == "digits"
+    x = digits_split[1].x[:50]
+    assert np.array_equal(predict(loaded, x)[0], predict(m1, x)[0])
+    assert predict(loaded, x)[1].shape == (50, 16)
+    with pytest.raises(ValueError, match="not a classifier"):
+        load_classifier(weights.SHIPPED["digits"])
+
+
+def test_classifier_takes_flat_or_image_batches_and_checks_its_depth():
+    net = Classifier((1, 28, 28), (4, 8, 8), features=12)
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(net(x), net(x.reshape(3, 784))) and net.features(x).shape == (3, 12)
+    with pytest.raises(ValueError, match="halvings"):
+        Classifier((1, 8, 8), (4, 4, 4, 4))
+
+
+def test_train_classifier_script_writes_the_record(tmp_path):
+    script = _script("train_classifier")
+    out = tmp_path / "d.safetensors"
+    rec = script.main(["--data", "digits", "--epochs", "1", "--channels", "4", "--features", "8", "--limit", "200",
+                       "--out", str(out)])
+    _, saved = load_classifier(out)
+    assert saved["reference"] == "digits" and saved["command"].endswith(f"--out {out}")
+    assert saved["test_accuracy"] == rec["test_accuracy"] and saved["train_seconds"] >= 0
+
+
+# ---------------------------------------------------------------- the report
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory, digits_split):
+    """A tiny random 10-class UNet on 1x8x8 (every tensor random, so the field moves) and a tiny classifier."""
+    where = tmp_path_factory.mktemp("quality")
+    config = architecture("unet", 64, 10, (1, 8, 8), **TINY)
+    torch.manual_seed(0)
+    net = net_from_config(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.abs().sum():
+                p.normal_(0, 0.1)
+    config["steps_done"] = 7
+    save_weights(where / "u", {k: v.clone() for k, v in net.state_dict().items()}, config)
+    model, record = _tiny_classifier(digits_split)
+    save_classifier(where / "c.safetensors", model, record)
+    return where / "u.safetensors", where / "c.safetensors"
+
+
+def test_report_on_a_tiny_unet(tmp_path, tiny_files):
+    unet, clf = tiny_files
+    solvers = [Solver("rk4", 4), Solver("rk4", 8), Solver("dopri5", rtol=1e-4, atol=1e-5)]
+    r = assess(unet, clf, classes=[0, 3], n=6, roundtrip_n=4, solvers=solvers, threads=[1], batch=4,
+               throughput_batch=3)
+    assert r.steps_done == 7 and r.arch == "unet" and r.class_names == ["0", "3"]
+    assert len(r.consistency) == 2 and all(0 <= c <= 1 for c in r.consistency)
+    assert len(r.real_accuracy) == 2 and r.frechet_n == 12
+    assert r.frechet > 0 and r.frechet_floor >= 0
+    rows = {t["solver"]: t for t in r.roundtrip}
+    assert list(rows) == ["rk4, 4 steps", "rk4, 8 steps", "dopri5 (rtol 0.0001, atol 1e-05)"]
+    default = rows["rk4, 4 steps"]
+    assert default["forward_s_per_sample"] is None  # the generated samples were reused
+    assert rows["rk4, 8 steps"]["nfe_forward"] == rows["rk4, 8 steps"]["nfe_inverse"] == 32
+    assert default["n"] == 4 and 0 < default["mean"] <= default["max"] < 1e-2
+    # the reused samples (the first 2 of the 6 generated per class, in batches of 4) give the round trip
+    worst, nfe = 0.0, None
+    for k in (0, 3):
+        flow = build(unet, 64, k, solvers[0])
+        x, _, nfe = run_flow(flow, latents(0, k, 6, 64), 4)
+        zr, _, _ = run_flow(flow, x[:2], 4, inverse=True)
+        worst = max(worst, float(np.abs(zr.astype(np.float64) - latents(0, k, 2, 64)).max()))
+    assert default["max"] == worst and nfe == 16
+    (t,) = r.throughput
+    assert t["threads"] == 1 and t["batch"] == 3 and t["nfe"] == 16 and t["samples_per_s"] > 0
+    assert 0 < t["fraction_of_floor"] < 1.5 and t["peak_rss_mib"] > 10
+    assert r.peak_rss_mib > 10 and r.seconds["total"] > 0
+
+
+def test_report_is_deterministic_and_checks_its_inputs(tiny_files):
+    unet, clf = tiny_files
+    kw = {"classes": [1], "n": 4, "roundtrip_n": 0, "threads": [], "solvers": [Solver("rk4", 2)]}
+    a, b = assess(unet, clf, **kw), assess(unet, clf, **kw)
+    assert (a.consistency, a.frechet) == (b.consistency, b.frechet) and not a.roundtrip and not a.throughput
+    with pytest.raises(ValueError, match="class 10"):
+        assess(unet, clf, **{**kw, "classes": [10]})
+    fashion_like = Classifier((1, 28, 28), (4,), features=4)
+    bad = save_classifier(clf.with_name("f.safetensors"), fashion_like,
+                          {"config": {"format": "mmmi_dsl.classifier/1", "shape": [1, 28, 28], "channels": [4],
+                                      "features": 4, "n_classes": 10}, "data": "dataset-fashion-mnist train"})
+    with pytest.raises(ValueError, match="784 values, the flow makes 64"):
+        assess(unet, bad, **kw)
+
+
+def test_flow_quality_script_on_the_shipped_digits_flow(tmp_path, tiny_files, capsys):
+    """The command on the shipped (MLP) digits weights by name: markdown on stdout, the same as JSON."""
+    _, clf = tiny_files
+    script = _script("flow_quality")
+    out = tmp_path / "q.json"
+    r = script.main(["digits", "--classifier", str(clf), "--classes", "3,8", "-n", "5", "--roundtrip-n", "2",
+                     "--solvers", "rk4:8,euler:8", "--threads", "", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert "| 3 | 3 |" in text and "Fréchet distance" in text and "| rk4, 8 steps | 2 |" in text
+    assert "| euler, 8 steps |" in text and "Throughput" not in text
+    saved = json.loads(out.read_text())
+    assert saved["arch"] == "mlp" and saved["consistency"] == r.consistency and saved["n"] == 5
+    assert [s.label for s in script.solvers("rk4:16,dopri5,dopri5:1e-5")] == \
+        ["rk4, 16 steps", "dopri5 (rtol 1e-07, atol 1e-08)", "dopri5 (rtol 1e-05, atol 1e-06)"]
