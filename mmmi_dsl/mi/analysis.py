@@ -53,7 +53,7 @@ class Form:
 
 @dataclass(frozen=True)
 class Result:
-    """One answered query; ``nats`` may be ``math.inf``."""
+    """One answered query; ``nats`` may be ``math.inf`` (``-math.inf`` for an ``II``)."""
 
     query: str
     nats: float
@@ -68,7 +68,7 @@ class Result:
 
     def to_json(self) -> dict:
         def num(x: float):
-            return "inf" if math.isinf(x) else x
+            return ("inf" if x > 0 else "-inf") if math.isinf(x) else x
         out = {"query": self.query, "nats": num(self.nats), "bits": num(self.bits)}
         if self.reason:
             out["reason"] = self.reason

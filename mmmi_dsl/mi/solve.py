@@ -104,9 +104,9 @@ def spec_error(code: str, message: str, span: ir.Span | None, label: str = "", h
 
 
 def num_text(x: float) -> str:
-    """``x`` to 10 significant digits, ``inf`` for an infinite MI."""
+    """``x`` to 10 significant digits, ``inf`` for an infinite MI (``-inf`` for an ``II``)."""
     if math.isinf(x):
-        return "inf"
+        return "inf" if x > 0 else "-inf"
     return f"{x:.10g}"
 
 
