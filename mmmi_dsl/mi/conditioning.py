@@ -6,15 +6,17 @@ Gaussian with covariance ``I − P``, P the orthogonal projector onto ``row(A_C)
 ``Cov(A, B | C) = A_A (I − P) A_Bᵀ`` and ``I(A; B | C) = 0`` exactly when it vanishes.
 
 Note:
-    Determined protos. If C fixes a set T of protos (``e_T ⊂ row(A_C)``), then
+    Determined protos. If C fixes a set T of sources (``e_T ⊂ row(A_C)``), then
     ``P = P_T + P'`` with P' the projector onto the row space of ``A_C`` with the T columns
     zeroed, so conditioning on C is conditioning on ``s_T`` and on C', the blocks of C
-    with the T columns dropped: T drops out of A, B and C. T is found exactly where it
-    can be (a block of C that, T aside, loads on one scalar proto, or on one vector proto
-    through a nonzero multiple of the identity) and otherwise by full column rank of a
-    connected piece of C' (every singular value² above the query's dense threshold
-    ``Tolerance.total``, ≥ 1e-12 ‖A_C‖², far above the ~eps ‖A_C‖ error of an SVD, so
-    never a false "fixed").
+    with the T columns dropped: T drops out of A, B and C. T is found without a
+    factorisation where it can be (a block of C that, T aside, loads on one scalar proto,
+    or on one vector proto through a multiple of the identity), by full column rank of a
+    connected piece of C' (an SVD), or by an exact reduction of a small C' in integers.
+    Every map that fixes something has all its singular values² above the query's dense
+    threshold ``Tolerance.total`` (≥ 1e-12 ‖A_C‖², far above the ~eps ‖A_C‖ error of an
+    SVD): never a false "fixed", and never one the thresholds elsewhere would contradict
+    (a rank raised by rounding alone, as in a rounded outer product, fixes nothing).
 
     d-separation. P' is block diagonal over the connected components of the graph whose
     nodes are the protos outside T, joined when one block of C' loads on both (a proto
@@ -28,7 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import numpy as np
 
@@ -36,10 +39,12 @@ from mmmi_dsl.mi.blocks import BlockSet, fmt, union
 from mmmi_dsl.mi.logdet import Tolerance
 from mmmi_dsl.mi.values import MIValue
 
-__all__ = ["RANK_CHECK_COLUMNS", "Reduction", "reduce_conditioning", "residual_mi"]
+__all__ = ["EXACT_COLUMNS", "EXACT_ROWS", "RANK_CHECK_COLUMNS", "Reduction", "reduce_conditioning", "residual_mi"]
 
 #: Largest piece of C (in source dimensions) whose full column rank is checked by an SVD.
 RANK_CHECK_COLUMNS = 1024
+#: Largest rest of C (rows, source dimensions) reduced in exact integer arithmetic.
+EXACT_ROWS, EXACT_COLUMNS = 128, 256
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class Reduction:
 
     Attributes:
         fixed: Protos determined by C (they drop out of A, B and C).
+        fixed_coordinates: ``(proto, index)`` of the coordinates of other protos that C determines.
         zero: True when ``I(A; B | C) = 0`` follows from the structure (module Note).
         reason: Why it is zero, else None.
     """
@@ -55,6 +61,7 @@ class Reduction:
     fixed: frozenset[str]
     zero: bool
     reason: str | None
+    fixed_coordinates: frozenset[tuple[str, int]] = frozenset()
 
 
 class _Roots:
@@ -83,13 +90,16 @@ def _dim(bs: BlockSet, proto: str) -> int:
     return bs.vector.get(proto, 1)
 
 
-def _fixes_exactly(bs: BlockSet, block: str, proto: str) -> bool:
-    """A block loading on ``proto`` alone (T aside) fixes it with no numerics: a nonzero
-    loading column of a scalar proto, or ``c·I`` (c ≠ 0, no dense map) on a vector proto."""
+def _fixes_exactly(bs: BlockSet, block: str, proto: str, atol: Tolerance) -> bool:
+    """A block loading on ``proto`` alone (T aside) fixes it without a factorisation: a
+    loading column of a scalar proto, or ``c·I`` (no dense map) on a vector proto, whose
+    squared norm (the map's σ²) is above ``atol.total``, so that the thresholds agree."""
     blk = bs.blocks[block]
     if proto in bs.vector:
-        return proto not in blk.dense and blk.identity.get(proto, 0.0) != 0.0
-    return True  # a scalar proto in the block's dependencies has a nonzero loading
+        c = blk.identity.get(proto, 0.0)
+        return proto not in blk.dense and c * c > atol.total
+    column = blk.loadings[:, bs.scalar.index(proto)]
+    return float(column @ column) > atol.total
 
 
 def _full_column_rank(bs: BlockSet, blocks: Sequence[str], protos: Sequence[str], atol: Tolerance) -> bool:
@@ -104,10 +114,52 @@ def _full_column_rank(bs: BlockSet, blocks: Sequence[str], protos: Sequence[str]
     return sv.size == cols and bool(np.all(sv * sv > atol.total))
 
 
-def reduce_conditioning(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Sequence[str],
-                        atol: Tolerance) -> Reduction:
-    """The protos C fixes and the d-separation of A and B given C (module Note)."""
-    deps = {c: set(bs.dependencies([c])) for c in C}
+def _exact_reduced_rows(M: np.ndarray) -> list[dict[int, int]]:
+    """A reduced row-echelon basis of ``row(M)`` in exact integer arithmetic (sparse rows).
+
+    The float entries are dyadic rationals, scaled by their common power of two to
+    integers; Gauss-Jordan with rows divided by their gcd. Each pivot column is nonzero in
+    its own row only, so ``e_j ∈ row(M)`` exactly when some row is a multiple of ``e_j``.
+    """
+    fr = [[Fraction(float(x)) for x in row] for row in M]
+    den = max((f.denominator for row in fr for f in row), default=1)  # powers of 2: the max is the lcm
+    basis: list[tuple[int, dict[int, int]]] = []
+
+    def combine(r: dict[int, int], p: dict[int, int], col: int) -> dict[int, int]:
+        a, b = p[col], r[col]
+        out = {k: v for k in r.keys() | p.keys() if (v := a * r.get(k, 0) - b * p.get(k, 0))}
+        g = math.gcd(*out.values()) if out else 1
+        return {k: v // g for k, v in out.items()}
+
+    for row in fr:
+        r = {j: int(f * den) for j, f in enumerate(row) if f}
+        for col, p in basis:
+            if col in r:
+                r = combine(r, p, col)
+        if not r:
+            continue
+        col = min(r)
+        basis = [(c, combine(p, r, col) if col in p else p) for c, p in basis]
+        basis.append((col, r))
+    return [r for _, r in basis]
+
+
+def _pattern(bs: BlockSet, names: Sequence[str], proto: str) -> np.ndarray:
+    """Which coordinates of ``proto`` the blocks ``names`` load on (exact: nonzero coefficients)."""
+    if proto not in bs.vector:
+        return np.ones(1, dtype=bool)
+    out = np.zeros(bs.vector[proto], dtype=bool)
+    for n in names:
+        blk = bs.blocks[n]
+        if blk.identity.get(proto, 0.0) != 0.0:
+            out[:] = True
+        if proto in blk.dense:
+            out |= np.any(blk.dense[proto] != 0, axis=0)
+    return out
+
+
+def _fixed_protos(bs: BlockSet, C: Sequence[str], deps: dict[str, set[str]], atol: Tolerance) -> set[str]:
+    """The protos C fixes by the exact single-proto rule and by full column rank (module Note)."""
     fixed: set[str] = set()
     changed = True
     while changed:
@@ -116,7 +168,7 @@ def reduce_conditioning(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Seq
             rest = deps[c] - fixed
             if len(rest) == 1:
                 (p,) = rest
-                if _fixes_exactly(bs, c, p) or _full_column_rank(bs, [c], [p], atol):
+                if _fixes_exactly(bs, c, p, atol) or _full_column_rank(bs, [c], [p], atol):
                     fixed.add(p)
                     changed = True
         if changed:
@@ -135,19 +187,69 @@ def reduce_conditioning(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Seq
             if _full_column_rank(bs, blocks, sorted(protos), atol):
                 fixed |= protos
                 changed = True
-    da, db = bs.dependencies(A) - fixed, bs.dependencies(B) - fixed
-    why = f"it fixes {fmt(sorted(fixed))}, and no other proto-latent links them" if fixed else \
-        "no proto-latent links them"
-    if not da or not db:
-        side = A if not da else B
-        return Reduction(frozenset(fixed), True, f"{fmt(side)} is determined by {fmt(C)}")
+    return fixed
+
+
+def reduce_conditioning(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Sequence[str],
+                        atol: Tolerance) -> Reduction:
+    """The protos (and coordinates) C fixes and the d-separation of A and B given C (module Note).
+
+    After the proto-level rules, a small enough rest of C (rows ≤ ``EXACT_ROWS``, columns
+    ≤ ``EXACT_COLUMNS``) is reduced exactly (:func:`_exact_reduced_rows`): its unit rows are
+    the coordinates C fixes only jointly, and its other rows link coordinates, not whole protos.
+    Only when its exact rank is its rank at the query's threshold (``Tolerance.total``): a
+    rank that rounding alone raised must not fix anything.
+    """
+    deps = {c: set(bs.dependencies([c])) for c in C}
+    fixed = _fixed_protos(bs, C, deps, atol)
+    rest = [c for c in C if deps[c] - fixed]
+    protos = sorted(set().union(*(deps[c] - fixed for c in rest)), key=lambda p: (p in bs.vector, p))
+    coords = [(p, i) for p in protos for i in range(_dim(bs, p))]
+    fixed_coords: set[tuple[str, int]] = set()
     pieces = _Roots()
-    for c in C:
-        pieces.join(sorted(deps[c] - fixed))
-    if not {pieces.find(p) for p in da} & {pieces.find(p) for p in db}:
-        return Reduction(frozenset(fixed), True,
-                         f"{fmt(A)} and {fmt(B)} are independent given {fmt(C)}: {why}")
-    return Reduction(frozenset(fixed), False, None)
+    exact = bool(rest) and bs.size(rest) <= EXACT_ROWS and len(coords) <= EXACT_COLUMNS
+    if exact:
+        where = bs.dense_columns(rest)
+        M = bs.dense_matrix(rest)[:, np.array([where[p].start + i for p, i in coords], dtype=int)]
+        reduced = _exact_reduced_rows(M)
+        sv = np.linalg.svd(M, compute_uv=False)
+        # a matrix singular to working precision but not exactly (an outer product, rounded) would
+        # fix what the thresholds call noise-free: then trust neither and keep whole protos
+        exact = len(reduced) == int(np.count_nonzero(sv * sv > atol.total))
+    if exact:
+        for row in reduced:
+            if len(row) == 1:
+                fixed_coords.add(coords[next(iter(row))])
+            else:
+                pieces.join([repr(coords[j]) for j in sorted(row)])
+        for p in protos:
+            if all((p, i) in fixed_coords for i in range(_dim(bs, p))):
+                fixed.add(p)
+        fixed_coords = {(p, i) for p, i in fixed_coords if p not in fixed}
+    else:
+        for c in rest:
+            pieces.join(sorted(deps[c] - fixed))
+
+    def nodes(X: Sequence[str]) -> set[str]:
+        out = set()
+        for p in bs.dependencies(X) - fixed:
+            if exact and p in protos:
+                out |= {pieces.find(repr((p, int(i)))) for i in np.flatnonzero(_pattern(bs, X, p))
+                        if (p, int(i)) not in fixed_coords}
+            else:
+                out.add(pieces.find(p))
+        return out
+
+    na, nb = nodes(A), nodes(B)
+    names = sorted(fixed) + [f"{p}[{i + 1}]" for p, i in sorted(fixed_coords)]
+    found = Reduction(frozenset(fixed), False, None, frozenset(fixed_coords))
+    if not na or not nb:
+        return replace(found, zero=True, reason=f"{fmt(A if not na else B)} is determined by {fmt(C)}")
+    if not na & nb:
+        why = f"it fixes {fmt(names)}, and no other proto-latent links them" if names else \
+            "no proto-latent links them"
+        return replace(found, zero=True, reason=f"{fmt(A)} and {fmt(B)} are independent given {fmt(C)}: {why}")
+    return found
 
 
 def _basis(M: np.ndarray, atol: Tolerance) -> np.ndarray:
@@ -159,7 +261,7 @@ def _basis(M: np.ndarray, atol: Tolerance) -> np.ndarray:
 
 
 def residual_mi(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Sequence[str], atol: Tolerance,
-                fixed: frozenset[str] = frozenset()) -> MIValue:
+                reduction: Reduction | None = None) -> MIValue:
     """``I(A; B | C)`` as the MI of the residuals of A and B given C, from factors.
 
     Note:
@@ -176,9 +278,13 @@ def residual_mi(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Sequence[st
     full = bs.dense_matrix(union(X, C))
     where = bs.dense_columns(union(X, C))
     keep = np.ones(full.shape[1], dtype=bool)
-    for p in fixed:
-        if p in where:
-            keep[where[p]] = False
+    if reduction is not None:
+        for p in reduction.fixed:
+            if p in where:
+                keep[where[p]] = False
+        for p, i in reduction.fixed_coordinates:
+            if p in where:
+                keep[where[p].start + i] = False
     full = full[:, keep]
     nx, na = bs.size(X), bs.size(A)
     F, Cm = full[:nx], full[nx:]

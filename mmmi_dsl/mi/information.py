@@ -74,7 +74,7 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
     l_c = logdet(bs, C, atol)
     if C and (l_ac.rank < logdet(bs, A, atol).rank + l_c.rank or
               l_bc.rank < logdet(bs, B, atol).rank + l_c.rank):
-        return residual_mi(bs, A, B, C, atol, reduction.fixed)
+        return residual_mi(bs, A, B, C, atol, reduction)
     dets = (l_ac, l_bc, l_abc, l_c)
     method = "dense" if any(x.method == "dense" for x in dets) else "structured"
     lhs, rhs = l_abc.rank + l_c.rank, l_ac.rank + l_bc.rank
