@@ -44,7 +44,7 @@ __all__ = ["EXACT_COLUMNS", "EXACT_ROWS", "RANK_CHECK_COLUMNS", "Reduction", "re
 #: Largest piece of C (in source dimensions) whose full column rank is checked by an SVD.
 RANK_CHECK_COLUMNS = 1024
 #: Largest rest of C (rows, source dimensions) reduced in exact integer arithmetic.
-EXACT_ROWS, EXACT_COLUMNS = 128, 256
+EXACT_ROWS, EXACT_COLUMNS = 24, 48  # Gauss-Jordan in integers: 0.2 s at 24 × 48, 35 s at 64 × 128
 
 
 @dataclass(frozen=True)
