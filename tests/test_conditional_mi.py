@@ -12,6 +12,7 @@ cross-covariance ``S_ab`` is exactly 0.
 from __future__ import annotations
 
 import math
+import os
 
 import mpmath as mp
 import numpy as np
@@ -26,6 +27,9 @@ from mmmi_dsl.mi.analysis import Analysis
 
 from .blas_probe import EXPLAINING_AWAY, joint
 from .dense_reference import dense_rows
+
+#: Examples of the property test (MMMIC_PROPERTY_EXAMPLES=800 for a longer run).
+EXAMPLES = int(os.environ.get("MMMIC_PROPERTY_EXAMPLES", "150"))
 
 # ------------------------------------------------------------------ the issue's reproducers
 
@@ -191,7 +195,8 @@ def mp_reference(model, a: str, b: str, c: list[str]):
         return float((la + lb - lab) / 2), False
 
 
-@settings(max_examples=int(__import__('os').environ.get('N_EX', 150)), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(spec=jointly_determined())
 def test_conditional_mi_matches_extended_precision_residuals(spec):
     text, given_names = spec
@@ -209,4 +214,44 @@ def test_conditional_mi_matches_extended_precision_residuals(spec):
     else:
         # abs 1e-14: a float model within rounding of a structural zero (two templates 0.5·t and -1.2·t,
         # parallel only up to rounding) has an MI of order eps² (1e-50 here, 1e-61 from the engine)
-        assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-14), f"{query}: engine {got} vs reference {want}\n{text}"
+        assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-14), f"{query}: {got} vs reference {want}\n{text}"
+
+
+def test_a_proto_fixed_only_jointly_and_without_full_rank_gives_exactly_zero():
+    """Found by the property test: c1's two rows fix g (and u0 + u1, not u0 or u1), so given c0, c1
+    a is its own noise and b is w: exactly 0 (the engine printed 6e-78). The exact reduction in
+    integers finds g."""
+    text = """dim r = 2
+proto g : vector[1]
+proto s : vector[r]
+proto na : vector[r]
+proto w : scalar
+proto u0 : scalar
+proto u1 : scalar
+matrix M0 = uniform(r, 1, seed = 0)
+matrix M1 = uniform(r, 1, seed = 1)
+matrix M2 = uniform(r, 1, seed = 2)
+latent c0 = 0.5 * s
+latent c1 = 0.5 * u0 * ones(r) + 0.5 * u1 * ones(r) + 0.5 * M0 @ g
+latent b = 0.5 * M1 @ g + 0.3 * w * onehot(r, 1)
+latent a = 0.5 * M2 @ g + na
+"""
+    model = loads(text, file="partial.mmi")
+    r = Analysis(model).evaluate(resolve_query(model, "I(a; b | c0, c1)"))
+    assert r.nats == 0.0 and "fixes {g, s}" in r.reason
+    assert Analysis(model).evaluate(resolve_query(model, "I(a; b | c0)")).nats > 0.01
+
+
+def test_a_rank_raised_by_rounding_fixes_nothing():
+    """A rounded outer product is singular at working precision but not exactly: conditioning on it
+    must follow the thresholds (inf here: b0, b1 are other rank-1 maps of the same proto), not the
+    exact rank (which would fix p and give 0)."""
+    from mmmi_dsl.mi.gaussian import Block, GaussianSystem
+
+    rng = np.random.default_rng(0)
+    maps = {n: np.outer(rng.standard_normal(2), rng.standard_normal(2)) for n in ("b0", "b1", "b2")}
+    from mmmi_dsl.mi.conditioning import exact_row_basis
+
+    assert len(exact_row_basis(maps["b2"])) == 2  # exactly rank 2 (σ = 0.9, 6.9e-18)
+    system = GaussianSystem([], {"p": 2}, {n: Block(n, 2, {}, np.zeros((2, 0)), {"p": m}) for n, m in maps.items()})
+    assert system.mi("b0", "b1", "b2").nats == math.inf

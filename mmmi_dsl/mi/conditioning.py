@@ -39,7 +39,8 @@ from mmmi_dsl.mi.blocks import BlockSet, fmt, union
 from mmmi_dsl.mi.logdet import Tolerance
 from mmmi_dsl.mi.values import MIValue
 
-__all__ = ["EXACT_COLUMNS", "EXACT_ROWS", "RANK_CHECK_COLUMNS", "Reduction", "reduce_conditioning", "residual_mi"]
+__all__ = ["EXACT_COLUMNS", "EXACT_ROWS", "RANK_CHECK_COLUMNS", "Reduction", "exact_row_basis", "reduce_conditioning",
+           "residual_mi"]
 
 #: Largest piece of C (in source dimensions) whose full column rank is checked by an SVD.
 RANK_CHECK_COLUMNS = 1024
@@ -114,7 +115,7 @@ def _full_column_rank(bs: BlockSet, blocks: Sequence[str], protos: Sequence[str]
     return sv.size == cols and bool(np.all(sv * sv > atol.total))
 
 
-def _exact_reduced_rows(M: np.ndarray) -> list[dict[int, int]]:
+def exact_row_basis(M: np.ndarray) -> list[dict[int, int]]:
     """A reduced row-echelon basis of ``row(M)`` in exact integer arithmetic (sparse rows).
 
     The float entries are dyadic rationals, scaled by their common power of two to
@@ -195,7 +196,7 @@ def reduce_conditioning(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Seq
     """The protos (and coordinates) C fixes and the d-separation of A and B given C (module Note).
 
     After the proto-level rules, a small enough rest of C (rows ≤ ``EXACT_ROWS``, columns
-    ≤ ``EXACT_COLUMNS``) is reduced exactly (:func:`_exact_reduced_rows`): its unit rows are
+    ≤ ``EXACT_COLUMNS``) is reduced exactly (:func:`exact_row_basis`): its unit rows are
     the coordinates C fixes only jointly, and its other rows link coordinates, not whole protos.
     Only when its exact rank is its rank at the query's threshold (``Tolerance.total``): a
     rank that rounding alone raised must not fix anything.
@@ -211,7 +212,7 @@ def reduce_conditioning(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Seq
     if exact:
         where = bs.dense_columns(rest)
         M = bs.dense_matrix(rest)[:, np.array([where[p].start + i for p, i in coords], dtype=int)]
-        reduced = _exact_reduced_rows(M)
+        reduced = exact_row_basis(M)
         sv = np.linalg.svd(M, compute_uv=False)
         # a matrix singular to working precision but not exactly (an outer product, rounded) would
         # fix what the thresholds call noise-free: then trust neither and keep whole protos
