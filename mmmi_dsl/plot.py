@@ -79,7 +79,7 @@ def _pair(a: str, b: str) -> ir.Query:
 
 def _fmt(x: float) -> str:
     if math.isinf(x):
-        return "∞"
+        return "∞" if x > 0 else "−∞"
     if x == 0:
         return "0"
     if abs(x) >= 100:

@@ -40,7 +40,7 @@ def mi_table(model: ir.Model, queries, results) -> str:
 
 def _fmt(x: float) -> str:
     if math.isinf(x):
-        return "inf"
+        return "inf" if x > 0 else "-inf"
     return f"{x:.6f}" if x == 0 or abs(x) >= 1e-4 else f"{x:.6e}"
 
 

@@ -165,7 +165,7 @@ def table_csv(table) -> str:
 
 
 def _csv_num(x: float) -> str:
-    return "inf" if math.isinf(x) else repr(x)
+    return ("inf" if x > 0 else "-inf") if math.isinf(x) else repr(x)
 
 
 def table_text(model, table) -> str:

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmmi_dsl import ir
-from mmmi_dsl.lang.check import variable_order
-from mmmi_dsl.errors import Diagnostic, SpecError
-from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
 from mmmi_dsl.builtins.realize import matrix_array, template_vector
+from mmmi_dsl.errors import Diagnostic, SpecError
+from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
 
 LN2 = math.log(2.0)
 
@@ -53,7 +53,7 @@ class Form:
 
 @dataclass(frozen=True)
 class Result:
-    """One answered query; ``nats`` may be ``math.inf``."""
+    """One answered query; ``nats`` may be ``math.inf`` (``-math.inf`` for an ``II``)."""
 
     query: str
     nats: float
@@ -68,7 +68,7 @@ class Result:
 
     def to_json(self) -> dict:
         def num(x: float):
-            return "inf" if math.isinf(x) else x
+            return ("inf" if x > 0 else "-inf") if math.isinf(x) else x
         out = {"query": self.query, "nats": num(self.nats), "bits": num(self.bits)}
         if self.reason:
             out["reason"] = self.reason
@@ -152,7 +152,8 @@ class Analysis:
             reason = f"it is {value!r}"
         if isinstance(value, complex) or not math.isfinite(value):
             raise SpecError([Diagnostic("E0212", "a coefficient is not a finite real number at the current "
-                                        f"parameter values: {reason}", span, "", "check the parameter values (--set) and the "
+                                        f"parameter values: {reason}", span, "",
+                                        "check the parameter values (--set) and the "
                                         "math functions' domains (sqrt, log of a negative number ...)")])
         return float(value)
 

@@ -235,9 +235,8 @@ class BlockSet:
             TooLargeError: If the rows exceed ``dense_limit``.
         """
         rows = sum(self.blocks[n].size for n in names)
-        used = {p for n in names for p in (*self.blocks[n].identity, *self.blocks[n].dense)}
-        protos = [p for p in self.vector if p in used]
-        cols = self.K + sum(self.vector[p] for p in protos)
+        offs = self.dense_columns(names)
+        cols = self.K + sum(self.vector[p] for p in offs if p in self.vector)
         if rows > self.dense_limit:
             small = min(rows, cols)
             mib = 8.0 * (rows * cols + 2 * small * small) / 2**20
@@ -247,24 +246,29 @@ class BlockSet:
                 f"dense_limit={self.dense_limit}"
             )
         A = np.zeros((rows, cols))
-        offs = {}
-        c0 = self.K
-        for p in protos:
-            offs[p] = c0
-            c0 += self.vector[p]
         r0 = 0
         for n in names:
             blk = self.blocks[n]
             r1 = r0 + blk.size
             A[r0:r1, : self.K] = blk.loadings
             for p, c in blk.identity.items():
-                o = offs[p]
-                A[r0:r1, o : o + blk.size] += c * np.eye(blk.size)
+                A[r0:r1, offs[p]] += c * np.eye(blk.size)
             for p, mat in blk.dense.items():
-                o = offs[p]
-                A[r0:r1, o : o + mat.shape[1]] += mat
+                A[r0:r1, offs[p]] += mat
             r0 = r1
         return A
+
+    def dense_columns(self, names: Sequence[str]) -> dict[str, slice]:
+        """Proto name -> its columns in :meth:`dense_matrix` of ``names``: the K scalar protos
+        first, then the vector protos the blocks use, in declaration order."""
+        used = {p for n in names for p in (*self.blocks[n].identity, *self.blocks[n].dense)}
+        out = {p: slice(k, k + 1) for k, p in enumerate(self.scalar)}
+        c0 = self.K
+        for p, m in self.vector.items():
+            if p in used:
+                out[p] = slice(c0, c0 + m)
+                c0 += m
+        return out
 
     def covariance(self, names: Sequence[str]) -> np.ndarray:
         """Dense ``Σ_SS = A_S A_Sᵀ``, (Σ size_v, Σ size_v), of checked names."""

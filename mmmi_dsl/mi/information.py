@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from mmmi_dsl.mi.blocks import BlockSet, fmt, union
-from mmmi_dsl.mi.logdet import Tolerance, logdet, tolerance
+from mmmi_dsl.mi.conditioning import reduce_conditioning, residual_mi
+from mmmi_dsl.mi.logdet import logdet, tolerance
+from mmmi_dsl.mi.values import MIValue
 
 __all__ = ["MIValue", "clamp", "interaction_information", "mi", "total_correlation"]
-
-
-@dataclass(frozen=True)
-class MIValue:
-    """An information quantity in nats.
-
-    Attributes:
-        nats: Value; may be ``math.inf``; never NaN; exactly 0.0 for independent sets.
-        reason: Why it is infinite or exactly zero, else None.
-        method: "structured", "dense" or "independent".
-    """
-
-    nats: float
-    reason: str | None
-    method: str
 
 
 def clamp(value: float, terms: Iterable[float], what: str) -> float:
@@ -62,7 +48,11 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
         pseudo-determinants, and ``I = inf`` iff
         ``rank(ABC) + rank(C) < rank(AC) + rank(BC)``; right for degenerate
         Gaussians (restrict each block to its support) when the supports add up
-        (else :func:`_mi_of_residuals`). All four share the threshold of the union.
+        (else :func:`~mmmi_dsl.mi.conditioning.residual_mi`). All four share the
+        threshold of the union. Exactly 0.0 ("independent") when A and B are
+        d-separated given C, decided from which coefficients are nonzero once the
+        protos C fixes are dropped (:func:`~mmmi_dsl.mi.conditioning.reduce_conditioning`),
+        so a structural zero is 0 on any BLAS.
     """
     A = bs.check(a, "a")
     B = bs.check(b, "b")
@@ -77,11 +67,14 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
                        "one of them shares no proto-latent with the rest", "independent")
     AC, BC, ABC = union(A, C), union(B, C), union(A, B, C)
     atol = tolerance(bs, ABC)
+    reduction = reduce_conditioning(bs, A, B, C, atol) if C else None
+    if reduction is not None and reduction.zero:
+        return MIValue(0.0, reduction.reason, "independent")
     l_ac, l_bc, l_abc = logdet(bs, AC, atol), logdet(bs, BC, atol), logdet(bs, ABC, atol)
     l_c = logdet(bs, C, atol)
     if C and (l_ac.rank < logdet(bs, A, atol).rank + l_c.rank or
               l_bc.rank < logdet(bs, B, atol).rank + l_c.rank):
-        return _mi_of_residuals(bs, A, B, C, atol)
+        return residual_mi(bs, A, B, C, atol, reduction)
     dets = (l_ac, l_bc, l_abc, l_c)
     method = "dense" if any(x.method == "dense" for x in dets) else "structured"
     lhs, rhs = l_abc.rank + l_c.rank, l_ac.rank + l_bc.rank
@@ -101,41 +94,6 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
     value = 0.5 * (l_ac.value + l_bc.value - l_abc.value - l_c.value)
     value = clamp(value, (x.value for x in dets), "mutual information")
     return MIValue(value, None, method)
-
-
-def _mi_of_residuals(bs: BlockSet, A, B, C, atol: Tolerance) -> MIValue:
-    """``I(A; B | C)`` when C partly determines A or B: the MI of the residuals.
-
-    Note:
-        The four pseudo-determinant formula holds only when the supports add up,
-        rank(XC) = rank(X) + rank(C); otherwise it depends on the blocks' scales.
-        In general ``I(A; B | C) = I(A - E[A|C]; B - E[B|C])``, the MI of the
-        conditional covariance ``S = Σ_XX - Σ_XC Σ_CC^+ Σ_CX`` (X = A ∪ B), with
-        the unconditional rank rule on S. Dense (sizes up to ``dense_limit``).
-    """
-    X = union(A, B)
-    cov = bs.covariance(union(X, C))
-    nx = bs.size(X)
-    na = bs.size(A)
-    w, v = np.linalg.eigh(cov[nx:, nx:])
-    keep = w > atol.total
-    pinv = (v[:, keep] / w[keep]) @ v[:, keep].T
-    S = cov[:nx, :nx] - cov[:nx, nx:] @ pinv @ cov[nx:, :nx]
-    S = 0.5 * (S + S.T)
-
-    def pdet(m: np.ndarray) -> tuple[float, int]:
-        ev = np.linalg.eigvalsh(m) if m.size else np.zeros(0)
-        good = ev > atol.total
-        return float(np.sum(np.log(ev[good]))), int(good.sum())
-
-    (la, ra), (lb, rb), (lab, rab) = pdet(S[:na, :na]), pdet(S[na:, na:]), pdet(S)
-    if ra == 0 or rb == 0:
-        return MIValue(0.0, f"{fmt(A) if ra == 0 else fmt(B)} is determined by {fmt(C)}", "dense")
-    if rab < ra + rb:
-        return MIValue(math.inf, f"deterministic linear relation between {fmt(A)} and {fmt(B)} given "
-                       f"{fmt(C)}: rank of the conditional covariance {rab} < {ra} + {rb}", "dense")
-    value = clamp(0.5 * (la + lb - lab), (la, lb, lab), "mutual information")
-    return MIValue(value, None, "dense")
 
 
 def total_correlation(bs: BlockSet, groups: Sequence[str | Sequence[str]]) -> MIValue:

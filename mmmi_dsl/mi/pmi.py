@@ -3,7 +3,8 @@
 ``PMI = I(A;B) + ½(q_A + q_B − q_AB)``, ``q_S = x_Sᵀ Σ_SS⁻¹ x_S``. Without dense
 maps, ``Σ⁻¹`` is applied in the rotated frame of :class:`GaussianSystem`'s Note:
 the zero-λ part (≤ K dims) by a Schur complement, the rest by Woodbury on
-``Λ+ ⊗ I + (U+Π)(U+Π)ᵀ``; memory O(n_g·d·K) plus a chunk of samples.
+``Λ+ ⊗ I + (U+Π)(U+Π)ᵀ``; memory O(n_g·d·K) plus a chunk of samples. When a
+covariance is singular, the densities on the blocks' supports (pseudo-inverses).
 """
 
 from __future__ import annotations
@@ -64,17 +65,39 @@ def pmi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str],
     if bs.independent(A, B, ()):
         return np.zeros(n)
     atol = tolerance(bs, AB)
-    dets = []
-    for S in (A, B, AB):
-        ld = logdet(bs, S, atol)
-        if ld.rank < ld.size:
-            raise ValueError(
-                f"PMI needs non-degenerate blocks: the covariance of {fmt(S)} has rank "
-                f"{ld.rank} < dimension {ld.size} (a deterministic linear relation; no density)"
-            )
-        dets.append(ld)
+    dets = [logdet(bs, S, atol) for S in (A, B, AB)]
+    if any(ld.rank < ld.size for ld in dets):
+        return _pmi_on_supports(bs, A, B, samples, n, atol)
     qa, qb, qab = (_quad(bs, S, samples, n, atol) for S in (A, B, AB))
     return 0.5 * (dets[0].value + dets[1].value - dets[2].value) + 0.5 * (qa + qb - qab)
+
+
+def _pmi_on_supports(bs: BlockSet, A: Sequence[str], B: Sequence[str], samples: Mapping[str, np.ndarray],
+                     n: int, atol: Tolerance) -> np.ndarray:
+    """PMI when a covariance is singular: the densities on each block's support.
+
+    Note:
+        A degenerate Gaussian ``x_S = A_S s`` has a density on ``range(Σ_SS)``:
+        ``log p(x) = −½[r log 2π + lpdet Σ_SS + xᵀ Σ_SS⁺ x]``. With ``A_S = U diag(σ) Vᵀ``
+        (σ² > ``atol.total``) ``lpdet = Σ log σ²`` and ``xᵀΣ⁺x = ‖diag(σ)⁻¹ Uᵀ x‖²``. When
+        ``rank(AB) = rank(A) + rank(B)`` the joint support is the product of the two,
+        the 2π terms cancel and the mean of the PMI is ``I(A; B)``; otherwise I is
+        infinite and so is every PMI (ValueError). Dense (sizes up to ``dense_limit``).
+    """
+    parts = []
+    for S in (A, B, union(A, B)):
+        U, sv, _ = np.linalg.svd(bs.dense_matrix(S), full_matrices=False)
+        keep = sv * sv > atol.total
+        U, sv = U[:, keep], sv[keep]
+        X = np.concatenate([_get(samples, v, slice(None)) for v in S], axis=1)
+        Y = (X @ U) / sv
+        parts.append((float(np.sum(np.log(sv * sv))), sv.size, np.sum(Y * Y, axis=1)))
+    (la, ra, qa), (lb, rb, qb), (lab, rab, qab) = parts
+    if rab < ra + rb:
+        raise ValueError(
+            f"the PMI of {fmt(A)} and {fmt(B)} is infinite: a deterministic linear relation between them "
+            f"(rank {rab} < {ra} + {rb}); so is their MI")
+    return 0.5 * (la + lb - lab) + 0.5 * (qa + qb - qab)
 
 
 def _quad(bs: BlockSet, names: Sequence[str], samples: Mapping[str, np.ndarray], n: int,

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 
 from mmmi_dsl import ir
-from mmmi_dsl.mi.analysis import LN2, Analysis
 from mmmi_dsl.errors import Diagnostic, SpecError, UsageError, did_you_mean
+from mmmi_dsl.mi.analysis import LN2, Analysis
 
 GRID_POINTS = 25        # MI samples across the bracket for the monotonicity/reach check
 TOLERANCE = 1e-9        # |MI(value) - target| in the requested unit, relative above 1
@@ -104,9 +104,9 @@ def spec_error(code: str, message: str, span: ir.Span | None, label: str = "", h
 
 
 def num_text(x: float) -> str:
-    """``x`` to 10 significant digits, ``inf`` for an infinite MI."""
+    """``x`` to 10 significant digits, ``inf`` for an infinite MI (``-inf`` for an ``II``)."""
     if math.isinf(x):
-        return "inf"
+        return "inf" if x > 0 else "-inf"
     return f"{x:.10g}"
 
 
@@ -206,7 +206,8 @@ def _scan(curve: _Curve, a: float, b: float, unit: str, where: str) -> _Grid:
         turn = "is flat" if not (up or down) else ("decreases" if increasing else "increases")
         left = xs[i - 1] if i > 0 else xs[0]
         right = xs[i + 1]
-        hint = (f"use a narrower bracket on one side of {p} = {num_text(xs[i])}: one that ends at or below {num_text(left)}, "
+        hint = (f"use a narrower bracket on one side of {p} = {num_text(xs[i])}: one that ends at or below "
+                f"{num_text(left)}, "
                 f"or one that starts at or above {num_text(right)} (--bracket LO,HI)")
         raise spec_error("E0206",
                     f"{q} is not monotone in `{p}` on {where}: it {way} up to {p} = {num_text(xs[i])} "
@@ -282,7 +283,8 @@ def _check_target(target: float, curve: _Curve, unit: str) -> float:
         raise spec_error("E0207", f"the target of {curve.query.text} must be a finite number, got {target}", curve.span,
                     "", "", curve.sources)
     if target < 0:
-        raise spec_error("E0207", f"mutual information is never negative, got {num_text(target)} {unit}", curve.span, "",
+        raise spec_error("E0207", f"mutual information is never negative, got {num_text(target)} {unit}",
+                         curve.span, "",
                     "", curve.sources)
     return _from_unit(target, unit)
 

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 from mmmi_dsl import ir
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.mi.analysis import Analysis, Result
-from mmmi_dsl.mi.solve import SolveResult, Solver, free_param, spec_error
+from mmmi_dsl.mi.solve import Solver, SolveResult, free_param, spec_error
 
 __all__ = ["SweepRow", "SweepTable", "spec_sweeps", "sweep", "sweep_targets"]
 

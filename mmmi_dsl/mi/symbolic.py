@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from mmmi_dsl import ir
-from mmmi_dsl.lang.check import variable_order
 from mmmi_dsl.errors import Diagnostic, SpecError
+from mmmi_dsl.lang.check import variable_order
 
 __all__ = ["Derivation", "Deriver", "Formula", "GaveUp", "derive", "derive_all", "derive_each", "evaluate_formula",
            "time_budget", "to_sympy"]

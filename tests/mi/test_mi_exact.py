@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmmi_dsl import load, loads
-from mmmi_dsl.mi.analysis import Analysis, default_queries
 from mmmi_dsl.lang.lower import resolve_query
+from mmmi_dsl.mi.analysis import Analysis, default_queries
 
 from ..conftest import ROOT
 from ..dense_reference import dense_mi, dense_rows
@@ -90,7 +90,8 @@ def test_engine_matches_dense_reference(spec, data):
 
 
 @pytest.mark.parametrize("spec,sets", [
-    ("two_views", {"d": "12"}), ("decay", {"d": "8", "N": "5"}), ("ablation", {"img": "1x12x12", "row1": "4", "col1": "4", "row2": "9", "col2": "9"}),
+    ("two_views", {"d": "12"}), ("decay", {"d": "8", "N": "5"}),
+    ("ablation", {"img": "1x12x12", "row1": "4", "col1": "4", "row2": "9", "col2": "9"}),
     ("disentangled", {"k": "6"})])
 def test_specs_match_dense_reference(spec, sets):
     model = load(SPECS / f"{spec}.mmi", sets)

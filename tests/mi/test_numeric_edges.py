@@ -10,9 +10,9 @@ import time
 import pytest
 
 from mmmi_dsl import loads
-from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.cli import main
 from mmmi_dsl.errors import SpecError
+from mmmi_dsl.mi.analysis import Analysis
 from tests.dense_reference import dense_mi
 
 TWO_VIEWS = """param t1 = {t1}
@@ -101,7 +101,8 @@ def test_mixed_extreme_magnitudes():
     ("a * a", "not a finite real number"),      # a = 1e200: the product is inf
 ])
 def test_huge_coefficients_are_a_clear_error(coef, what):
-    text = f"param a = 1e200\nproto u : scalar\nproto n : vector[3]\nlatent z = {coef} * u * ones(3) + n\nreport I(u; z)\n"
+    text = (f"param a = 1e200\nproto u : scalar\nproto n : vector[3]\nlatent z = {coef} * u * ones(3) + n\n"
+            "report I(u; z)\n")
     with pytest.raises(SpecError) as info:
         model = loads(text, file="edge.mmi")
         Analysis(model).evaluate_all(model.reports)
@@ -175,6 +176,7 @@ def test_a_thousand_modalities_without_reports_is_a_clear_error(capsys, tmp_path
 def test_tiny_noise_with_dense_matrices_grows_without_nan():
     """disentangled.mmi: I(x1; x2) grows as the noise shrinks; finite or inf, never NaN."""
     from pathlib import Path
+
     from mmmi_dsl import load
     spec = Path(__file__).resolve().parents[2] / "specs" / "disentangled.mmi"
     last = -1.0
@@ -187,7 +189,8 @@ def test_tiny_noise_with_dense_matrices_grows_without_nan():
 
 def test_near_singular_against_the_dense_reference():
     text = ("param e = 1e-3\ndim d = 5\nproto u : scalar\nproto v : scalar\nproto n1 : vector[d]\n"
-            "proto n2 : vector[d]\nlatent z1 = u * ones(d) + e * n1\nlatent z2 = u * ones(d) + v * onehot(d, 2) + e * n2\n"
+            "proto n2 : vector[d]\nlatent z1 = u * ones(d) + e * n1\n"
+            "latent z2 = u * ones(d) + v * onehot(d, 2) + e * n2\n"
             "report I(z1; z2)\nreport I(u; z2)\n")
     model = loads(text)
     values = [r.nats for r in Analysis(model).evaluate_all(model.reports)]

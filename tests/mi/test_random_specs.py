@@ -17,7 +17,6 @@ from mmmi_dsl import loads
 from mmmi_dsl.ir import Model, evaluate, symbols
 
 
-
 @st.composite
 def models(draw):
     n_params = draw(st.integers(1, 4))

@@ -10,9 +10,9 @@ import pytest
 import sympy as sp
 
 from mmmi_dsl import load
-from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.errors import SpecError
 from mmmi_dsl.lang.lower import resolve_query
+from mmmi_dsl.mi.analysis import Analysis
 from mmmi_dsl.mi.symbolic import derive, derive_all, evaluate_formula
 
 from ..conftest import ROOT
