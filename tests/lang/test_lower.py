@@ -331,3 +331,12 @@ def test_loops_nested_to_the_limit_still_lower():
     text = "".join(f"for i{k} in 1..1 {{ " for k in range(depth)) + "proto n : scalar" + " }" * depth + "\n"
     model = lower(parse_text(text, "<deep>"))
     assert "n" in model.protos
+
+
+def test_an_inline_matrix_constructor_says_how_to_declare_it():
+    """`uniform(3, 3, seed = 1) @ g` said "unknown function `uniform` ... did you mean `uniform`"."""
+    with pytest.raises(SpecError) as err:
+        lower(parse_text("proto g : vector[3]\nlatent z = uniform(3, 3, seed = 1) @ g\n", "<inline>"))
+    d = err.value.diagnostics[0]
+    assert d.code == "E0209" and "builds a matrix, which is declared" in d.message
+    assert d.hint == "matrix M = uniform(rows, cols, seed, low = -1, high = 1), then M @ z"

@@ -232,6 +232,9 @@ class Linearizer(Constructors):
             return LinearValue(const=num_node(self.value(node, env)), span=node.span)
         if f in builtins.FLOWS:
             self.fail("E0103", f"`{f}` is a flow; flows belong in `flow` statements", node.span)
+        if f in builtins.MATRICES:
+            self.fail("E0209", f"`{f}(...)` builds a matrix, which is declared, not written inline", node.span, "",
+                      f"matrix M = {builtins.MATRICES[f].signature()}, then M @ z")
         self.fail("E0209", f"unknown function `{f}`", node.func_span, "",
                   did_you_mean(f, builtins.all_function_names()))
 
