@@ -21,15 +21,6 @@ from mmmi_dsl.flows.cnf import CNF, DIGITS_WEIGHTS, Digits, load_weights  # noqa
 from mmmi_dsl.flows.train import load_digits_array, save_weights, train_flow  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Results (and timing) of the fixed seeds below were measured with one thread.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _z(n, seed=0, dtype=torch.float32):
     return torch.randn(n, 64, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
 

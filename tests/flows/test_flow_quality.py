@@ -36,13 +36,6 @@ from ..conftest import ROOT
 TINY = {"channels": 8, "mults": [1, 2], "groups": 4, "heads": 2, "t_dim": 16, "t_freqs": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")

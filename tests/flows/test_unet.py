@@ -27,13 +27,6 @@ FASHION_MISSING = not weights.SHIPPED["fashion"].is_file()
 NO_FASHION_WEIGHTS = "the fashion weights are not installed; train them (docs/flows.md)"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 CONFIGS = [
     ((1, 28, 28), {}),

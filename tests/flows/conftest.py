@@ -1,0 +1,12 @@
+"""Flow tests run torch on one thread: the fixed seeds' results (and timings) were measured so."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
