@@ -32,6 +32,9 @@ from mmmi_dsl.version import __version__
 def load(path: str | Path, overrides: dict | None = None, *, allow_paths: bool = False, **params) -> Spec:
     """Parse, lower and check a spec file; return it as a :class:`Spec` (its frozen IR, with methods).
 
+    ``path`` may also be a dataset directory (or its ``manifest.json``): then the spec its manifest
+    records, at the recorded parameters, as ``mmmic mi DIR`` answers it.
+
     Overrides of params and dims, as ``--set`` gives them: keywords (``d=64``,
     ``rho_t1=0.2``, ``d="3x32x32"``) or a dict (``{"d": "64"}``); numbers are passed as
     their text. Files the spec names resolve against its directory; ``allow_paths``
@@ -44,8 +47,13 @@ def load(path: str | Path, overrides: dict | None = None, *, allow_paths: bool =
     from mmmi_dsl.lang.check import check
     from mmmi_dsl.lang.lower import lower
     from mmmi_dsl.lang.parse import parse_file
+    from mmmi_dsl.manifest_spec import load_dataset_spec, manifest_path
 
     overrides = override_strings(overrides, params)
+    if manifest_path(path) is not None:  # a dataset: the spec its manifest records, at its recorded values
+        if overrides:
+            raise UsageError(f"{path} is a dataset: its parameters are the ones it was generated with")
+        return Spec.of(load_dataset_spec(path, allow_paths=allow_paths).model)
     program = parse_file(path)
     return Spec.of(check(lower(program, overrides, allow_paths=allow_paths), {program.file: program.text}))
 

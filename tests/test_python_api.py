@@ -230,3 +230,15 @@ def test_generate_matches_the_cli_byte_for_byte(tmp_path):
     assert [p.relative_to(tmp_path / "api") for p in api] == [p.relative_to(tmp_path / "cli") for p in cli]
     assert all(a.read_bytes() == c.read_bytes() for a, c in zip(api, cli))
     assert mm.verify(tmp_path / "api").ok
+
+
+def test_load_a_dataset_directory_answers_from_its_recorded_spec(tmp_path):
+    """mm.load(DIR) is the spec a dataset was generated from, at its recorded values (as `mmmic mi DIR`)."""
+    spec = mm.load(ROOT / "specs" / "two_views.mmi", d=4, rho_t1=0.2)
+    spec.generate(tmp_path / "tv", n=50, seed=0)
+    again = mm.load(tmp_path / "tv")
+    assert again.params["rho_t1"].value == 0.2 and again.dims["d"].value == 4
+    assert again.mi("I(theta; x1, x2)") == spec.mi("I(theta; x1, x2)")
+    assert mm.load(tmp_path / "tv" / "manifest.json").mi("I(x1; x2)") == spec.mi("I(x1; x2)")
+    with pytest.raises(mm.UsageError, match="is a dataset"):
+        mm.load(tmp_path / "tv", d=8)
