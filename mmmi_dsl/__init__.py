@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mmmi_dsl.errors import MmmicError, SpecError, UsageError
 from mmmi_dsl.ir import Model
-from mmmi_dsl.spec import Spec, override_strings
+from mmmi_dsl.spec import Spec, override_strings, spec_from_text
 from mmmi_dsl.version import __version__
 
 
@@ -44,10 +44,10 @@ def load(path: str | Path, overrides: dict | None = None, *, allow_paths: bool =
         SpecError: every problem found in the spec (with spans).
         UsageError: a bad override.
     """
+    from mmmi_dsl.dataset.recorded import load_dataset_spec, manifest_path
     from mmmi_dsl.lang.check import check
     from mmmi_dsl.lang.lower import lower
     from mmmi_dsl.lang.parse import parse_file
-    from mmmi_dsl.manifest_spec import load_dataset_spec, manifest_path
 
     overrides = override_strings(overrides, params)
     if manifest_path(path) is not None:  # a dataset: the spec its manifest records, at its recorded values
@@ -61,14 +61,8 @@ def load(path: str | Path, overrides: dict | None = None, *, allow_paths: bool =
 def loads(text: str, overrides: dict | None = None, file: str = "<string>",
           base_dir: str | Path | None = None, *, allow_paths: bool = False, **params) -> Spec:
     """Like :func:`load` for spec text; file paths resolve against ``base_dir`` (default: the cwd)."""
-    from mmmi_dsl.lang.check import check
-    from mmmi_dsl.lang.lower import lower
-    from mmmi_dsl.lang.parse import parse_text
-
-    overrides = override_strings(overrides, params)
-    program = parse_text(text, file)
-    return Spec.of(check(lower(program, overrides, Path(base_dir) if base_dir else None, allow_paths=allow_paths),
-                         {file: text}))
+    return spec_from_text(text, override_strings(overrides, params), file, Path(base_dir) if base_dir else None,
+                          allow_paths)
 
 
 #: Names imported on first use: module, attribute.

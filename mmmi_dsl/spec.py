@@ -285,3 +285,15 @@ class Spec(ir.Model):
         from mmmi_dsl.backend import TupleStream
 
         return TupleStream(self.sampler(seed=seed, **sampler_options), n)
+
+
+def spec_from_text(text: str, overrides: dict[str, str] | None = None, file: str = "<string>",
+                   base_dir: Path | None = None, allow_paths: bool = False) -> Spec:
+    """Parse, lower and check spec ``text`` (overrides as ``--set`` strings) into a :class:`Spec`."""
+    from mmmi_dsl.lang.check import check
+    from mmmi_dsl.lang.lower import lower
+    from mmmi_dsl.lang.parse import parse_text
+
+    program = parse_text(text, file)
+    return Spec.of(check(lower(program, overrides, Path(base_dir) if base_dir else None, allow_paths=allow_paths),
+                         {file: text}))

@@ -96,9 +96,9 @@ def load_target(args):
     """``args.spec`` as a checked model: a spec file, or a dataset (``DIR`` or ``DIR/manifest.json``).
 
     A dataset's spec is the one recorded in its manifest, at its recorded values
-    (:func:`mmmi_dsl.manifest_spec.load_dataset_spec`); notes about it go to stderr.
+    (:func:`mmmi_dsl.dataset.recorded.load_dataset_spec`); notes about it go to stderr.
     """
-    from mmmi_dsl.manifest_spec import load_dataset_spec, manifest_path
+    from mmmi_dsl.dataset.recorded import load_dataset_spec, manifest_path
 
     if manifest_path(args.spec) is None:
         return load_spec(args)

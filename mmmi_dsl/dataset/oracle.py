@@ -23,7 +23,6 @@ model's canonical directions is not tested (it is zero in the model).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +61,7 @@ class Recovery:
 
     def __init__(self, root: Path, manifest: dict):
         self.root, self.manifest = root, manifest
-        self.model = rebuild(manifest)
+        self.model = rebuild(root, manifest)
         from mmmi_dsl.mi.analysis import Analysis
 
         self.analysis = Analysis(self.model)
@@ -145,27 +144,15 @@ class Recovery:
         return direction_test(values[0], values[1], rho, a, b), exact, how
 
 
-def rebuild(manifest: dict):
-    """The manifest's model: its spec text with its recorded parameters and dims.
+def rebuild(root: Path, manifest: dict):
+    """The dataset's model: its recorded spec at its recorded parameters and dims
+    (:func:`mmmi_dsl.dataset.recorded.load_dataset_spec`; files resolve in the dataset directory)."""
+    from mmmi_dsl.dataset.recorded import load_dataset_spec
 
-    Raises:
-        DatasetError: no spec text, a text that does not match ``spec_sha256``, or a spec
-            that does not load (files it names resolve against the working directory).
-    """
-    import mmmi_dsl
-
-    text = manifest.get("spec")
-    if not isinstance(text, str) or not text.strip():
-        raise DatasetError("the manifest holds no spec text")
-    if hashlib.sha256(text.encode()).hexdigest() != manifest["spec_sha256"]:
-        raise DatasetError("the manifest's spec text does not match its spec_sha256")
-    file = str(manifest.get("spec_file") or "<manifest>")
     try:
-        base = mmmi_dsl.loads(text, file=file)
-        overrides = {k: v for k, v in manifest["params"].items() if k in base.params and base.params[k].value != v}
-        overrides |= {k: str(v) for k, v in (manifest.get("dims") or {}).items()
-                      if k in base.dims and base.dims[k].value != v}
-        model = mmmi_dsl.loads(text, overrides, file=file) if overrides else base
+        model = load_dataset_spec(root, check_drift=False).model
+    except DatasetError:
+        raise
     except MmmicError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DatasetError(f"the manifest's spec does not load: {first}") from None

@@ -91,14 +91,14 @@ def spec_value(directory: str | Path, groups: Groups) -> tuple[float | str | Non
     """The exact MI of ``groups`` from the spec the manifest records, at its recorded values:
     (nats, or "inf"; None) or (None, why there is none).
 
-    Uses :func:`mmmi_dsl.manifest_spec.load_dataset_spec` (files the spec reads resolve
+    Uses :func:`mmmi_dsl.dataset.recorded.load_dataset_spec` (files the spec reads resolve
     against the dataset directory).
     """
     import math
 
     from mmmi_dsl.dataset import DatasetError
+    from mmmi_dsl.dataset.recorded import load_dataset_spec
     from mmmi_dsl.lang.lower import resolve_query
-    from mmmi_dsl.manifest_spec import load_dataset_spec
     from mmmi_dsl.mi.analysis import Analysis
 
     try:

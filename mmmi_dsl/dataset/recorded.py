@@ -33,7 +33,7 @@ DRIFT_TOLERANCE = 1e-9
 
 def manifest_path(path: str | Path) -> Path | None:
     """The manifest that ``path`` names: ``DIR`` (holding ``manifest.json``) or a ``.json`` file; None for a spec."""
-    from mmmi_dsl.dataset import MANIFEST
+    from mmmi_dsl.dataset.format import MANIFEST
 
     p = Path(path)
     if p.is_dir():
@@ -83,7 +83,7 @@ def load_dataset_spec(path: str | Path, *, allow_paths: bool = False, check_drif
             match ``spec_sha256``, or recorded values the spec does not take.
         SpecError: the recorded spec does not lower here (a file it reads is missing: E0208).
     """
-    from mmmi_dsl.dataset import DatasetError, read_manifest
+    from mmmi_dsl.dataset.format import DatasetError, read_manifest
 
     mpath = manifest_path(path) or Path(path)
     manifest = read_manifest(mpath)
@@ -111,15 +111,15 @@ def load_dataset_spec(path: str | Path, *, allow_paths: bool = False, check_drif
 
 def _lower(text: str, file: str, spec: str, base: Path, overrides: dict[str, str], allow_paths: bool
            ) -> ir.Model:
-    from mmmi_dsl import loads
     from mmmi_dsl.errors import OverrideError
+    from mmmi_dsl.spec import spec_from_text
 
     try:
-        return loads(text, overrides, file=file, base_dir=base, allow_paths=allow_paths)
+        return spec_from_text(text, overrides, file, base, allow_paths)
     except SpecError as err:
         raise _located(err, file, base, spec) from None
     except OverrideError as err:  # a recorded value the spec does not take (bounds changed? not ours)
-        from mmmi_dsl.dataset import DatasetError
+        from mmmi_dsl.dataset.format import DatasetError
         raise DatasetError(f"{file}: the recorded value {err.item or ''} does not fit the spec: {err.problem}"
                            ) from None
 
@@ -138,7 +138,7 @@ def _located(err: SpecError, file: str, base: Path, spec: str) -> SpecError:
 
 def _overrides(model: ir.Model, manifest: dict, path: Path) -> dict[str, str]:
     """``--set``-style strings for the recorded free parameters and dims that differ from the defaults."""
-    from mmmi_dsl.dataset import DatasetError
+    from mmmi_dsl.dataset.format import DatasetError
 
     out: dict[str, str] = {}
     for name, value in (manifest.get("params") or {}).items():
@@ -162,7 +162,7 @@ def _overrides(model: ir.Model, manifest: dict, path: Path) -> dict[str, str]:
 
 def _check_values(model: ir.Model, manifest: dict, path: Path) -> None:
     """Every recorded parameter (derived ones too) and dim has its recorded value in ``model``."""
-    from mmmi_dsl.dataset import DatasetError
+    from mmmi_dsl.dataset.format import DatasetError
 
     for key, have in (("params", {k: p.value for k, p in model.params.items()}),
                       ("dims", {k: d.value for k, d in model.dims.items()})):
