@@ -36,8 +36,8 @@ def manifest_path(path: str | Path) -> Path | None:
     from mmmi_dsl.dataset.format import MANIFEST
 
     p = Path(path)
-    if p.is_dir():
-        return p / MANIFEST
+    if p.is_dir():  # a folder without a manifest is neither: reading it as a spec says so
+        return p / MANIFEST if (p / MANIFEST).is_file() else None
     if p.suffix.lower() == ".json":
         return p
     return None
