@@ -536,8 +536,10 @@ def _read_regular_file(path: Path) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = ("a folder with no dataset manifest.json in it" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            mode = st.st_mode
+            kind = ("a folder with no dataset manifest.json in it" if stat.S_ISDIR(mode)
+                    else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
             raise OSError(errno.EINVAL, f"it is {kind}; a spec is a regular .mmi file")
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
