@@ -369,18 +369,22 @@ class Constructors(Scope):
         for key, node in bound.items():
             arg = builtin.arg(key)
             if arg.type == "file":
-                full = self._path(node, env)[1]
-                problem = weights.file_problem(full)
-                if problem:
-                    self.fail("E0208", f"weights `{node.value}` {problem}", node.span, "",
-                              "convert them with safetensors.torch.save_file; pickles are refused "
-                              "unread because unpickling runs code")
-                args[key] = str(full)  # relative to the spec
+                args[key] = self._weights_file(node, env)
             elif arg.type == "str":
                 args[key] = self.string_arg(builtin, key, node)
             else:
                 args[key] = self.number_arg(builtin, key, node, env, allow_params=True)
         return args
+
+    def _weights_file(self, node, env) -> str:
+        """A flow's ``weights``: a safetensors file inside the spec's folder (never unpickled), as a full path."""
+        full = self._path(node, env)[1]
+        problem = weights.file_problem(full)
+        if problem:
+            self.fail("E0208", f"weights `{node.value}` {problem}", node.span, "",
+                      "convert them with mmmic convert-weights (or safetensors.torch.save_file); pickles are "
+                      "refused unread because unpickling runs code")
+        return str(full)
 
     def _plugin_args(self, call: Call, env) -> dict[str, object]:
         args: dict[str, object] = {}
@@ -391,12 +395,7 @@ class Constructors(Scope):
                 if a.name in args:
                     self.fail("E0209", f"argument `{a.name}` given twice", a.span, "", "give each argument once")
                 if a.name == "weights":  # for plugins too: a file relative to the spec, kept inside its folder
-                    full = self._path(a.value, env)[1]
-                    problem = weights.file_problem(full)
-                    if problem:
-                        self.fail("E0208", f"weights `{a.value.value}` {problem}", a.value.span, "",
-                                  "weights are read pickle-free as .safetensors (mmmic convert-weights)")
-                    args[a.name] = str(full)
+                    args[a.name] = self._weights_file(a.value, env)
                 elif isinstance(a.value, String):
                     args[a.name] = a.value.value
                 else:
