@@ -93,6 +93,27 @@ def test_summary_statistics_by_hand():
     assert (b["points"], b["failed"], b["rmse"], b["correlation"]) == (0, 3, None, None)
 
 
+def test_regression_rmse_by_hand():
+    """The paper's RMSE (of the estimates about their least-squares line on the exact MI) beside the
+    raw RMSE. exact (0, 1, 2), estimates (0, 2, 1): the line is 0.5 + 0.5 x, its residuals
+    (-0.5, 1, -0.5), so sqrt(1.5 / 3); the raw errors (0, 1, -1) give sqrt(2 / 3)."""
+    points = [{"exact": e, "estimates": {"a": {"nats": v, "seconds": 1.0}, "b": {"nats": 2 * e + 0.3, "seconds": 1.0},
+                                         "c": {"nats": v, "seconds": 1.0} if e < 2 else {"nats": None, "seconds": 1.0}}}
+              for e, v in ((0.0, 0.0), (1.0, 2.0), (2.0, 1.0))]
+    a, b, c = benchmark.summarize(points, ["a", "b", "c"])
+    assert a["regression_rmse"] == pytest.approx(math.sqrt(0.5), rel=1e-12)
+    assert (a["regression_slope"], a["regression_intercept"]) == pytest.approx((0.5, 0.5), rel=1e-12)
+    assert a["rmse"] == pytest.approx(math.sqrt(2 / 3), rel=1e-12)
+    # a factor and an offset: far from the exact MI, but on a line, so the paper's RMSE is 0
+    assert b["regression_rmse"] == pytest.approx(0.0, abs=1e-12) and b["rmse"] > 1.0
+    assert (b["regression_slope"], b["regression_intercept"]) == pytest.approx((2.0, 0.3), rel=1e-12)
+    assert c["points"] == 2 and c["regression_rmse"] is None  # two points lie on their line: no fit reported
+    md = benchmark.results_markdown({"key": {"query": "I(x1; x2)", "model": "m", "param": "rho", "n": 100},
+                                     "points": [{"target": p["exact"], "value": 1.0, **p} for p in points],
+                                     "summary": [a, b, c]}, ["a", "b", "c"])
+    assert "| RMSE | RMSE of fit | slope |" in md and "| a | " in md and "| 0.816 | 0.707 | 0.500 |" in md
+
+
 def test_bench_estimators_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     spec = tmp_path / "bent.mmi"
     spec.write_text(BENT)
@@ -113,6 +134,8 @@ def test_bench_estimators_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     summary = {s["estimator"]: s for s in results["summary"]}
     assert summary["ksg"]["rmse"] < 0.06 and summary["ksg"]["correlation"] > 0.99
     assert summary[benchmark.ORACLE]["rmse"] < 0.04  # the files hold the exact MI
+    for s in summary.values():  # the paper's RMSE beside the raw one: scatter about a line is at most the error
+        assert 0 <= s["regression_rmse"] <= s["rmse"] + 1e-12 and s["regression_slope"] is not None
     assert summary["gaussian"]["bias"] < -0.05  # not Gaussian data: the plug-in reads low
     with Image.open(out / "plot.png") as im:
         assert im.size[0] > 300 and len(np.unique(np.asarray(im.convert("L")))) > 10
