@@ -85,7 +85,7 @@ class Column:
 def roles(manifest: dict) -> dict[str, str]:
     """Every variable's role: the manifest's ``roles``, else worked out from its other fields.
 
-    Older manifests: flows are modalities, ``pmi:`` columns PMI, 8-bit non-modalities labels;
+    Older manifests: flows are modalities, ``pmi:`` columns PMI, integer non-modalities labels;
     the rest are targets, or, with ``save_latents``, targets where the recorded spec's text
     declares them (``target NAME``) and latents otherwise.
     """
@@ -100,7 +100,7 @@ def roles(manifest: dict) -> dict[str, str]:
             out[name] = "modality"
         elif name.startswith("pmi:"):
             out[name] = "pmi"
-        elif spec["dtype"] in ("uint8", "bool"):
+        elif np.dtype(spec["dtype"]).kind in "uib":
             out[name] = "label"
         else:
             out[name] = "target" if targets is None or name.split("[")[0] in targets else "latent"
