@@ -40,7 +40,8 @@ def add_parsers(sub) -> None:
                         + "; ".join(f"{how} before {', '.join(names)}" for how, names in _auto_table().items())
                         + "; else none)")
     p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
-                   "SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE")
+                   "SLURM_ARRAY_TASK_COUNT, HTCondor's _CONDOR_PROCNO/_CONDOR_NPROCS or torchrun's RANK/WORLD_SIZE "
+                   "(docs/cluster.md)")
     p.add_argument("--save-latents", action="store_true", help="also save every latent")
     p.add_argument("--uint8", metavar="LO,HI",
                    help="lossy export (write --uint8=-1,1): modalities as 8-bit over the fixed range "
