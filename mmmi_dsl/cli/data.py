@@ -1,4 +1,4 @@
-"""Commands that write and read datasets: generate, preview, verify, merge."""
+"""Commands that write and read datasets: generate, preview, verify, merge, export."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def add_parsers(sub) -> None:
                         + "; ".join(f"{how} before {', '.join(names)}" for how, names in _auto_table().items())
                         + "; else none)")
     p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
-                   "SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE")
+                   "SLURM_ARRAY_TASK_COUNT, HTCondor's _CONDOR_PROCNO/_CONDOR_NPROCS or torchrun's RANK/WORLD_SIZE "
+                   "(docs/cluster.md)")
     p.add_argument("--save-latents", action="store_true", help="also save every latent")
     p.add_argument("--uint8", metavar="LO,HI",
                    help="lossy export (write --uint8=-1,1): modalities as 8-bit over the fixed range "
@@ -69,6 +70,20 @@ def add_parsers(sub) -> None:
     p.add_argument("sources", nargs="+", metavar="DIR_OR_PART")
     p.add_argument("-o", "--output", metavar="DIR", help="where manifest.json goes (default: the first DIR)")
     p.set_defaults(run=cmd_merge)
+    p = sub.add_parser("export", help="export a dataset as Parquet, WebDataset tar shards or a Hugging Face "
+                       "dataset folder, with a dataset card and croissant.json")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--to", required=True, choices=["parquet", "webdataset", "hf"],
+                   help="parquet: data/SPLIT-0000i-of-0000N.parquet (datasets.load_dataset('parquet', ...)); "
+                        "webdataset: SPLIT-0000i-of-0000N.tar (webdataset.WebDataset); hf: a folder "
+                        "datasets.load_from_disk opens")
+    p.add_argument("out", metavar="OUT", help="a new or empty folder")
+    p.add_argument("--images", default="array", choices=["array", "png"],
+                   help="image modalities ((H, W) or (C, H, W) per sample) as arrays (default) or PNG")
+    p.add_argument("--png-range", metavar="LO,HI", help="with --images png on float data: quantise "
+                   "round(255 clip((x-LO)/(HI-LO), 0, 1)) (lossy; the card says the MI is then an upper bound)")
+    p.add_argument("--rows-per-file", type=int, metavar="R", help="samples per file (default ~256 MiB each)")
+    p.set_defaults(run=cmd_export)
 
 
 def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
@@ -172,3 +187,27 @@ def cmd_merge(args) -> int:
     state = "complete" if manifest.get("complete") else "INCOMPLETE"
     print(f"merged {len(manifest['shards'])} shard(s), {sum(s['n'] for s in manifest['shards']):,} tuples: {state}")
     return 0 if manifest.get("complete") else 1
+
+
+def cmd_export(args) -> int:
+    import shlex
+    import sys
+
+    from mmmi_dsl.cli.args import parse_bracket
+    from mmmi_dsl.dataset.export import export
+
+    if args.rows_per_file is not None:
+        at_least(args.rows_per_file, 1, "--rows-per-file")
+    if args.png_range and args.images != "png":
+        raise UsageError("--png-range is for --images png")
+    png_range = parse_bracket(args.png_range, "--png-range") if args.png_range else None
+    command = shlex.join(["mmmic", *sys.argv[1:]]) if sys.argv[1:2] == ["export"] else ""
+    done = export(args.dir, args.out, args.to, images=args.images == "png", png_range=png_range,
+                  rows_per_file=args.rows_per_file, command=command or shlex.join(
+                      ["mmmic", "export", args.dir, "--to", args.to, args.out]))
+    splits = ", ".join(f"{s} {k:,}" for s, k in done.splits.items())
+    print(f"exported {sum(done.splits.values()):,} samples ({splits}) to {done.out} as {done.to}: "
+          f"{len(done.files)} data file(s), README.md, croissant.json")
+    for note in done.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mmmi_dsl import ir
 from mmmi_dsl.builtins import FLOWS
+from mmmi_dsl.dataset.reader import DEFAULT_SPLITS
 from mmmi_dsl.errors import SpecError
 
 
@@ -40,9 +41,20 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
         "mi_is_upper_bound": sampler.uint8_range is not None,  # lossy export: I(q(x1); q(x2)) <= I(x1; x2)
         "gaussian_arrays": gaussian,
         "flows": sampler.flow_roundtrip(),
+        "roles": variable_roles(model, sampler),
+        "splits": DEFAULT_SPLITS,
         "generator": {"mmmic": __version__, "torch": torch.__version__, "device_type": sampler.device.type,
                       "dtype": str(sampler.dtype).replace("torch.", ""), "standardize": sampler.standardize},
     }
+
+
+def variable_roles(model: ir.Model, sampler) -> dict[str, str]:
+    """Each saved variable's role (``modality``, ``target``, ``label``, ``latent``, ``pmi``), as recorded."""
+    out = {}
+    for name in sampler.variables:
+        out[name] = ("modality" if name in model.flows else "target" if name in model.targets else
+                     "label" if name in model.labels else "pmi" if name.startswith("pmi:") else "latent")
+    return out
 
 
 def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tuple[int, int]:
@@ -88,6 +100,14 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
     fingerprint = {"standardize": standardize, "dtype": dtype, "device_type": sampler.device.type,
                    "save_latents": save_latents, "pmi": [list(p) for p in sampler.pmi_pairs],
                    "uint8": list(uint8_range) if uint8_range else None}
-    return write_dataset(out, sampler, n, seed=seed, shard_size=shard_size, batch_size=batch_size,
-                         metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
-                         job=job, progress=progress, overwrite=overwrite)
+    manifest = write_dataset(out, sampler, n, seed=seed, shard_size=shard_size, batch_size=batch_size,
+                             metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
+                             job=job, progress=progress, overwrite=overwrite)
+    if manifest["complete"] and job[1] == 1:  # a part's croissant.json is written by merge
+        from mmmi_dsl.dataset.croissant import dataset_croissant, write_croissant
+        from mmmi_dsl.dataset.format import MANIFEST
+        from mmmi_dsl.dataset.safety import WriterLock
+
+        with WriterLock(Path(out), MANIFEST):
+            write_croissant(Path(out), dataset_croissant(Path(out), manifest))
+    return manifest

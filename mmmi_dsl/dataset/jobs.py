@@ -1,4 +1,4 @@
-"""Job splits (I, K) of a dataset run: from an ``I/K`` text, a SLURM array or torchrun.
+"""Job splits (I, K) of a dataset run: from an ``I/K`` text, a SLURM array, HTCondor or torchrun.
 
 Job I of K (0-based) writes the shards with ``index % K == I``.
 """
@@ -46,8 +46,10 @@ def split_from_env() -> tuple[int, int]:
     """This process's job split (I, K) from the environment, else (0, 1).
 
     A SLURM array (``SLURM_ARRAY_TASK_ID`` relative to ``SLURM_ARRAY_TASK_MIN``, in steps
-    of ``SLURM_ARRAY_TASK_STEP``, of ``SLURM_ARRAY_TASK_COUNT`` tasks) wins over
-    torchrun's ``RANK`` of ``WORLD_SIZE``.
+    of ``SLURM_ARRAY_TASK_STEP``, of ``SLURM_ARRAY_TASK_COUNT`` tasks) wins over an HTCondor
+    process number (``_CONDOR_PROCNO`` of ``_CONDOR_NPROCS``: set by HTCondor's parallel
+    universe, or ``$(Process)`` passed on by a submit file's ``environment``), which wins
+    over torchrun's ``RANK`` of ``WORLD_SIZE``.
 
     Raises:
         UsageError: a malformed value, or an array whose task ids are not evenly spaced.
@@ -59,6 +61,8 @@ def split_from_env() -> tuple[int, int]:
         if rem:
             raise UsageError(f"SLURM array task {task} is not min {low} + a multiple of step {step}")
         return check_split(i, count, f"SLURM array task {task} (min {low}, step {step}, count {count})")
+    if "_CONDOR_PROCNO" in os.environ or "_CONDOR_NPROCS" in os.environ:
+        return check_split(_env_int("_CONDOR_PROCNO"), _env_int("_CONDOR_NPROCS"), "_CONDOR_PROCNO/_CONDOR_NPROCS")
     if "RANK" in os.environ or "WORLD_SIZE" in os.environ:
         return check_split(_env_int("RANK"), _env_int("WORLD_SIZE"), "RANK/WORLD_SIZE")
     return 0, 1

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from mmmi_dsl.dataset.croissant import dataset_croissant, write_croissant
 from mmmi_dsl.dataset.format import MANIFEST, DatasetError, identity_difference, read_manifest, shard_count
 from mmmi_dsl.dataset.safety import WriterLock, refuse_link, remove_stale
 from mmmi_dsl.files import dumps_json, write_atomic
@@ -55,6 +56,8 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
             if diff:
                 raise DatasetError(f"{existing} belongs to another dataset: {diff}")
         write_atomic(existing, dumps_json(merged) + "\n")
+        if merged["complete"]:
+            write_croissant(out, dataset_croissant(out, merged))
     return merged
 
 
