@@ -92,7 +92,8 @@ class Covariances(Linearizer):
             self.fail("E0206", "a matrix needs at least one row and one column", node.span)
         for item, row in zip(node.items, rows):
             if len(row) != len(rows[0]):
-                self.fail("E0203", f"this row has {len(row)} entries but the first has {len(rows[0])}", item.span)
+                self.fail("E0203", f"this row has {len(row)} entr{'y' if len(row) == 1 else 'ies'} but the first "
+                          f"has {len(rows[0])}", item.span)
         self.check_matrix_entries(len(rows), len(rows[0]), node.span)
         return rows
 
@@ -160,11 +161,12 @@ class Covariances(Linearizer):
         if isinstance(node, ListLit):
             return self._rows(node, env)
         if isinstance(node, Name):
+            declared = self.names.get(node.name) if node.index is None else None
+            if declared is not None and declared.kind == "matrix" and node.name not in self.matrices:
+                self._lower_declared_matrix(node.name, node.span)  # declared further down
             kind, ref = self._kind(node, env)
             if kind != "matrix":
                 self.fail("E0103", f"`{ref}` is a {kind}, not a matrix", node.span)
-            if ref not in self.matrices:
-                self._lower_declared_matrix(ref, node.span)
             if ref not in self.exact_entries:
                 arr = matrix_array(self.matrices[ref])
                 self.exact_entries[ref] = [[Fraction(float(x)) for x in row] for row in arr]
@@ -195,7 +197,9 @@ class Covariances(Linearizer):
     def _lower_gaussian(self, s: Statement, env) -> None:
         call = s.value
         if not isinstance(call, Call) or call.func not in builtins.DISTRIBUTIONS:
-            self.fail("E0209", "a block of latents is declared with a distribution", call.span, "",
+            what = f"`{call.func}(...)` is not a distribution" if isinstance(call, Call) else \
+                "`~` is followed by a distribution"
+            self.fail("E0209", what, call.span, "", f"distributions: {', '.join(builtins.DISTRIBUTIONS)}; "
                       "latent a, b ~ gaussian(cov = [[1, 0.5], [0.5, 1]])")
         cov = self.bind(call, builtins.DISTRIBUTIONS[call.func])["cov"]
         members: list[tuple[str, int | None, Span]] = []
