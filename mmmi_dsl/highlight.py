@@ -133,7 +133,7 @@ def textmate_grammar() -> dict:
             "builtin": {"match": r"\b(" + _alt(w["builtins"]) + r")(?=\s*\()", "name": "support.function.builtin.mmi"},
             "number": {"match": r"\b(\d+(x\d+)+|(\d+\.\d+|\.\d+)([eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)\b",
                        "name": "constant.numeric.mmi"},
-            "operator": {"match": r":=|\.\.|>=|<=|[=<>+\-*/@^|]", "name": "keyword.operator.mmi"},
+            "operator": {"match": r":=|\.\.|>=|<=|[=<>+\-*/@^|~]", "name": "keyword.operator.mmi"},
             "punctuation": {"match": r"[()\[\]{},;:]", "name": "punctuation.mmi"},
         },
     }

@@ -181,3 +181,22 @@ def test_random_psd_blocks(data, cut):
         assert got == pytest.approx(gaussian_mi(s, a, b), rel=1e-8, abs=1e-9)
     else:  # rank-deficient blocks without a shared null direction: the dense reference on supports
         assert got == pytest.approx(dense_mi(spec, ["a"], ["b"]), rel=1e-7, abs=1e-9)
+
+
+def test_float_path_beyond_the_exact_limit(monkeypatch):
+    """Past EXACT_LIMIT coordinates: float64 eigenvalues, rank by n·eps·max|λ| (here lowered to 2)."""
+    from mmmi_dsl.lang.lower import factor
+
+    monkeypatch.setattr(factor, "EXACT_LIMIT", 2)
+    rng = np.random.default_rng(4)
+    b = rng.standard_normal((6, 4))
+    s = b @ b.T  # rank 4 of 6, in float64 roundoff
+    s = (s + s.T) / 2
+    spec = loads(f"latent a : vector[4], c : vector[2] ~ gaussian(cov = {rows(s)})\n")
+    assert spec.protos["gaussian(a, c)"].size == 4
+    assert spec.mi("I(a; c)") == math.inf  # c is a linear function of a
+    full = s + np.eye(6)
+    spec = loads(f"latent a : vector[4], c : vector[2] ~ gaussian(cov = {rows(full)})\n")
+    assert spec.mi("I(a; c)") == pytest.approx(gaussian_mi(full, list(range(4)), [4, 5]), rel=1e-10)
+    with pytest.raises(SpecError, match="smallest eigenvalue is -1"):
+        loads(f"latent a : vector[4], c : vector[2] ~ gaussian(cov = {rows(s - np.eye(6))})\n")
