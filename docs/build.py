@@ -134,18 +134,20 @@ def cli_reference() -> str:
 
 
 def builtins_reference() -> str:
-    """docs/builtins.md: every template, matrix and flow from its one definition (mmmi_dsl.builtins)."""
-    from mmmi_dsl.builtins import FLOWS, MATRICES, TEMPLATES
+    """docs/builtins.md: every template, matrix, flow and distribution from its one definition (mmmi_dsl.builtins)."""
+    from mmmi_dsl.builtins import DISTRIBUTIONS, FLOWS, MATRICES, TEMPLATES
     from mmmi_dsl.builtins.signature import TYPES
 
     lines = ["# Built-ins", "", GENERATED_NOTE.format(cmd=REGENERATE, src="`mmmi_dsl/builtins/`"), "",
-             "Every template, matrix and flow constructor of the language, with its arguments. `mmmic check` "
+             "Every template, matrix and flow constructor and distribution of the language, with its arguments. `mmmic check` "
              "refuses a call whose argument is missing, unknown, given twice, of the wrong type or outside its "
              "bounds, at the argument's position. The stories they are used in: [the language](language.md).", ""]
     sections = (("Templates", TEMPLATES, "`template T = ones(d)` or inline: `rho * u * ones(d)`."),
                 ("Matrices", MATRICES, "`matrix M = uniform(rows, cols, seed)`, applied as `M @ z`."),
                 ("Flows", FLOWS, "`flow x = affine(z, seed = 1)`; the latent is the one positional argument. "
-                 "Flows compose: `flow x = asinh(affine(z))`."))
+                 "Flows compose: `flow x = asinh(affine(z))`."),
+                ("Distributions", DISTRIBUTIONS, "`latent a, b : vector[2] ~ gaussian(cov = S)`: a block of latents "
+                 "given by its joint covariance (docs/language.md)."))
     for title, table, usage in sections:
         lines += [f"## {title}", "", usage, ""]
         for b in table.values():

@@ -26,7 +26,15 @@ def grammar_words() -> dict[str, tuple[str, ...]]:
     Keys: ``keywords`` (statement words), ``units``, ``query_ops``, ``types``,
     ``builtins`` (every callable name).
     """
-    from mmmi_dsl.builtins import CONSTANT_FUNCTIONS, EQUATION_FUNCTIONS, FLOWS, MATRICES, TEMPLATES, TYPES
+    from mmmi_dsl.builtins import (
+        CONSTANT_FUNCTIONS,
+        DISTRIBUTIONS,
+        EQUATION_FUNCTIONS,
+        FLOWS,
+        MATRICES,
+        TEMPLATES,
+        TYPES,
+    )
     from mmmi_dsl.ir import MATH_FUNCTIONS
     from mmmi_dsl.lang.parse import grammar_text
 
@@ -36,7 +44,7 @@ def grammar_words() -> dict[str, tuple[str, ...]]:
     literals = set(re.findall(r'"([a-z]+)"', text)) - set(units)
     op_rule = re.search(r"^QUERY_OP[.\d]*\s*:\s*/\(([A-Za-z|]+)\)", text, re.M)
     query_ops = tuple(op_rule.group(1).split("|")) if op_rule else ()
-    builtins = set(TEMPLATES) | set(MATRICES) | set(FLOWS) | set(MATH_FUNCTIONS)
+    builtins = set(TEMPLATES) | set(MATRICES) | set(FLOWS) | set(MATH_FUNCTIONS) | set(DISTRIBUTIONS)
     builtins |= set(EQUATION_FUNCTIONS) | set(CONSTANT_FUNCTIONS)
     return {"keywords": tuple(sorted(literals)), "units": tuple(sorted(units)),
             "query_ops": tuple(sorted(query_ops, key=lambda s: (-len(s), s))),
@@ -73,7 +81,7 @@ class MmiLexer(RegexLexer):
             (_NUMBER, Number.Float),
             (r"\d+", Number.Integer),
             (r"[A-Za-z_][A-Za-z_0-9]*", Name),
-            (r":=|\.\.|>=|<=|[=<>+\-*/@^|]", Operator),
+            (r":=|\.\.|>=|<=|[=<>+\-*/@^|~]", Operator),
             (r"[()\[\]{},;:]", Punctuation),
         ],
     }
@@ -125,7 +133,7 @@ def textmate_grammar() -> dict:
             "builtin": {"match": r"\b(" + _alt(w["builtins"]) + r")(?=\s*\()", "name": "support.function.builtin.mmi"},
             "number": {"match": r"\b(\d+(x\d+)+|(\d+\.\d+|\.\d+)([eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)\b",
                        "name": "constant.numeric.mmi"},
-            "operator": {"match": r":=|\.\.|>=|<=|[=<>+\-*/@^|]", "name": "keyword.operator.mmi"},
+            "operator": {"match": r":=|\.\.|>=|<=|[=<>+\-*/@^|~]", "name": "keyword.operator.mmi"},
             "punctuation": {"match": r"[()\[\]{},;:]", "name": "punctuation.mmi"},
         },
     }

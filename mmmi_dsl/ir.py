@@ -242,17 +242,22 @@ class Template(Node):
     span: Span | None = None
 
 
-MatrixKind = Literal["uniform", "normal", "orthogonal", "npy", "identity"]
+MatrixKind = Literal["uniform", "normal", "orthogonal", "npy", "identity", "equicorrelation", "diagonal", "values"]
 
 
 class Matrix(Node):
-    """A fixed (rows x cols) matrix for general linear maps ``M @ v``."""
+    """A fixed (rows x cols) matrix for general linear maps ``M @ v``.
+
+    Kind ``values`` keeps its entries in ``args["values"]`` (rows of floats): a matrix written as rows,
+    ``blockdiag(...)``, or the factor F of a covariance block (``latent a, b ~ gaussian(cov = S)``).
+    """
 
     name: str
     kind: MatrixKind
     rows: int
     cols: int
-    args: dict[str, int | float | str] = Field(default_factory=dict)
+    args: dict[str, int | float | str | tuple[float, ...] | tuple[tuple[float, ...], ...]] = Field(
+        default_factory=dict)
     path: str | None = None
     span: Span | None = None
 

@@ -198,7 +198,7 @@ def test_lexer_words_match_the_grammar():
     """The words read from grammar/mmi.lark by regex equal those Lark itself sees."""
     import lark
 
-    from mmmi_dsl.builtins import CONSTANT_FUNCTIONS, EQUATION_FUNCTIONS, FLOWS, MATRICES, TEMPLATES
+    from mmmi_dsl.builtins import CONSTANT_FUNCTIONS, DISTRIBUTIONS, EQUATION_FUNCTIONS, FLOWS, MATRICES, TEMPLATES
     from mmmi_dsl.highlight import grammar_words
     from mmmi_dsl.ir import MATH_FUNCTIONS
     from mmmi_dsl.lang.parse import grammar_text
@@ -215,7 +215,7 @@ def test_lexer_words_match_the_grammar():
     assert set(w["keywords"]) == words - units
     op = next(t for t in g.terminals if t.name == "QUERY_OP").pattern.to_regexp()
     assert all(re.match(op, q + "(") for q in w["query_ops"]) and set(w["query_ops"]) == {"I", "TC", "II"}
-    expected = set(TEMPLATES) | set(MATRICES) | set(FLOWS) | set(MATH_FUNCTIONS)
+    expected = set(TEMPLATES) | set(MATRICES) | set(FLOWS) | set(MATH_FUNCTIONS) | set(DISTRIBUTIONS)
     assert set(w["builtins"]) == expected | set(EQUATION_FUNCTIONS) | set(CONSTANT_FUNCTIONS)
 
 

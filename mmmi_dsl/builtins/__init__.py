@@ -8,6 +8,7 @@ imports torch or runs user code.
 
 from __future__ import annotations
 
+from mmmi_dsl.builtins.distributions import DISTRIBUTIONS
 from mmmi_dsl.builtins.flows import FLOWS
 from mmmi_dsl.builtins.matrices import MATRICES
 from mmmi_dsl.builtins.signature import REQUIRED, Arg, Builtin
@@ -36,10 +37,10 @@ TYPES = ("scalar", "vector", "image", "matrix")
 
 def all_function_names() -> list[str]:
     """Every function name the language knows, for did-you-mean hints."""
-    names = set(MATH_FUNCTIONS) | set(TEMPLATES) | set(MATRICES) | set(FLOWS)
+    names = set(MATH_FUNCTIONS) | set(TEMPLATES) | set(MATRICES) | set(FLOWS) | set(DISTRIBUTIONS)
     names |= set(EQUATION_FUNCTIONS) | set(CONSTANT_FUNCTIONS)
     return sorted(names)
 
 
-__all__ = ["Arg", "Builtin", "REQUIRED", "TEMPLATES", "MATRICES", "FLOWS", "FLOW_ENTRY_POINT_GROUP", "TYPES",
-           "EQUATION_FUNCTIONS", "CONSTANT_FUNCTIONS", "plugin_flows", "all_function_names"]
+__all__ = ["Arg", "Builtin", "REQUIRED", "TEMPLATES", "MATRICES", "FLOWS", "DISTRIBUTIONS", "FLOW_ENTRY_POINT_GROUP",
+           "TYPES", "EQUATION_FUNCTIONS", "CONSTANT_FUNCTIONS", "plugin_flows", "all_function_names"]

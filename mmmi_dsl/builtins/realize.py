@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmmi_dsl import ir
-from mmmi_dsl.builtins.matrices import MATRICES
+from mmmi_dsl.builtins.matrices import MATRICES, VALUES_KIND, literal_values
 from mmmi_dsl.builtins.templates import TEMPLATES, data_error
 
 
@@ -31,7 +31,7 @@ def matrix_array(m: ir.Matrix, cache: dict | None = None) -> np.ndarray:
     """The matrix as a float64 array of shape (rows, cols) (see :mod:`mmmi_dsl.builtins.matrices`)."""
     if cache is not None and m.name in cache:
         return cache[m.name]
-    arr = MATRICES[m.kind].realise(m)
+    arr = literal_values(m) if m.kind == VALUES_KIND else MATRICES[m.kind].realise(m)
     if arr.shape != (m.rows, m.cols):
         raise data_error(m, f"matrix `{m.name}` is {arr.shape}, expected {(m.rows, m.cols)}")
     if not np.all(np.isfinite(arr)):

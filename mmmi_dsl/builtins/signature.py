@@ -28,6 +28,9 @@ TYPES = {
     "size": "a positive integer size or a dim",
     "template": "a template",
     "latent": "a latent",
+    "list": "a list of numbers [a, b, ...]",
+    "matrix": "a matrix: a name, a constructor or rows [[a, b], [c, d]]",
+    "matrices": "matrices separated by commas",
 }
 
 
@@ -121,7 +124,7 @@ class Builtin:
     """
 
     name: str
-    kind: str  # "template" | "matrix" | "flow"
+    kind: str  # "template" | "matrix" | "flow" | "distribution"
     summary: str
     positional: tuple[Arg, ...] = ()
     keywords: tuple[Arg, ...] = ()

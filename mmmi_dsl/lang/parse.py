@@ -237,6 +237,13 @@ class _ToAst(Transformer_NonRecursive):
     latent_stmt = _decl_value("latent")
 
     @v_args(meta=True)
+    def gaussian_stmt(self, meta, c):
+        return self._stmt("gaussian", meta, decls=tuple(c[:-1]), value=c[-1])
+
+    def typed_decl(self, children):
+        return (children[0], children[1])
+
+    @v_args(meta=True)
     def flow_stmt(self, meta, c):
         return self._stmt("flow", meta, decl=c[0], value=c[1], type=c[2])
 
@@ -281,7 +288,7 @@ _READABLE = {
     "COLON": "`:`", "SEMICOLON": "`;`", "EQUAL": "`=`", "PLUS": "`+`", "MINUS": "`-`",
     "STAR": "`*`", "SLASH": "`/`", "CIRCUMFLEX": "`^`", "AT": "`@`", "VBAR": "`|`",
     "COMPARE": "a comparison (`>`, `<`)", "UNIT": "`bits` or `nats`", "QUERY_OP": "I(...)",
-    "$END": "end of file", "__ANON_0": "`:=`", "__ANON_1": "`..`",
+    "$END": "end of file", "__ANON_0": "`:=`", "__ANON_1": "`..`", "TILDE": "`~`",
 }
 
 STATEMENT_KEYWORDS = ("model", "param", "dim", "proto", "template", "matrix", "target",

@@ -268,50 +268,55 @@ class Constructors(Scope):
 
     def _lower_matrix(self, s: Statement, env) -> None:
         for m in self._members(s, env):
-            call = s.value
-            if not isinstance(call, Call) or call.func not in builtins.MATRICES:
-                self.fail("E0209", "a matrix is built by a constructor", s.value.span, "",
-                          did_you_mean(getattr(call, "func", ""), builtins.MATRICES))
-            builtin = builtins.MATRICES[call.func]
-            a = self.bind(call, builtin)
-            args: dict[str, object] = {}
-            path = None
-            if call.func in ("uniform", "normal"):
-                rows = self.int_value(a["rows"], env, "size")
-                cols = self.int_value(a["cols"], env, "size")
-                args["seed"] = self.number_arg(builtin, "seed", a["seed"], env)
-                for k, v in builtin.defaults().items():
-                    args[k] = self.number_arg(builtin, k, a[k], env) if k in a else v
-            elif call.func in ("orthogonal", "identity"):
-                rows = cols = self.int_value(a["size"], env, "size")
-                if call.func == "orthogonal":
-                    args["seed"] = self.number_arg(builtin, "seed", a["seed"], env)
-            else:
-                given, full = self._path(a["file"], env)
-                shape = npy_shape(full)
-                if shape is None or len(shape) != 2:
-                    self.fail("E0208", f"`{given}` is not a 2-D .npy array", a["file"].span)
-                rows, cols = shape
-                if 0 < rows * cols <= limits.MAX_MATRIX_ENTRIES:
-                    self._check_npy_contents(given, full, a["file"].span, "a usable 2-D .npy array")
-                args["file"] = given
-                path = str(full)
-            if rows <= 0 or cols <= 0:
-                self.fail("E0206", f"matrix shape {rows}x{cols} must be positive", call.span)
-            if rows * cols > limits.MAX_MATRIX_ENTRIES:
-                self.fail("E0215", f"matrix {rows}x{cols} needs {gib(rows * cols * 8)} as float64", call.span, "",
-                          f"at most {limits.MAX_MATRIX_ENTRIES:,} entries "
-                          f"({gib(limits.MAX_MATRIX_ENTRIES * 8)}) are allowed; "
-                          f"this machine has {gib(physical_memory())}")
+            if m in self.matrices:  # a matrix another one is built from is lowered first, on demand
+                continue
+            mat = self.matrix_call(s.value, env, m, s.decl.span)
             if s.type is not None:
                 if s.type.name != "matrix" or len(s.type.args) != 2:
                     self.fail("E0209", "a matrix type is matrix[rows, cols]", s.type.span)
                 r = self.int_value(s.type.args[0], env, "size")
                 c = self.int_value(s.type.args[1], env, "size")
-                if (r, c) != (rows, cols):
-                    self.fail("E0203", f"matrix `{m}` is {rows}x{cols} but declared {r}x{c}", call.span)
-            self.matrices[m] = ir.Matrix(name=m, kind=call.func, rows=rows, cols=cols, args=args,
-                                         path=path, span=s.decl.span)
+                if (r, c) != (mat.rows, mat.cols):
+                    self.fail("E0203", f"matrix `{m}` is {mat.rows}x{mat.cols} but declared {r}x{c}", s.value.span)
+            self.matrices[m] = mat
+
+    def matrix_call(self, call, env, m: str, span: Span | None) -> ir.Matrix:
+        """The matrix a constructor call builds, named ``m``."""
+        if not isinstance(call, Call) or call.func not in builtins.MATRICES:
+            self.fail("E0209", "a matrix is built by a constructor", call.span, "",
+                      did_you_mean(getattr(call, "func", ""), builtins.MATRICES))
+        builtin = builtins.MATRICES[call.func]
+        a = self.bind(call, builtin)
+        args: dict[str, object] = {}
+        path = None
+        if call.func in ("uniform", "normal"):
+            rows = self.int_value(a["rows"], env, "size")
+            cols = self.int_value(a["cols"], env, "size")
+            args["seed"] = self.number_arg(builtin, "seed", a["seed"], env)
+            for k, v in builtin.defaults().items():
+                args[k] = self.number_arg(builtin, k, a[k], env) if k in a else v
+        elif call.func in ("orthogonal", "identity"):
+            rows = cols = self.int_value(a["size"], env, "size")
+            if call.func == "orthogonal":
+                args["seed"] = self.number_arg(builtin, "seed", a["seed"], env)
+        else:
+            given, full = self._path(a["file"], env)
+            shape = npy_shape(full)
+            if shape is None or len(shape) != 2:
+                self.fail("E0208", f"`{given}` is not a 2-D .npy array", a["file"].span)
+            rows, cols = shape
+            if 0 < rows * cols <= limits.MAX_MATRIX_ENTRIES:
+                self._check_npy_contents(given, full, a["file"].span, "a usable 2-D .npy array")
+            args["file"] = given
+            path = str(full)
+        if rows <= 0 or cols <= 0:
+            self.fail("E0206", f"matrix shape {rows}x{cols} must be positive", call.span)
+        if rows * cols > limits.MAX_MATRIX_ENTRIES:
+            self.fail("E0215", f"matrix {rows}x{cols} needs {gib(rows * cols * 8)} as float64", call.span, "",
+                      f"at most {limits.MAX_MATRIX_ENTRIES:,} entries "
+                      f"({gib(limits.MAX_MATRIX_ENTRIES * 8)}) are allowed; "
+                      f"this machine has {gib(physical_memory())}")
+        return ir.Matrix(name=m, kind=call.func, rows=rows, cols=cols, args=args, path=path, span=span)
 
     def _lower_flow(self, s: Statement, env, variables) -> ir.Flow:
         name = self._decl_name(s.decl, env)

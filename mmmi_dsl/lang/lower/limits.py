@@ -14,3 +14,6 @@ MAX_TERMS = 100_000
 MAX_WORK = 5_000_000
 # `for` loops inside one another (each level is a frame of the expansion).
 MAX_LOOP_DEPTH = 64
+# Coordinates of one covariance given directly (`latent a, b ~ gaussian(cov = S)`): its factor takes
+# n^3 work (eigenvalues of a 4,096 x 4,096 matrix: about 20 s).
+MAX_COVARIANCE = 4096

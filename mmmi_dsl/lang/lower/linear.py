@@ -10,7 +10,20 @@ from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.algebra import LinearValue, binop, draft_term, mul, neg, num_node, scaled, sym_node
 from mmmi_dsl.lang.lower.constructors import Constructors
 from mmmi_dsl.lang.lower.scope import VARIABLE_KINDS, Skip
-from mmmi_dsl.lang.syntax import BinaryOp, Binder, Call, Kwarg, ListLit, Name, Negate, Number, Shape, String
+from mmmi_dsl.lang.syntax import (
+    BinaryOp,
+    Binder,
+    Call,
+    Decl,
+    Kwarg,
+    ListLit,
+    Name,
+    Negate,
+    Number,
+    Shape,
+    Statement,
+    String,
+)
 
 
 def constant_tree(node, low: "Linearizer") -> bool:
@@ -105,6 +118,10 @@ class Linearizer(Constructors):
         a, b = self.linear(node.left, env), self.linear(node.right, env)
         span = node.span
         if node.op in "+-":
+            if b.terms == []:  # an empty sum
+                return a
+            if a.terms == []:
+                return b if node.op == "+" else scaled(b, num_node(-1), span)
             if a.const is not None and b.const is not None:
                 return LinearValue(const=binop(node.op, a.const, b.const), span=span)
             if a.terms is not None and b.terms is not None:
@@ -156,9 +173,11 @@ class Linearizer(Constructors):
         coef, tname = template
         out = []
         for t in lin.terms:
-            if t.op != "identity":
+            if t.op == "template":
                 self.fail("E0201", "a term is multiplied by two templates", span, "",
                           "a template spreads one scalar cause: rho * u * T")
+            if t.op != "identity":  # dot(U, z) * T, (M @ z) * T: rank one, through a scalar latent
+                t = self._through_scalar(t, tname, span)
             src = t.sources[0]
             size = self._size(src)
             if size not in (1, None):
@@ -166,6 +185,33 @@ class Linearizer(Constructors):
                           "a template spreads a scalar cause", "use a scalar proto-latent or latent: rho * u * T")
             out.append(draft_term(coef=mul(coef, t.coef), op="template", sources=t.sources, template=tname, span=span))
         return LinearValue(terms=out, span=span)
+
+    def _through_scalar(self, t, tname: str, span):
+        """``c * dot(U, z)`` (or ``c * M @ z``, M one row) as ``c * s`` with s a hidden scalar latent.
+
+        ``c * dot(U, z) * T`` is then ``c * s * T``, the rank-one map c T Uᵀ applied to z, exactly as if
+        the spec declared ``latent s = dot(U, z)``. The latent's name (``dot(U, z)``) cannot be
+        written in a spec; the same product used twice is one latent."""
+        if t.op == "dot":
+            name = f"dot({t.template}, {t.sources[0]})"
+        else:
+            m = self.matrices.get(t.matrix)
+            if m is None:
+                self._failed_before(t.matrix, span)
+            if m.rows != 1:
+                self.fail("E0201", f"template `{tname}` multiplies `{t.matrix} @ ...`, which has {m.rows} rows",
+                          span, "a template spreads a scalar cause", "a matrix with one row gives a scalar")
+            srcs = t.sources[0] if len(t.sources) == 1 else f"concat({', '.join(t.sources)})"
+            name = f"{t.matrix} @ {srcs}"
+        if name not in self.hidden:
+            self.hidden[name] = (t._replace(coef=num_node(1)).to_ir(), span)
+            self.sizes[name] = 1
+        return draft_term(coef=t.coef, op="identity", sources=(name,), span=t.span)
+
+    def hidden_equations(self) -> dict:
+        """The hidden scalar latents of rank-one terms, as equations (statement, loop env, terms)."""
+        return {name: (Statement(kind="latent", span=span, decl=Decl(name, None, None, span)), {}, [term])
+                for name, (term, span) in self.hidden.items()}
 
     def _linear_call(self, node: Call, env) -> LinearValue:
         f = node.func
@@ -175,7 +221,9 @@ class Linearizer(Constructors):
             binder, body = node.args
             if binder.var in env or binder.var in self.values or binder.var in self.dims:
                 self.fail("E0102", f"`{binder.var}` hides another name", binder.span)
-            lo, hi = self._int_range((binder.lo, binder.hi), env, binder.span)
+            lo, hi = self._int_range((binder.lo, binder.hi), env, binder.span, allow_empty=True)
+            if hi < lo:
+                return LinearValue(terms=[], span=node.span)  # an empty sum adds nothing
             self.n_terms += hi - lo + 1
             if self.n_terms > limits.MAX_TERMS:
                 self.fail("E0215", f"the equations expand to more than {limits.MAX_TERMS:,} terms", node.span,
@@ -254,6 +302,9 @@ class Linearizer(Constructors):
         if lin.terms is None:
             self.fail("E0201", f"an equation must be a sum of terms, found {lin.describe()}", node.span, "",
                       "e.g. latent z = rho * u * T + n")
+        if not lin.terms:
+            self.fail("E0201", "this equation has no terms: every sum in it is empty", node.span, "",
+                      "a latent needs at least one term, e.g. latent z = n + sum(j in 3..2, n[j])")
         return [t.to_ir() for t in lin.terms]
 
     def _lower_variables(self, eqs) -> dict[str, ir.Variable]:
@@ -265,7 +316,7 @@ class Linearizer(Constructors):
                 return self.protos[src].size
             if src in eqs:
                 return infer(src)
-            return None
+            return self.sizes.get(src)  # a latent of a covariance block
 
         def infer(name: str) -> int | None:
             if state.get(name) == "done":

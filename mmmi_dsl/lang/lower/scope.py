@@ -71,6 +71,7 @@ class Scope:
         self.sizes: dict[str, int] = {}
         self._constant: dict[int, bool] = {}
         self.n_terms = 0  # terms expanded by sum(...) so far (limits.MAX_TERMS)
+        self.hidden: dict[str, tuple] = {}  # hidden scalar latents of rank-one terms: name -> (term, span)
         self.work = 0  # expression nodes evaluated so far (limits.MAX_WORK)
         self._hints: dict[tuple, str] = {}
         self._weights: dict = {}  # weights files inspected, by path (ten digits modalities read one)
@@ -134,15 +135,18 @@ class Scope:
                                   "", "pick a fresh loop variable")
                 continue
             try:
-                lo, hi = self._int_range(s.loop_range, env, s.span)
+                lo, hi = self._int_range(s.loop_range, env, s.span, allow_empty=True)
             except Skip:
                 continue
-            for k in range(lo, hi + 1):
+            for k in range(lo, hi + 1):  # an empty range (3..2) repeats nothing
                 yield from self._expand(s.body, {**env, s.name: k})
 
-    def _int_range(self, rng, env, span: Span) -> tuple[int, int]:
+    def _int_range(self, rng, env, span: Span, allow_empty: bool = False) -> tuple[int, int]:
+        """(lo, hi) of an inclusive range; ``allow_empty`` (loops, sums): hi = lo - 1 has no members."""
         lo = self.int_value(rng[0], env)
         hi = self.int_value(rng[1], env)
+        if allow_empty and hi < lo:
+            return lo, lo - 1
         if hi < lo:
             self.fail("E0206", f"empty range {lo}..{hi}", span, "the upper end is below the lower end",
                       "ranges are inclusive: 1..N has N members")
@@ -261,10 +265,8 @@ class Scope:
         """Register every declared name (order-free) before lowering any equation."""
         count = 0
         over: Span | None = None  # the declaration that went past limits.MAX_VARIABLES
-        for s, env in instances:
-            if s.decl is None:
-                continue
-            d = s.decl
+        for s, env, d in ((s, env, d) for s, env in instances
+                          for d in ((s.decl,) if s.decl is not None else (d for d, _ in s.decls))):
             try:
                 if d.range is not None:
                     if env:
@@ -296,7 +298,7 @@ class Scope:
                 count += 1
                 if count > limits.MAX_VARIABLES and over is None:
                     over = d.span
-                self.names[m] = Declared(s.kind, d.span, s, env)
+                self.names[m] = Declared("latent" if s.kind == "gaussian" else s.kind, d.span, s, env)
         if count > limits.MAX_VARIABLES:
             self.errors.error("E0215", f"the spec declares {count:,} names; the limit is {limits.MAX_VARIABLES:,}",
                               over,

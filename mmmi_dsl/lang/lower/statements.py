@@ -10,7 +10,7 @@ from mmmi_dsl.errors import OverrideError, did_you_mean
 from mmmi_dsl.lang.check import gib, physical_memory, postorder
 from mmmi_dsl.lang.literals import literal_value
 from mmmi_dsl.lang.lower import limits
-from mmmi_dsl.lang.lower.linear import Linearizer
+from mmmi_dsl.lang.lower.covariance import Covariances
 from mmmi_dsl.lang.lower.scope import Declared, Skip
 from mmmi_dsl.lang.syntax import BinaryOp, Binder, Call, Kwarg, ListLit, Name, Negate, Shape, Statement
 
@@ -44,7 +44,7 @@ def parse_shape(text: str) -> tuple[int, ...] | None:
     return shape if all(s > 0 for s in shape) else None
 
 
-class Lowerer(Linearizer):
+class Lowerer(Covariances):
     """One lowering run over a parsed program: :meth:`run` returns the IR."""
 
     def run(self) -> ir.Model:
@@ -70,6 +70,9 @@ class Lowerer(Linearizer):
                 self.attempt(self._lower_named_template, s, env)
             elif s.kind == "matrix":
                 self.attempt(self._lower_matrix, s, env)
+        for s, env in instances:
+            if s.kind == "gaussian":
+                self.attempt(self._lower_gaussian, s, env)
         eqs: dict[str, tuple[Statement, dict, list[ir.Term]]] = {}
         for s, env in instances:
             if s.kind in ("latent", "target"):
@@ -77,7 +80,8 @@ class Lowerer(Linearizer):
                 terms = self.attempt(self._lower_equation, s.value, env) if name is not None else None
                 if terms is not None:
                     eqs[name] = (s, env, terms)
-        variables = self._lower_variables(eqs)
+        eqs.update(self.hidden_equations())
+        variables = {**self._lower_variables(eqs), **self.block_variables}
         flows: dict[str, ir.Flow] = {}
         labels: dict[str, ir.Label] = {}
         reports: list[ir.Query] = []
@@ -248,7 +252,7 @@ class Lowerer(Linearizer):
     def _lower_label(self, s: Statement, env) -> ir.Label:
         name = self._decl_name(s.decl, env)
         lin = self.linear(s.value, env)
-        if lin.terms is None:
+        if not lin.terms:
             self.fail("E0213", "a label thresholds a linear function of variables", s.value.span, "",
                       "label y = dot(w, z) > 0  or  label y = theta > 0")
         threshold = self.constant_expr(s.rhs, env)
