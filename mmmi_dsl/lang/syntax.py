@@ -129,7 +129,8 @@ class Statement:
     """One statement; ``kind`` is the keyword (``param``, ``latent``, ...).
 
     Fields used per kind: ``name``/``decl``, ``value`` (right-hand side), ``type``,
-    ``interval``, ``query``, ``unit``, ``compare``/``rhs`` (labels), ``body`` (for).
+    ``interval``, ``query``, ``unit``, ``compare``/``rhs`` (labels), ``body`` (for),
+    ``value``/``members`` (``student(nu): x, y``).
     """
 
     kind: str
@@ -147,6 +148,7 @@ class Statement:
     loop_range: tuple[Node, Node] | None = None
     body: tuple["Statement", ...] = ()
     report: "Statement | None" = None
+    members: tuple[VarRef, ...] = ()  # student(nu): x, y
 
 
 @dataclass(frozen=True)
