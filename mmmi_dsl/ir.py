@@ -461,7 +461,7 @@ class Model(Node):
         if name in self.variables:
             return self.variables[name].size
         if name in self.flows:
-            return self.variables[self.flows[name].latent].size
+            return self.size_of(self.flows[name].latent)  # a latent's, or a proto-latent's
         if name in self.labels:
             return 1
         raise KeyError(name)
