@@ -78,6 +78,18 @@ def laws(model: ir.Model, errors: Collector | None = None) -> dict[str, object]:
     return out
 
 
+def first_non_gaussian(model: ir.Model, names) -> str | None:
+    """The first of ``names`` (modalities, latents, targets, protos) whose law is not Gaussian, else None."""
+    if model.gaussian:
+        return None
+    law = laws(model)
+    for n in names:
+        block = model.flows[n].latent if n in model.flows else n
+        if law.get(block, GAUSSIAN) != GAUSSIAN:
+            return n
+    return None
+
+
 def check_laws(model: ir.Model, errors: Collector) -> None:
     """The rules of the module docstring: E0102 for a variable in two groups, E0220 for the rest."""
     if model.gaussian:

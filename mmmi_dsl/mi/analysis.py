@@ -25,8 +25,8 @@ from mmmi_dsl import ir
 from mmmi_dsl.builtins.realize import matrix_array, template_vector
 from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.check import variable_order
-from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
 from mmmi_dsl.lang.laws import GAUSSIAN
+from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
 from mmmi_dsl.mi.laws import LawEngine
 
 LN2 = math.log(2.0)
