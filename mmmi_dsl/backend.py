@@ -10,6 +10,12 @@ Determinism: samples are drawn in fixed-size chunks; chunk c uses a generator se
 by ``SeedSequence([seed, c])`` and draws every proto-latent in IR order. Sample k
 therefore depends only on (spec, params, seed, k): batch size, shard count and
 resume points never change a byte on the same device type.
+
+Non-Gaussian laws (mmmi_dsl/lang/laws.py) change nothing for models without them. A uniform
+proto ``uniform[lo, hi]`` is its normal draw g mapped by ``lo + (hi - lo) Φ(g)`` (exactly
+uniform; computed in float64). A Student group divides its variables by ``sqrt(W / nu)``, one
+``W ~ chi2(nu)`` per sample from numpy's generator seeded by ``SeedSequence([seed, chunk, 1 + group])``
+(float64, the same on every device).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from mmmi_dsl.builtins import FLOWS
 from mmmi_dsl.builtins.flows import STANDARDIZE
 from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
 from mmmi_dsl.flows import build_flow
+from mmmi_dsl.lang.laws import laws
 from mmmi_dsl.mi.analysis import Analysis, Form
 
 #: A flow must give back its input to this fraction of the input's RMS on the first chunk (else refused).
@@ -129,6 +136,7 @@ class Sampler(torch.nn.Module):
             width += model.protos[p].size
         self._proto_width = width
         self._build_groups()
+        self._laws()
         self._consecutive = {}
         for grp in self.groups:
             cols = [self._proto_cols[p] for p in grp.protos]
@@ -175,6 +183,22 @@ class Sampler(torch.nn.Module):
                                       torch.as_tensor(mix, dtype=self.dtype, device=self.device),
                                       None if loads is None else torch.as_tensor(loads, dtype=self.dtype,
                                                                                  device=self.device)))
+
+    def _laws(self) -> None:
+        """Uniform protos' columns and ends; per Student group, its degrees of freedom and scaled variables."""
+        m = self.model
+        self._uniform = [(self._proto_cols[p][0], self.analysis.laws.half_width(p),
+                          self.analysis.coef(law.low, law.span)) for p, law in m.uniform.items()]
+        law = laws(m) if not m.gaussian else {}
+        self._student = [(self.analysis.laws.df(i), [v for v in self.gaussians if law.get(v) == i])
+                         for i in range(len(m.students))]
+        self._student = [(i, nu, names) for i, (nu, names) in enumerate(self._student) if names]
+
+    def student_scale(self, group: int, chunk: int) -> np.ndarray:
+        """``sqrt(nu / W)`` of Student group ``group`` for the samples of chunk ``chunk``, (chunk_size,) float64."""
+        nu = self.analysis.laws.df(group)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, int(chunk), 1 + int(group)])))
+        return np.sqrt(nu / rng.chisquare(nu, size=self.chunk_size))
 
     def _standardizer(self, latent: str, how: str) -> tuple:
         """The per-block invertible map applied before the flow.
@@ -249,6 +273,8 @@ class Sampler(torch.nn.Module):
         g.manual_seed(chunk_seed(self.seed, index))
         # one draw per chunk: every proto-latent, in IR order, side by side
         draw = torch.randn((C, self._proto_width), generator=g, device=dev, dtype=dt)
+        for col, half, low in self._uniform:  # uniform[lo, hi] = lo + (hi - lo) Φ(g), exactly uniform
+            draw[:, col] = (low + 2 * half * torch.special.ndtr(draw[:, col].double())).to(dt)
         protos = {p: draw[:, a:b] for p, (a, b) in self._proto_cols.items()}
         u = torch.cat([protos[p] for p in self.scalar_protos], dim=1) if self.scalar_protos else None
         z: dict[str, torch.Tensor] = {}
@@ -271,6 +297,10 @@ class Sampler(torch.nn.Module):
         for p in self.gaussians:
             if p in protos:
                 z[p] = protos[p]
+        for group, _, names in self._student:  # X = G / sqrt(W / nu), one W per sample and group
+            s = torch.as_tensor(self.student_scale(group, index), device=dev).to(dt)[:, None]
+            for v in names:
+                z[v] = z[v] * s
         return protos, u, z
 
     def _outputs(self, protos, u, z) -> dict[str, torch.Tensor]:

@@ -44,6 +44,7 @@ CODES: dict[str, str] = {
     "E0214": "statement in the wrong place",
     "E0215": "resource limit exceeded",
     "E0216": "file outside the spec's directory",
+    "E0220": "no exact answer: a non-Gaussian construction outside the closed forms",
 }
 
 

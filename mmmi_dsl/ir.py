@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 
 class Node(BaseModel):
@@ -319,6 +319,30 @@ class Label(Node):
     span: Span | None = None
 
 
+# ---------------------------------------------------------------- non-Gaussian laws
+
+
+class UniformLaw(Node):
+    """A scalar proto-latent uniform on ``[low, high]`` instead of N(0, 1) (``proto x : uniform[lo, hi]``)."""
+
+    low: Expr
+    high: Expr
+    span: Span | None = None
+
+
+class StudentGroup(Node):
+    """Variables made jointly multivariate Student-t (``student(nu): x, y``).
+
+    Each member is its structural equation's Gaussian value G divided by ``sqrt(W / nu)``,
+    with one ``W ~ chi2(nu)`` per sample shared by the whole group (drawn independently of
+    everything else). Variables computed from members carry the same scale.
+    """
+
+    df: Expr
+    members: tuple[str, ...]
+    span: Span | None = None
+
+
 # ---------------------------------------------------------------- queries
 
 
@@ -376,6 +400,22 @@ class Model(Node):
     solves: tuple[Solve, ...] = ()
     sweeps: tuple[Sweep, ...] = ()
     families: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    uniform: dict[str, UniformLaw] = Field(default_factory=dict)
+    students: tuple[StudentGroup, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_laws(self, handler):
+        """``uniform`` and ``students`` are left out of the JSON when empty: a Gaussian model's IR is unchanged."""
+        out = handler(self)
+        for key in ("uniform", "students"):
+            if not out.get(key, True):
+                del out[key]
+        return out
+
+    @property
+    def gaussian(self) -> bool:
+        """Every proto-latent standard normal and no Student group: the linear-Gaussian model alone."""
+        return not self.uniform and not self.students
 
     @property
     def targets(self) -> list[str]:
@@ -426,7 +466,7 @@ class Model(Node):
         if name in self.variables:
             return self.variables[name].size
         if name in self.flows:
-            return self.variables[self.flows[name].latent].size
+            return self.size_of(self.flows[name].latent)  # a latent's, or a proto-latent's
         if name in self.labels:
             return 1
         raise KeyError(name)

@@ -176,6 +176,11 @@ report I(y; x[1])
 solve a in (0.01, 10) such that I(theta; x[1]) = 0.5 bits
 sweep b in linspace(0.1, 0.9, 3): report I(theta; x[2])
 sweep a in [0.5, 1]: report I(theta; x[2])
+proto e : uniform[-b, b]
+proto w : scalar
+latent t = 2 * w
+student(4): t
+report I(e; t)
 """
 
 

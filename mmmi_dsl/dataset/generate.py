@@ -9,6 +9,7 @@ from mmmi_dsl import ir
 from mmmi_dsl.builtins import FLOWS
 from mmmi_dsl.dataset.reader import DEFAULT_SPLITS
 from mmmi_dsl.errors import SpecError
+from mmmi_dsl.lang.laws import first_non_gaussian
 
 
 def dataset_metadata(model: ir.Model, sampler, results) -> dict:
@@ -30,6 +31,8 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
             gaussian[name] = name  # a linear bijection of a Gaussian: still Gaussian, same MI
         elif f.latent in sampler.saved_latents:
             gaussian[name] = f.latent
+    if not model.gaussian:  # Student-t and uniform variables are not Gaussian arrays (lang/laws.py)
+        gaussian = {k: v for k, v in gaussian.items() if first_non_gaussian(model, [k, v]) is None}
     return {
         "model": model.name,
         "spec": spec_text,

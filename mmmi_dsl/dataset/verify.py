@@ -17,6 +17,7 @@ from mmmi_dsl.dataset.format import FORMAT, MANIFEST, DatasetError, read_manifes
 from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, Recovery
 from mmmi_dsl.dataset.stats import MI_BATCHES, batch_moments, covariance, gaussian_mi, plain_pair, plugin_bias
 from mmmi_dsl.dataset.writer import run_to_resume
+from mmmi_dsl.lang.laws import first_non_gaussian
 
 MAX_PLUGIN_DIM = 512     # p + q above this: no plug-in check
 MIN_ROWS_PER_DIM = 5     # each batch needs at least 5 (p + q) samples
@@ -293,6 +294,11 @@ def _check_directions(root: Path, manifest: dict, query: str, exact: float, side
         report.add("skip", f"{query}: {why}, and {recovery[0]}")
         return
     rec: Recovery = recovery[0]
+    other = first_non_gaussian(rec.model, sides[0] + sides[1])
+    if other is not None:
+        report.add("skip", f"{query}: `{other}` is Student-t or built from uniform noise; the data are checked "
+                           "through Gaussian statistics only (mmmic estimate --estimator ksg compares them)")
+        return
     if set(sides[0]) & set(sides[1]):
         report.add("skip", f"{query}: both sides share a variable")
         return

@@ -266,6 +266,10 @@ class _ToAst(Transformer_NonRecursive):
                           value=c[1], report=c[2])
 
     @v_args(meta=True)
+    def student_stmt(self, meta, c):
+        return self._stmt("student", meta, value=c[0], members=c[1])
+
+    @v_args(meta=True)
     def for_stmt(self, meta, c):
         var, rng, rest = c[0], c[1], c[2:]
         body = rest[-1] if rest and isinstance(rest[-1], tuple) else tuple(r for r in rest if r is not None)
@@ -292,7 +296,7 @@ _READABLE = {
 }
 
 STATEMENT_KEYWORDS = ("model", "param", "dim", "proto", "template", "matrix", "target",
-                      "latent", "flow", "label", "report", "solve", "sweep", "for")
+                      "latent", "flow", "label", "report", "solve", "sweep", "for", "student")
 RESERVED = STATEMENT_KEYWORDS + ("in", "such", "that", "bits", "nats")
 
 

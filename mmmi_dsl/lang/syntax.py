@@ -130,7 +130,8 @@ class Statement:
 
     Fields used per kind: ``name``/``decl``, ``value`` (right-hand side), ``type``,
     ``interval``, ``query``, ``unit``, ``compare``/``rhs`` (labels), ``body`` (for),
-    ``decls`` (``gaussian``: the latents ``a, b : vector[2] ~ ...`` declares, each with its type).
+    ``decls`` (``gaussian``: the latents ``a, b : vector[2] ~ ...`` declares, each with its type);
+    ``value``/``members`` (``student(nu): x, y``).
     """
 
     kind: str
@@ -149,6 +150,7 @@ class Statement:
     body: tuple["Statement", ...] = ()
     report: "Statement | None" = None
     decls: tuple[tuple[Decl, "TypeAnn | None"], ...] = ()
+    members: tuple[VarRef, ...] = ()  # student(nu): x, y
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ from mmmi_dsl import ir
 from mmmi_dsl.builtins.realize import matrix_array, template_vector
 from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.lang.laws import GAUSSIAN
 from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
+from mmmi_dsl.mi.laws import LawEngine
 
 LN2 = math.log(2.0)
 
@@ -108,6 +110,8 @@ class Analysis:
             blocks[score] = self._block(score, f, magnitudes[score])
         vector_protos = {p.name: p.size for p in model.protos.values() if p.kind == "vector"}
         self.system = GaussianSystem(self.scalar_protos, vector_protos, blocks, dense_limit=dense_limit)
+        #: Student-t groups and uniform protos (mi/laws.py); None for a linear-Gaussian model
+        self.laws = None if model.gaussian else LawEngine(self)
 
     # ----------------------------------------------------------- linear forms
 
@@ -138,6 +142,10 @@ class Analysis:
         if name in m.labels:
             return self.score_block(name)
         return name
+
+    def coef(self, expr: ir.Expr, span=None) -> float:
+        """A coefficient's value at the model's parameters (E0212 where it is not a finite real number)."""
+        return self._coef(expr, span)
 
     def _coef(self, expr: ir.Expr, span=None) -> float:
         """A coefficient's value; E0212 (never NaN, never a traceback) where it is not a real number."""
@@ -323,6 +331,8 @@ class Analysis:
                 * np.asarray(samples[blocks[n]] if blocks[n] in samples else samples[n], dtype=np.float64)
                 for n in blocks}
         try:
+            if self.laws is not None and any(self.laws.law_of(blk) != GAUSSIAN for blk in blocks.values()):
+                return self.laws.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
             return self.system.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
         except ArithmeticError as err:
             raise SpecError([Diagnostic("E0212", f"the PMI of {', '.join(a)} and {', '.join(b)} cannot be computed "
@@ -332,6 +342,8 @@ class Analysis:
 
     def _evaluate(self, q: ir.Query) -> MIValue:
         m = self.model
+        if self.laws is not None and self.laws.involves_laws(q):
+            return self.laws.evaluate(q)
         groups = [[self.block_of(n) for n in g] for g in q.groups]
         given = [self.block_of(n) for n in q.given]
         if q.kind == "TC":

@@ -34,6 +34,7 @@ import sympy as sp
 from mmmi_dsl import ir
 from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.mi.symbolic_laws import LawFormulas
 
 __all__ = ["Derivation", "Deriver", "Formula", "GaveUp", "derive", "derive_all", "derive_each", "evaluate_formula",
            "time_budget", "to_sympy"]
@@ -425,14 +426,17 @@ def derive(model: ir.Model, query: ir.Query, numeric: set[str] | frozenset[str] 
             raise _unsupported(query, "a variable is on both sides (the MI is infinite)")
         return ld(a + list(c)) + ld(b + list(c)) + neg(ld(a + b + list(c))) + neg(ld(list(c)))
 
-    if query.kind == "I":
-        parts = mi_parts(query.groups[0], query.groups[1], list(query.given))
-    elif query.kind == "TC":
-        parts = [t for g in query.groups for t in ld(g)] + neg(ld([n for g in query.groups for n in g]))
-    else:
-        a, b, c = query.groups
-        parts = mi_parts(a, b, []) + neg(mi_parts(a, b, list(c)))
-    expr = _combine(parts)
+    def gaussian() -> sp.Expr:
+        if query.kind == "I":
+            parts = mi_parts(query.groups[0], query.groups[1], list(query.given))
+        elif query.kind == "TC":
+            parts = [t for g in query.groups for t in ld(g)] + neg(ld([n for g in query.groups for n in g]))
+        else:
+            a, b, c = query.groups
+            parts = mi_parts(a, b, []) + neg(mi_parts(a, b, list(c)))
+        return _combine(parts)
+    # Student-t groups and uniform protos (mi/symbolic_laws.py): the Gaussian formula plus their term
+    expr = gaussian() if m.gaussian else LawFormulas(m, d, _unsupported, to_sympy).formula(query, block, gaussian)
     if (unit or query.unit) == "bits":
         expr = expr / sp.log(2)
     used = {sym.name for sym in expr.free_symbols}

@@ -76,6 +76,8 @@ CASES = [
     ("E0215", "dim huge = 1000000000\n", 6, 12),
     # a file outside the spec's directory (here the cwd) without allow_paths
     ("E0216", "template T = npy(\"/etc/passwd\")\n", 6, 18),
+    # a Student-t latent plus Gaussian noise: no closed form (the term of the other law)
+    ("E0220", "latent t = n[1]\nstudent(3): t\nlatent z = t + n[2]\n", 8, 16),
 ]
 
 

@@ -73,6 +73,8 @@ class Constructors(Scope):
     """Lower declarations that build things: protos, templates, matrices, flows."""
 
     def _lower_proto(self, s: Statement, env) -> None:
+        if s.type.name == "uniform":
+            return self.lower_uniform_proto(s, env)  # lower/laws.py
         kind, size, sym = self._type_size(s.type, env)
         if s.type.name == "matrix":
             self.fail("E0209", "a proto-latent is `scalar` or `vector[d]`", s.type.span)

@@ -68,6 +68,7 @@ class Scope:
         self.templates: dict[str, ir.Template] = {}
         self.matrices: dict[str, ir.Matrix] = {}
         self.protos: dict[str, ir.Proto] = {}
+        self.uniform: dict[str, ir.UniformLaw] = {}  # proto n : uniform[lo, hi]
         self.sizes: dict[str, int] = {}
         self._constant: dict[int, bool] = {}
         self.n_terms = 0  # terms expanded by sum(...) so far (limits.MAX_TERMS)
@@ -331,6 +332,9 @@ class Scope:
             self.check_vector_size(size, node.span)
             sym: Expr = sym_node(node.name) if isinstance(node, Name) and node.index is None else num_node(size)
             return "vector", size, sym
+        if t.name == "uniform":
+            self.fail("E0209", "`uniform[lo, hi]` is the law of a proto-latent, not a type", t.span, "",
+                      "declare proto n : uniform[lo, hi] and use n in the equation")
         self.fail("E0209", f"unknown type `{t.name}`", t.span, "", did_you_mean(t.name, builtins.TYPES))
 
     def check_vector_size(self, size: int, span: Span | None) -> None:

@@ -8,9 +8,11 @@ from pathlib import Path
 from mmmi_dsl import ir
 from mmmi_dsl.errors import OverrideError, did_you_mean
 from mmmi_dsl.lang.check import gib, physical_memory, postorder
+from mmmi_dsl.lang.laws import check_laws
 from mmmi_dsl.lang.literals import literal_value
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.covariance import Covariances
+from mmmi_dsl.lang.lower.laws import LawLowering
 from mmmi_dsl.lang.lower.scope import Declared, Skip
 from mmmi_dsl.lang.syntax import BinaryOp, Binder, Call, Kwarg, ListLit, Name, Negate, Shape, Statement
 
@@ -44,7 +46,7 @@ def parse_shape(text: str) -> tuple[int, ...] | None:
     return shape if all(s > 0 for s in shape) else None
 
 
-class Lowerer(Covariances):
+class Lowerer(Covariances, LawLowering):
     """One lowering run over a parsed program: :meth:`run` returns the IR."""
 
     def run(self) -> ir.Model:
@@ -87,6 +89,7 @@ class Lowerer(Covariances):
         reports: list[ir.Query] = []
         solves: list[ir.Solve] = []
         sweeps: list[ir.Sweep] = []
+        students: list[ir.StudentGroup] = []
         for s, env in instances:
             if s.kind == "flow":
                 f = self.attempt(self._lower_flow, s, env, variables)
@@ -108,13 +111,21 @@ class Lowerer(Covariances):
                 sw = self.attempt(self._lower_sweep, s, env)
                 if sw is not None:
                     sweeps.append(sw)
+            elif s.kind == "student":
+                g = self.attempt(self.lower_student, s, env)
+                if g is not None:
+                    students.append(g)
         self.errors.raise_if_any({self.file: self.program.text})
-        return ir.Model(
+        model = ir.Model(
             name=model_name, source_file=self.file, params=self.params, dims=self.dims,
             protos=self.protos, templates=self.templates, matrices=self.matrices,
             variables=variables, flows=flows, labels=labels, reports=tuple(reports),
             solves=tuple(solves), sweeps=tuple(sweeps),
-            families={k: tuple(v) for k, v in self.families.items()})
+            families={k: tuple(v) for k, v in self.families.items()}, uniform=self.uniform,
+            students=tuple(students))
+        check_laws(model, self.errors)  # lang/laws.py: what no closed form covers
+        self.errors.raise_if_any({self.file: self.program.text})
+        return model
 
     def _lower_dims(self, stmts: list[Statement]) -> None:
         by_name: dict[str, Statement] = {}
