@@ -216,3 +216,17 @@ def estimate_table(query: str, directory: str, data, rows) -> str:
         err = f"{r.nats - exact:+.4f}" if known else "-"
         lines.append(f"{r.estimator:<10}  {r.nats:>10.4f}  {se:>9}  {err:>10}  {r.seconds:>8.2f}")
     return "\n".join(lines)
+
+
+def probe_markdown(report) -> str:
+    """``mmmic bench-probe``'s table (markdown): each probe's test score and 95% interval beside its exact
+    limit (:class:`mmmi_dsl.probe.ProbeReport`)."""
+    lines = [f"Probes on `{report.directory}` (model {report.model}, features: {report.features}); "
+             "accuracy: logistic probe, Wilson 95% interval; R²: ridge probe, bootstrap 95% interval.", "",
+             "| probe | train / test | probe | 95% interval | exact limit | limit − probe |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in report.rows:
+        query = r.query.replace("|", "\\|")  # a bare | would end the cell
+        lines.append(f"| {query} | {r.n_train:,} / {r.n_test:,} | {r.score:.4f} | [{r.ci[0]:.4f}, {r.ci[1]:.4f}] "
+                     f"| {r.exact:.4f} | {r.exact - r.score:+.4f} |")
+    return "\n".join(lines)
