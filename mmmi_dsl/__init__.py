@@ -68,7 +68,7 @@ def loads(text: str, overrides: dict | None = None, file: str = "<string>",
 #: Names imported on first use: module, attribute.
 _LAZY = {"verify": ("mmmi_dsl.dataset", "verify"), "merge": ("mmmi_dsl.dataset", "merge"),
          "load_arrays": ("mmmi_dsl.dataset", "load_arrays"), "estimate": ("mmmi_dsl.estimators", "estimate"),
-         "ESTIMATORS": ("mmmi_dsl.estimators", "ESTIMATORS")}
+         "ESTIMATORS": ("mmmi_dsl.estimators", "ESTIMATORS"), "probe": ("mmmi_dsl.probe", "run_probes")}
 
 
 def __getattr__(name: str):
@@ -83,4 +83,4 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["load", "loads", "Spec", "Model", "MmmicError", "SpecError", "UsageError", "verify", "merge",
-           "load_arrays", "estimate", "ESTIMATORS", "__version__"]
+           "load_arrays", "estimate", "ESTIMATORS", "probe", "__version__"]

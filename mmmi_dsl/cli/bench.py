@@ -65,6 +65,21 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_spec_options(p)
     p.set_defaults(run=cmd_bench_estimators)
+    p = sub.add_parser("bench-probe", help="linear probes for labels (and targets) on a generated dataset, beside "
+                       "the exact Bayes accuracy (and best R²) of each")
+    p.add_argument("dir", metavar="DIR", help="a complete dataset (mmmic generate)")
+    p.add_argument("--labels", required=True, metavar="y1,y2", help="labels of the spec, saved in DIR")
+    p.add_argument("--features", default="raw", metavar="raw|FILE.npy|module:function",
+                   help="what the probes read: the raw modalities (default), one (n, k) array aligned with DIR "
+                        "(with one --modality), or embeddings from a Python function f(array) -> (n, k) that "
+                        "this command imports and runs on each modality")
+    p.add_argument("--modality", "-m", action="append", default=[], metavar="NAME",
+                   help="repeatable; default: every modality")
+    p.add_argument("--target", action="append", metavar="NAME",
+                   help="scalar targets for the R² probe (repeatable; default: the spec's targets saved in DIR)")
+    p.add_argument("-o", "--output", metavar="OUT", help="where probe.json and probe.md go (default: DIR)")
+    p.add_argument("--seed", type=int, default=0, help="the probes' and the bootstrap's seed")
+    p.set_defaults(run=cmd_bench_probe)
 
 
 def cmd_convert_weights(args) -> int:
@@ -173,3 +188,57 @@ def cmd_bench_estimators(args) -> int:
     print((out / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'plot.png'}")
     return 1 if any(s["failed"] for s in results["summary"]) else 0
+
+
+def cmd_bench_probe(args) -> int:
+    from mmmi_dsl.files import dumps_json, write_atomic
+    from mmmi_dsl.probe import run_probes
+    from mmmi_dsl.report import probe_markdown
+
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()]
+    if not labels:
+        raise UsageError("--labels: give one label or more, y1,y2")
+    embed = _embedding(args.features, args.modality)
+    report = run_probes(args.dir, labels, modalities=args.modality, targets=args.target, features=args.features,
+                        embed=embed, seed=args.seed)
+    out = Path(args.output or args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = probe_markdown(report)
+    write_atomic(out / "probe.json", dumps_json(report.to_json()) + "\n")
+    write_atomic(out / "probe.md", table + "\n")
+    print(table)
+    print(f"wrote {out / 'probe.json'} and {out / 'probe.md'}")
+    return 0
+
+
+def _embedding(features: str, modalities: list[str]):
+    """``--features``: None (raw), an aligned .npy (one modality), or ``module:function`` imported on request."""
+    import importlib
+    import sys
+
+    import numpy as np
+
+    if features == "raw":
+        return None
+    if features.endswith(".npy"):
+        if len(modalities) != 1:
+            raise UsageError(f"--features {features}: one array is the embedding of one modality; name it with "
+                             "one --modality NAME (its exact limit is the one compared)")
+        try:
+            array = np.load(features, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--features {features}: not a readable .npy array ({err})") from None
+        return lambda name, x: array
+    module, sep, function = features.partition(":")
+    if not sep or not module or not function:
+        raise UsageError(f"--features {features!r}: expected raw, FILE.npy or module:function")
+    sys.path.insert(0, str(Path.cwd()))  # the user's own module, as `python -m` would find it
+    try:
+        fn = getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as err:
+        raise UsageError(f"--features {features}: cannot import it ({err})") from None
+    finally:
+        sys.path.pop(0)
+    if not callable(fn):
+        raise UsageError(f"--features {features}: `{function}` is not a function")
+    return lambda name, x: fn(x)

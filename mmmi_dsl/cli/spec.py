@@ -29,7 +29,8 @@ def add_parsers(sub) -> None:
     p.add_argument("-o", "--output", metavar="DIR", help="write the bundle here (default: print the IR)")
     add_spec_options(p)
     p.set_defaults(run=cmd_compile)
-    p = sub.add_parser("mi", help="exact mutual information of a spec's reports or of --query")
+    p = sub.add_parser("mi", help="exact mutual information of a spec's reports or of --query (and the exact "
+                       "limits MMSE(theta | x1), RMSE(...), ACC(y | x1))")
     p.add_argument("spec", metavar="SPEC", help=DATASET_HELP)
     add_queries(p, "a query (repeatable); default: the spec's reports, else I(target; x) and all pairs. "
                    "Each is answered on its own: one that fails is reported (exit 1), the others still printed")
