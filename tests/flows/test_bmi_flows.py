@@ -192,3 +192,35 @@ def test_the_ksg_invariance_check_fails_for_a_map_that_is_not_one_to_one():
     x, y = _pair()
     before, folded = ksg(x, y, seed=0).nats, ksg(x ** 2, y, seed=0).nats
     assert abs(folded - before) > 0.2, (before, folded)
+
+
+ROLL = """
+proto a : scalar
+proto b : scalar
+latent zx = a
+latent zy = 0.75 * a + sqrt(1 - 0.75^2) * b
+flow x = FLOW
+flow y = normal_cdf(zy)
+report I(x; y)
+"""
+
+
+def test_a_chain_after_an_injective_step_reads_its_larger_output():
+    from mmmi_dsl import loads
+
+    spec = loads(ROLL.replace("FLOW", "affine(swissroll(normal_cdf(zx)), seed = 2)"))
+    assert spec.flows["x"].shape == (2,) and spec.size_of("x") == 1  # the modality's Gaussian is its latent's
+    assert abs(spec.results()[0].nats - EXACT) < 1e-12
+    sampler = spec.sampler(dtype="float64")
+    assert sampler.sample(64)["x"].shape == (64, 2)
+    assert sampler.flow_roundtrip()["x"]["roundtrip_max"] < 1e-9
+
+
+def test_size_errors_of_the_bmi_flows_are_spec_errors():
+    from mmmi_dsl import loads
+    from mmmi_dsl.errors import SpecError
+
+    with pytest.raises(SpecError, match="chain maps latent `zx` of size 1 to 2"):
+        loads(ROLL.replace("FLOW", "swissroll(normal_cdf(zx)) : vector[1]"))
+    with pytest.raises(SpecError, match=r"turns coordinates 1 and 2; the latent has 1"):
+        loads(ROLL.replace("FLOW", 'spiral(zx, convention = "bmi")'))
