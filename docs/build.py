@@ -163,6 +163,9 @@ def builtins_reference() -> str:
             notes = []
             if b.kind == "flow" and b.min_size > 1:
                 notes.append(f"the latent has at least {b.min_size} entries")
+            if b.kind == "flow" and b.expands > 1:
+                notes.append(f"the output has {b.expands} times the latent's entries (an injective map: the MI "
+                             "is kept); declare it, e.g. `: vector[2]` for a latent of size 1, or leave the type out")
             if b.kind == "flow" and b.max_size:
                 notes.append(f"the latent has at most {b.max_size:,} entries (a dense matrix of its size is built)")
             if b.weights:

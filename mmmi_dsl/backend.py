@@ -157,7 +157,7 @@ class Sampler(torch.nn.Module):
             how = auto_standardize(f) if self.standardize == "auto" else self.standardize
             self._standardizers[name] = self._standardizer(f.latent, how)
         per_sample = sum(p.size for p in model.protos.values()) + sum(model.size_of(v) for v in self.gaussians)
-        per_sample += sum(model.size_of(x) for x in model.flows)
+        per_sample += sum(math.prod(f.shape) for f in model.flows.values())  # an injective flow outputs more
         fitting = 2 ** int(math.log2(max(1, CHUNK_FLOATS // per_sample)))  # a power of two, ~CHUNK_FLOATS floats
         self.chunk_size = int(chunk_size or max(1, min(MAX_CHUNK, fitting)))
         self.variables = self._variables()

@@ -45,6 +45,19 @@ LEARNED = (
 )
 
 
+#: ``convention`` of the flows BMI (Beyond Normal, the ``benchmark-mi`` package) defines differently.
+CONVENTION = Arg("convention", "str", "mmmic", choices=("mmmic", "bmi"),
+                 help='"bmi": the map of the BMI benchmark of the same name')
+
+
+def _spiral_plane(size: int, args: dict) -> str | None:
+    """BMI's spiral turns the coordinates (plane, plane + 1): both must exist."""
+    if args["convention"] == "bmi" and int(args["plane"]) + 1 > size:
+        return (f"spiral(convention = \"bmi\", plane = {args['plane']}) turns coordinates {args['plane']} and "
+                f"{int(args['plane']) + 1}; the latent has {size}")
+    return None
+
+
 def _analytic(name: str, cls: str, summary: str, *keywords: Arg, **kw) -> Builtin:
     return Builtin(name, "flow", summary, keywords=keywords, implementation=f"mmmi_dsl.flows.analytic:{cls}", **kw)
 
@@ -56,11 +69,27 @@ FLOWS: dict[str, Builtin] = {b.name: b for b in (
                         help="the overall scale of W"), max_size=MAX_DENSE_SIZE, linear=True),
     _analytic("asinh", "Asinh", "x = asinh(z), elementwise"),
     _analytic("sinh", "Sinh", "x = sinh(z), elementwise", standardize="scale"),
-    _analytic("half_cube", "HalfCube", "x = z^3 / 2, elementwise", standardize="scale"),
+    _analytic("half_cube", "HalfCube", "x = z^3 / 2, elementwise (convention = \"bmi\": BMI's x = z sqrt(|z|))",
+              CONVENTION, standardize="scale"),
     _analytic("normal_cdf", "NormalCdf", "x = Phi(z) in (0, 1), elementwise", standardize="scale"),
-    _analytic("spiral", "Spiral", "a norm-preserving spiral x = exp(speed ||z||^2 A) z",
+    _analytic("spiral", "Spiral", "a norm-preserving spiral x = exp(speed ||z||^2 A) z (convention = \"bmi\": "
+              "BMI's, A the generator of one coordinate plane and speed divided by the latent's size)",
               Arg("speed", "float", 1.0, low=0.0, high=1e3, magnitude=True, help="how fast the planes turn"),
-              SEED, max_size=MAX_DENSE_SIZE),
+              SEED, CONVENTION,
+              Arg("plane", "int", 1, low=1, high=MAX_DENSE_SIZE,
+                  help='with convention = "bmi": the plane of coordinates plane, plane + 1 (1-based)'),
+              max_size=MAX_DENSE_SIZE, rule=_spiral_plane),
+    _analytic("wiggly", "Wiggly", "BMI's wiggly maps, elementwise: x = z + a sum of three sines (increasing)",
+              Arg("variant", "str", "x", choices=("x", "y"), help="BMI's wiggly_x or wiggly_y"), standardize="scale"),
+    _analytic("bimodal", "Bimodal", "BMI's bimodal map, elementwise: x = F^-1(Phi(z)), F the CDF of "
+              "weight N(mean1, 1) + (1 - weight) N(mean2, 1)",
+              Arg("weight", "float", 0.5, low=0.0, high=1.0, help="the first component's weight"),
+              Arg("mean1", "float", -1.0, low=-1e3, high=1e3, help="the first component's mean"),
+              Arg("mean2", "float", 3.0, low=-1e3, high=1e3, help="the second's (both unit variance)"),
+              standardize="scale"),
+    _analytic("swissroll", "Swissroll", "BMI's swiss roll, per entry: u -> (t cos t, t sin t) / 21 with "
+              "t = 1.5 pi (1 + 2 u), an injective map from R to R^2 (one-to-one for u > -1/2; BMI takes u in (0, 1))",
+              expands=2),
     _analytic("coupling", "Coupling", "a fixed random RealNVP of affine couplings",
               Arg("layers", "int", 4, low=1, high=64), SEED, Arg("hidden", "int", 64, low=1, high=4_096),
               min_size=2, rule=_coupling_memory),

@@ -136,6 +136,11 @@ class Builtin:
     rule: Callable[[int, dict], str | None] | None = field(default=None, compare=False)
     standardize: str = "none"
     linear: bool = False
+    expands: int = 1
+
+    def __post_init__(self):
+        if self.expands < 1:
+            raise ValueError(f"{self.name}: a flow's output has at least its input's size (expands >= 1)")
 
     def size_problem(self, size: int, args: dict) -> str | None:
         """Why a latent of ``size`` cannot go through this flow with ``args`` (complete), or None."""

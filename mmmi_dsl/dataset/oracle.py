@@ -157,8 +157,11 @@ def rebuild(root: Path, manifest: dict):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DatasetError(f"the manifest's spec does not load: {first}") from None
     for name, spec in manifest["variables"].items():
-        if (name in model.flows or name in model.variables) and model.size_of(name) != math.prod(spec["shape"]):
-            raise DatasetError(f"the rebuilt model's `{name}` has {model.size_of(name)} values, "
+        if name not in model.flows and name not in model.variables:
+            continue
+        values = math.prod(model.flows[name].shape) if name in model.flows else model.size_of(name)
+        if values != math.prod(spec["shape"]):  # a flow's output can outsize its latent (swissroll)
+            raise DatasetError(f"the rebuilt model's `{name}` has {values} values, "
                                f"its files {math.prod(spec['shape'])}")
     return model
 

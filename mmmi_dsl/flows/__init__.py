@@ -54,12 +54,13 @@ def _plugin(step) -> type[Flow]:
 
 
 def build_flow(flow, size: int) -> Chain:
-    """Instantiate the IR flow ``flow`` (an :class:`mmmi_dsl.ir.Flow`) for latents of ``size``."""
+    """Instantiate the IR flow ``flow`` (an :class:`mmmi_dsl.ir.Flow`) for latents of ``size``; each step
+    reads what the one before it outputs (an injective step such as ``swissroll`` makes it larger)."""
     steps = []
     for step in flow.steps:
         cls = flow_class(step.name) if step.name in FLOWS else _plugin(step)
         try:
-            steps.append(cls(size, **step.args))
+            steps.append(cls(steps[-1].out_size if steps else size, **step.args))
         except (ValueError, OSError, KeyError, TypeError) as err:
             raise SpecError([Diagnostic("E0210", f"flow `{step.name}` cannot be built: {err}", step.span, "",
                                         "check the flow's arguments and the latent's size")]) from None

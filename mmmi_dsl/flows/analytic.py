@@ -73,14 +73,23 @@ class Sinh(Flow):
 
 
 class HalfCube(Flow):
-    """``x = z^3 / 2``: a homeomorphism of R (its derivative vanishes only at 0)."""
+    """``x = z^3 / 2``, or BMI's half-cube ``x = z sqrt(|z|)`` with ``convention = "bmi"``.
+
+    Note:
+        Both are homeomorphisms of R (their derivatives vanish only at 0); the inverses are
+        ``cbrt(2 x)`` and ``sign(x) |x|^(2/3)``.
+    """
 
     builtin = "half_cube"
 
     def forward(self, z):
+        if self.args["convention"] == "bmi":
+            return z * torch.sqrt(torch.abs(z))
         return 0.5 * z ** 3
 
     def inverse(self, x):
+        if self.args["convention"] == "bmi":
+            return torch.sign(x) * torch.abs(x) ** (2.0 / 3.0)
         y = 2.0 * x
         return torch.sign(y) * torch.abs(y) ** (1.0 / 3.0)
 
@@ -110,6 +119,11 @@ class Spiral(Flow):
         w_k ~ U(0.5, 1.5), drawn from ``seed``): each plane of Q turns by the angle
         ``s w_k ||z||^2``. A rotation keeps the norm, so ``||x|| = ||z||`` and the
         inverse turns back by the same angles: an exact bijection of R^d.
+
+        ``convention = "bmi"`` is BMI's spiral (``bmi.transforms.Spiral`` as its benchmark
+        tasks build it): A is the generator of the one plane of coordinates i = plane,
+        j = plane + 1 (A[i, j] = -1, A[j, i] = 1) and s = speed / d, so only x_i, x_j turn,
+        by the angle ``speed ||z||^2 / d``.
     """
 
     builtin = "spiral"
@@ -117,12 +131,22 @@ class Spiral(Flow):
     def __init__(self, size: int, **kwargs):
         super().__init__(size, **kwargs)
         speed, seed = self.args["speed"], self.args["seed"]
-        rng = np.random.default_rng(int(seed))
-        q, r = np.linalg.qr(rng.standard_normal((size, size)))
-        q = q * np.sign(np.diag(r))[None, :]
-        self.speed = float(speed)
+        self.bmi = self.args["convention"] == "bmi"
+        if self.bmi:
+            first = int(self.args["plane"]) - 1  # 0-based i; j = i + 1
+            order = [first, first + 1] + [k for k in range(size) if k not in (first, first + 1)]
+            q = np.eye(size)[:, order]  # (v @ q)[:, 0:2] = (v_i, v_j), turned by omega[0] = 1
+            omega = np.zeros(size // 2)
+            omega[0] = 1.0
+            self.speed = float(speed) / size
+        else:
+            rng = np.random.default_rng(int(seed))
+            q, r = np.linalg.qr(rng.standard_normal((size, size)))
+            q = q * np.sign(np.diag(r))[None, :]
+            omega = rng.uniform(0.5, 1.5, size // 2)
+            self.speed = float(speed)
         self.register_buffer("q", torch.from_numpy(q))
-        self.register_buffer("omega", torch.from_numpy(rng.uniform(0.5, 1.5, size // 2)))
+        self.register_buffer("omega", torch.from_numpy(omega))
 
     def _turn(self, v: torch.Tensor, sign: float) -> torch.Tensor:
         q = self.q.to(v.dtype)
@@ -140,6 +164,111 @@ class Spiral(Flow):
 
     def inverse(self, x):
         return self._turn(x, -1.0)
+
+
+def _bisect(f, target: torch.Tensor, low: torch.Tensor, high: torch.Tensor, steps: int = 80) -> torch.Tensor:
+    """The root of an increasing ``f(x) = target`` in ``[low, high]``, elementwise (float64 bisection:
+    80 halvings of a bracket of width w leave w 2^-80, below the resolution of its values)."""
+    for _ in range(steps):
+        mid = 0.5 * (low + high)
+        below = f(mid) < target
+        low, high = torch.where(below, mid, low), torch.where(below, high, mid)
+    return 0.5 * (low + high)
+
+
+#: BMI's wiggly maps (bmi/benchmark/tasks/wiggly.py): x + sum a sin(b x + c), as (a, b, c) triples.
+WIGGLES = {"x": ((0.4, 1.0, 0.0), (0.2, 1.7, 1.0), (0.03, 3.3, -2.5)),
+           "y": ((-0.4, 0.4, 0.0), (0.17, 1.3, 3.5), (0.02, 4.3, -2.5))}
+
+
+class Wiggly(Flow):
+    """BMI's wiggly maps, elementwise: ``x = z + sum_k a_k sin(b_k z + c_k)`` (:data:`WIGGLES`).
+
+    Note:
+        ``dx/dz >= 1 - sum_k |a_k b_k|`` (0.161 for ``x``, 0.533 for ``y``) > 0: strictly increasing,
+        a bijection of R. ``|x - z| <= sum_k |a_k|``, which brackets the inverse; it is found by
+        bisection in float64 (exact to rounding).
+    """
+
+    builtin = "wiggly"
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(size, **kwargs)
+        self.terms = WIGGLES[self.args["variant"]]
+        self.reach = sum(abs(a) for a, _, _ in self.terms)
+
+    def _map(self, z):
+        return z + sum(a * torch.sin(b * z + c) for a, b, c in self.terms)
+
+    def forward(self, z):
+        return self._map(z)
+
+    def inverse(self, x):
+        x64 = x.double()
+        return _bisect(self._map, x64, x64 - self.reach, x64 + self.reach).to(x.dtype)
+
+
+class Bimodal(Flow):
+    """BMI's bimodal map, elementwise: ``x = F^-1(Phi(z))`` with F the CDF of the mixture
+    ``weight N(mean1, 1) + (1 - weight) N(mean2, 1)``: a standard normal z becomes bimodal.
+
+    Note:
+        BMI (``1v1-bimodal``) applies ``invert_cdf(F)`` to ``Phi(z)``; here the two are one
+        step, solved in float64 on log-CDFs (below the median) or log-survival functions (above),
+        so neither tail rounds to 0 or 1. Since ``Phi(x - max mean) <= F(x) <= Phi(x - min mean)``,
+        the root lies in ``[z + min mean, z + max mean]`` (bisection). The inverse is the closed
+        form ``Phi^-1(F(x))``.
+    """
+
+    builtin = "bimodal"
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(size, **kwargs)
+        w = float(self.args["weight"])
+        self.means = (float(self.args["mean1"]), float(self.args["mean2"]))
+        self.log_w = (math.log(w) if w > 0 else -math.inf, math.log1p(-w) if w < 1 else -math.inf)
+
+    def _log_cdf(self, x, upper: bool):
+        """log F(x), or log(1 - F(x)) when ``upper``."""
+        parts = [lw + torch.special.log_ndtr((m - x) if upper else (x - m)) for lw, m in zip(self.log_w, self.means)]
+        return torch.logaddexp(parts[0], parts[1])
+
+    def forward(self, z):
+        z64 = z.double()
+        upper = z64 > 0
+        target = torch.special.log_ndtr(torch.where(upper, -z64, z64))
+
+        def increasing(x):  # log F(x) below the median, -log(1 - F(x)) above: both increase with x
+            return torch.where(upper, -self._log_cdf(x, True), self._log_cdf(x, False))
+
+        x = _bisect(increasing, torch.where(upper, -target, target), z64 + min(self.means), z64 + max(self.means))
+        return x.to(z.dtype)
+
+    def inverse(self, x):
+        x64 = x.double()
+        low, high = self._log_cdf(x64, False), self._log_cdf(x64, True)
+        z = torch.where(low < high, torch.special.ndtri(torch.exp(low)), -torch.special.ndtri(torch.exp(high)))
+        return z.to(x.dtype)
+
+
+class Swissroll(Flow):
+    """BMI's swiss roll, per entry: ``u -> (t cos t, t sin t) / 21``, ``t = 1.5 pi (1 + 2 u)``.
+
+    An injective map R^d -> R^2d (entry k gives outputs 2k, 2k + 1), one-to-one for u > -1/2 where
+    t > 0 (BMI feeds it u in (0, 1): ``swissroll(normal_cdf(z))``). The point's radius is t / 21,
+    so the inverse on the image is ``u = (21 r / (1.5 pi) - 1) / 2``: exact.
+    """
+
+    builtin = "swissroll"
+
+    def forward(self, z):
+        t = 1.5 * math.pi * (1.0 + 2.0 * z)
+        return torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=2).reshape(len(z), -1) / 21.0
+
+    def inverse(self, x):
+        pairs = x.reshape(len(x), -1, 2)
+        t = 21.0 * torch.sqrt((pairs * pairs).sum(dim=2))
+        return (t / (1.5 * math.pi) - 1.0) / 2.0
 
 
 class Coupling(Flow):

@@ -1,8 +1,10 @@
 """The flow interface: a per-sample bijection ``forward(z) -> x`` with its exact ``inverse``.
 
-A flow maps a latent batch ``z`` of shape (n, d) to data ``x`` of shape (n, d). Every flow is
-a bijection of R^d onto its image acting on one sample at a time, so the data keep the
-latents' mutual information. A built-in flow's arguments are declared once, in
+A flow maps a latent batch ``z`` of shape (n, d) to data ``x`` of shape (n, d), or (n, k d) for an
+injective embedding such as ``swissroll`` (its definition's ``expands`` = k). Every flow is
+one-to-one from R^d (or the part of it it is defined on) onto its image, acting on one sample at
+a time, so the data keep the latents' mutual information; ``inverse`` maps the image back.
+A built-in flow's arguments are declared once, in
 :mod:`mmmi_dsl.builtins.flows`; :meth:`Flow.arguments` checks and completes them there.
 """
 
@@ -14,10 +16,10 @@ from mmmi_dsl.builtins import FLOWS
 
 
 class Flow(torch.nn.Module):
-    """Base class: ``forward(z) -> x`` and ``inverse(x) -> z``, both (n, d) -> (n, d).
+    """Base class: ``forward(z) -> x``, (n, size) -> (n, out_size), and ``inverse(x) -> z`` back.
 
     A built-in sets ``builtin`` to its name in :data:`mmmi_dsl.builtins.FLOWS`; a plugin leaves it
-    empty and checks its own arguments.
+    empty and checks its own arguments. ``out_size`` is ``size`` times the definition's ``expands``.
     """
 
     builtin = ""
@@ -25,6 +27,7 @@ class Flow(torch.nn.Module):
     def __init__(self, size: int, **kwargs):
         super().__init__()
         self.size = size
+        self.out_size = size * (FLOWS[self.builtin].expands if self.builtin else 1)
         self.args = self.arguments(kwargs) if self.builtin else dict(kwargs)
 
     def arguments(self, given: dict) -> dict:
@@ -46,6 +49,7 @@ class Chain(Flow):
 
     def __init__(self, steps: list[Flow]):
         super().__init__(steps[0].size if steps else 0)
+        self.out_size = steps[-1].out_size if steps else 0
         self.steps = torch.nn.ModuleList(steps)
 
     def forward(self, z):

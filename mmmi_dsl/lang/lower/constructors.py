@@ -357,16 +357,23 @@ class Constructors(Scope):
                 self.fail("E0209", "a modality's type is image[shape] or vector[d]", s.type.span)
             if len(s.type.args) != 1:
                 self.fail("E0209", f"`{s.type.name}` takes one size", s.type.span)
-            shape = tuple(self.shape_of(s.type.args[0], env))
-        else:
-            shape = (size,)
-        if size and math.prod(shape) != size:
+        sizes = [size]  # what each step reads, innermost first, then the chain's output
+        for _, builtin, _ in reversed(steps):
+            sizes.append(sizes[-1] * (builtin.expands if builtin is not None else 1))
+        out = sizes[-1]
+        shape = tuple(self.shape_of(s.type.args[0], env)) if s.type is not None else (out,)
+        if size and math.prod(shape) != out:
+            where = s.type.span if s.type else s.span
+            if out == size:
+                self.fail("E0203", f"flow `{name}` outputs {'x'.join(map(str, shape))} = {math.prod(shape)} values "
+                          f"but latent `{latent}` has {size}", where, "",
+                          "flows are bijections: the output has the latent's size")
             self.fail("E0203", f"flow `{name}` outputs {'x'.join(map(str, shape))} = {math.prod(shape)} values "
-                      f"but latent `{latent}` has {size}", s.type.span if s.type else s.span, "",
-                      "flows are bijections: the output has the latent's size")
-        for step, builtin, bound in steps:
+                      f"but its chain maps latent `{latent}` of size {size} to {out}", where, "",
+                      f"an injective step (such as swissroll) multiplies the size: `: vector[{out}]`, or no type")
+        for (step, builtin, bound), read in zip(steps, reversed(sizes[:-1])):
             if builtin is not None and size:
-                self._check_flow_fits(builtin, step, bound, latent, size)
+                self._check_flow_fits(builtin, step, bound, latent, read)
         return ir.Flow(name=name, latent=latent, steps=tuple(st for st, _, _ in reversed(steps)), shape=shape,
                        span=s.decl.span)
 
