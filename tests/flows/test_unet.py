@@ -227,7 +227,8 @@ def test_fashion_without_weights_is_a_clear_e0208(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
 def test_shipped_fashion_round_trips():
-    z = torch.randn(32, 784, generator=torch.Generator().manual_seed(0))
+    # four latents: each costs 2 x 128 evaluations of the UNet (about 2.6 s alone on one thread)
+    z = torch.randn(4, 784, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         f = Fashion(784, **{"class": 7})
         assert float((f.inverse(f(z)) - z).abs().max()) < 1e-3
