@@ -1,18 +1,27 @@
-"""Generation speed: decay.mmi latents per second vs torch.randn, and vs the dense-A sampler.
+"""Generation speed: decay.mmi latents per second vs torch.randn, vs the write floor, vs dense A.
 
-1. Sampler throughput for decay.mmi (N = 10, d = 3072, latents of all modalities),
-   as a ratio to `torch.randn` drawing the same number of floats in the same run
-   (target >= 0.5).
-2. The seed code's sampler (z = A u with the dense (1 + N d) x (K + N_u d) matrix A),
+1. Sampler throughput for decay.mmi (N = 10, latents of all modalities), as a ratio to
+   `torch.randn` drawing the same number of floats in the same run (target >= 0.5); also the
+   same chunks assembled the old way (slices, then torch.cat), to show what writing them
+   straight into the batch saves.
+2. `generate_dataset` of decay.mmi to disk against the floor of the same bytes: randn, write,
+   fsync and sha256 in the same batches (target >= 0.5).
+3. The seed code's sampler (z = A u with the dense (1 + N d) x (K + N_u d) matrix A),
    at the largest d whose A fits comfortably here, against ours at the same size.
-3. Peak memory (max RSS) of `mmmic generate specs/two_views.mmi --set d=64` at
+4. Peak memory (max RSS) of `mmmic generate specs/two_views.mmi --set d=64` at
    n = 100,000 and n = 1,000,000 (target: independent of n).
 
-    python benchmarks/bench_generate.py
+One torch thread (the CLI default); the load average is printed with each table.
+
+    python benchmarks/bench_generate.py            # ~2 minutes
+    python benchmarks/bench_generate.py --quick    # 1 and 2 only, small n (~20 s)
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +32,7 @@ import torch
 
 from mmmi_dsl import load
 from mmmi_dsl.backend import Sampler
+from mmmi_dsl.dataset.generate import generate_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,13 +47,48 @@ def best_of(fn, repeat=5) -> float:
     return min(ts)
 
 
-def ours_vs_randn(n_mod: int, d: int, n: int = 2048) -> tuple[float, float, int]:
+def concatenated(s: Sampler, start: int, stop: int) -> dict[str, torch.Tensor]:
+    """The batch as it was built before issue 20: each chunk's slice, then torch.cat."""
+    C = s.chunk_size
+    parts = [{k: v[max(start - c * C, 0):min(stop - c * C, C)] for k, v in s._chunk(c).items()}
+             for c in range(start // C, (stop - 1) // C + 1)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def ours_vs_randn(n_mod: int, d: int, n: int = 2048, repeat: int = 5) -> tuple[float, float, float, int]:
+    """Tuples/s of the sampler, of the old torch.cat assembly and of randn of the same floats."""
     model = load(ROOT / "specs" / "decay.mmi", {"N": str(n_mod), "d": str(d)})
     s = Sampler(model, seed=0)
     floats = n * n_mod * d
-    t_ours = best_of(lambda: s.sample_tensors(0, n))
-    t_randn = best_of(lambda: torch.randn(floats))
-    return n / t_ours, n / t_randn, s.chunk_size
+    t_ours = best_of(lambda: s.sample_tensors(0, n), repeat)
+    t_cat = best_of(lambda: concatenated(s, 0, n), repeat)
+    t_randn = best_of(lambda: torch.randn(floats), repeat)
+    return n / t_ours, n / t_cat, n / t_randn, s.chunk_size
+
+
+def to_disk_vs_floor(n_mod: int, d: int, n: int) -> tuple[float, float]:
+    """Tuples/s of generate_dataset (decay, to disk) and of the floor: randn + write + fsync + sha256."""
+    model = load(ROOT / "specs" / "decay.mmi", {"N": str(n_mod), "d": str(d)})
+    batch = Sampler(model, seed=0).chunk_size * max(1, 2 ** 22 // (n_mod * d * 64))  # ~the CLI's ~32 MiB
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        generate_dataset(model, Path(out) / "ds", n, batch_size=batch, progress=False)
+        t_ours = time.perf_counter() - t
+        t = time.perf_counter()
+        files = [open(Path(out) / f"floor{i}.npy", "wb") for i in range(n_mod)]
+        shas = [hashlib.sha256() for _ in files]
+        for a in range(0, n, batch):
+            x = torch.randn(min(batch, n - a), n_mod, d).numpy()
+            for i, (f, h) in enumerate(zip(files, shas)):
+                data = x[:, i].copy().data  # one modality's file, as the writer's
+                f.write(data)
+                h.update(data)
+        for f in files:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        t_floor = time.perf_counter() - t
+    return n / t_ours, n / t_floor
 
 
 def dense_sampler(n_mod: int, d: int, n: int = 512) -> float:
@@ -76,21 +121,36 @@ def peak_rss(n: int) -> float:
         return int(r.stderr.strip().splitlines()[-1]) / 1024
 
 
-def main() -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    print("1. decay.mmi latents per second vs torch.randn of the same floats")
-    print(f"{'N':>4} {'d':>6} {'chunk':>6} {'ours tuples/s':>14} {'randn tuples/s':>15} {'ratio':>6}")
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tables 1 and 2 only, small n")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    print(f"1. decay.mmi latents per second vs torch.randn of the same floats (load average "
+          f"{os.getloadavg()[0]:.2f})")
+    print(f"{'N':>4} {'d':>6} {'chunk':>6} {'ours tuples/s':>14} {'old cat tuples/s':>17} {'randn tuples/s':>15} "
+          f"{'ours/randn':>11} {'cat/randn':>10}")
     for n_mod, d in [(10, 3072), (10, 64)]:
-        ours, randn, chunk = ours_vs_randn(n_mod, d)
-        print(f"{n_mod:>4} {d:>6} {chunk:>6} {ours:14.0f} {randn:15.0f} {ours / randn:6.2f}")
-    print("\n2. ours vs the dense-A sampler (z = A u), N = 10")
+        n = (512 if d > 1024 else 8192) * (1 if args.quick else 4)  # whole chunks
+        ours, cat, randn, chunk = ours_vs_randn(n_mod, d, n, 3 if args.quick else 5)
+        print(f"{n_mod:>4} {d:>6} {chunk:>6} {ours:14.0f} {cat:17.0f} {randn:15.0f} {ours / randn:11.2f} "
+              f"{cat / randn:10.2f}", flush=True)
+    print(f"\n2. decay.mmi to disk (generate_dataset) vs randn + write + fsync + sha256 of the same bytes "
+          f"(load average {os.getloadavg()[0]:.2f})")
+    print(f"{'N':>4} {'d':>6} {'n':>6} {'ours tuples/s':>14} {'floor tuples/s':>15} {'ours/floor':>11}")
+    for n_mod, d, n in [(10, 3072, 1024 if args.quick else 4096), (10, 64, 20_000 if args.quick else 100_000)]:
+        ours, floor = to_disk_vs_floor(n_mod, d, n)
+        print(f"{n_mod:>4} {d:>6} {n:>6} {ours:14.0f} {floor:15.0f} {ours / floor:11.2f}", flush=True)
+    if args.quick:
+        return
+    print("\n3. ours vs the dense-A sampler (z = A u), N = 10")
     print(f"{'d':>6} {'A size GiB':>11} {'ours tuples/s':>14} {'dense tuples/s':>15} {'ours/dense':>11}")
     for d in (256, 1024, 2048):
-        ours, _, _ = ours_vs_randn(10, d, n=512)
+        ours, _, _, _ = ours_vs_randn(10, d, n=512)
         dense = dense_sampler(10, d)
         gib = (10 * d) * (1 + 10 * d) * 4 / 2**30
         print(f"{d:>6} {gib:11.2f} {ours:14.0f} {dense:15.0f} {ours / dense:11.1f}")
-    print("\n3. peak memory of mmmic generate two_views --set d=64")
+    print("\n4. peak memory of mmmic generate two_views --set d=64")
     for n in (100_000, 1_000_000):
         print(f"  n = {n:>9,}: {peak_rss(n):7.0f} MiB max RSS")
 

@@ -1,72 +1,99 @@
-"""Exact MI of decay.mmi: the structured engine vs the dense-determinant baseline.
+"""Exact MI of decay.mmi: the structured engine vs a plain dense baseline, in one run.
 
-For each size the engine answers all reports (`I(x[1]; x[j])`, `I(theta; x[j])`),
-and the baseline does what the seed code did: form the dense covariance of each
-query's blocks and take numpy's slogdet, in the same run. Reported: seconds and
-the ratio baseline / engine. The baseline is skipped where its largest Σ would not
-fit comfortably in memory (it needs 8 (N d)^2 bytes per query set).
+The baseline is written plainly: each query's covariance straight from the equations
+(every z_i = b_i u 1_d + sum_j a_ij n_j, so Cov(z_i, z_k) = b_i b_k 1 1^T + (a_i . a_k) I_d;
+theta = eta u), then numpy's ``slogdet`` of the three blocks, on one BLAS thread
+(``OPENBLAS_NUM_THREADS=1``, set below before numpy loads). Both answer the same queries;
+times are per query (best of 3 for the engine). At d = 2048 the baseline answers only the
+first 3 queries (about a second each). The load average is printed with the table.
 
-    python benchmarks/bench_mi.py            # ~1-2 minutes on 2 cores
+    python benchmarks/bench_mi.py            # ~1-2 minutes on a busy 2-core machine
+    python benchmarks/bench_mi.py --quick    # d <= 256 only, no end-to-end runs (~10 s)
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: the baseline runs on one BLAS thread
 
-from mmmi_dsl import load
-from mmmi_dsl.mi.analysis import Analysis
+import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from mmmi_dsl import ir, load  # noqa: E402
+from mmmi_dsl.mi.analysis import Analysis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "decay.mmi"
 
 
-def engine_time(n: int, d: int) -> tuple[float, list[float]]:
-    model = load(SPEC, {"N": str(n), "d": str(d)})
-    t = time.perf_counter()
-    results = Analysis(model).evaluate_all(model.reports)
-    return time.perf_counter() - t, [r.nats for r in results]
-
-
-def dense_time(n: int, d: int) -> tuple[float, list[float]]:
-    """The seed code's way: dense Σ of the blocks of each query, slogdet."""
-    model = load(SPEC, {"N": str(n), "d": str(d)})
-    t = time.perf_counter()
-    analysis = Analysis(model)
-    system = analysis.system
-    out = []
-    for q in model.reports:
-        a = [model.flows[x].latent if x in model.flows else x for x in q.groups[0]]
-        b = [model.flows[x].latent if x in model.flows else x for x in q.groups[1]]
-        cov = analysis.covariance(a + b)
-        ka = sum(system.blocks[x].size for x in a)
-        ld = lambda m: np.linalg.slogdet(m)[1]  # noqa: E731
-        out.append(0.5 * (ld(cov[:ka, :ka]) + ld(cov[ka:, ka:]) - ld(cov)))
-    return time.perf_counter() - t, out
-
-
-def main() -> None:
-    print(f"{'N':>4} {'d':>6} {'queries':>8} {'engine s':>10} {'dense s':>10} {'dense/engine':>13} {'max |diff|':>11}")
-    for n, d in [(10, 64), (10, 256), (10, 1024), (10, 3072), (100, 3072)]:
-        te, ve = engine_time(n, d)
-        if n == 10 and d <= 1024:  # the dense baseline takes ~20 s at d = 1024, ~10 min at 3072
-            td, vd = dense_time(n, d)
-            ratio = f"{td / te:13.0f}"
-            diff = f"{max(abs(x - y) / max(1, abs(y)) for x, y in zip(ve, vd)):11.1e}"
-            tds = f"{td:10.3f}"
+def coefficients(model: ir.Model, name: str) -> tuple[float, dict[str, float]]:
+    """(b, {n_j: a_j}) of ``name = b u [1_d] + sum_j a_j n_j``, read off its IR terms."""
+    env, b, a = model.env(), 0.0, {}
+    for t in model.variables[name].terms:
+        c = ir.evaluate(t.coef, env)
+        if model.protos[t.sources[0]].kind == "scalar":
+            b += c
         else:
-            tds, ratio, diff = f"{'-':>10}", f"{'-':>13}", f"{'-':>11}"
-        print(f"{n:>4} {d:>6} {2 * n - 1:>8} {te:10.4f} {tds} {ratio} {diff}")
-    print("\nend to end (process start included):")
-    import subprocess
-    import sys
-    for sets in ([], ["--set", "N=100"]):
+            a[t.sources[0]] = a.get(t.sources[0], 0.0) + c
+    return b, a
+
+
+def dense_mi(model: ir.Model, x: str, y: str, d: int) -> float:
+    """I(x; y) = 1/2 [log|S_xx| + log|S_yy| - log|S|] with S from the equations, dense."""
+    blocks = [(name, 1 if model.variables[name].size == 1 else d) for name in (x, y)]
+    coefs = [coefficients(model, name) for name, _ in blocks]
+    sizes = [s for _, s in blocks]
+    S = np.empty((sum(sizes), sum(sizes)))
+    offs = np.cumsum([0, *sizes])
+    for i, ((bi, ai), si) in enumerate(zip(coefs, sizes)):
+        for k, ((bk, ak), sk) in enumerate(zip(coefs, sizes)):
+            noise = sum(c * ak.get(p, 0.0) for p, c in ai.items())
+            S[offs[i]:offs[i + 1], offs[k]:offs[k + 1]] = bi * bk + (noise * np.eye(si, sk) if si == sk else 0.0)
+    ld = lambda m: np.linalg.slogdet(m)[1]  # noqa: E731
+    k = sizes[0]
+    return 0.5 * (ld(S[:k, :k]) + ld(S[k:, k:]) - ld(S))
+
+
+def latent(model: ir.Model, name: str) -> str:
+    return model.flows[name].latent if name in model.flows else name
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="d <= 256, no end-to-end runs")
+    args = ap.parse_args(argv)
+    print(f"load average {os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    print(f"{'N':>4} {'d':>6} {'queries':>8} {'engine ms/q':>12} {'dense ms/q':>11} {'dense/engine':>13} "
+          f"{'max rel diff':>13}")
+    sizes = [16, 64, 256] + ([] if args.quick else [1024, 2048])
+    for d in sizes:
+        model = load(SPEC, {"N": "10", "d": str(d)})
+        engine = []
+        for _ in range(3):
+            t = time.perf_counter()
+            values = [r.nats for r in Analysis(model).evaluate_all(model.reports)]
+            engine.append((time.perf_counter() - t) / len(model.reports))
+        queries = model.reports if d <= 1024 else model.reports[:3]
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mmmi_dsl", "mi", str(SPEC), *sets], check=True,
-                       capture_output=True)
-        print(f"  mmmic mi specs/decay.mmi {' '.join(sets):<12} {time.perf_counter() - t:6.2f} s")
+        dense = [dense_mi(model, *(latent(model, g[0]) for g in q.groups), d) for q in queries]
+        t_dense = (time.perf_counter() - t) / len(queries)
+        diff = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(values, dense))
+        print(f"{10:>4} {d:>6} {len(queries):>8} {1e3 * min(engine):12.2f} {1e3 * t_dense:11.1f} "
+              f"{t_dense / min(engine):13.1f} {diff:13.1e}", flush=True)
+    if not args.quick:
+        print("\nend to end, process start included (mmmic mi specs/decay.mmi):")
+        for sets in ([], ["--set", "N=100"], ["--set", "N=300"]):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "mmmi_dsl", "mi", str(SPEC), *sets], check=True,
+                           capture_output=True, cwd=ROOT)
+            print(f"  {' '.join(sets) or 'N=10 (default)':<14} {time.perf_counter() - t:6.2f} s", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -426,14 +426,19 @@ class Sampler(torch.nn.Module):
         if not 0 <= start <= stop:
             raise ValueError(f"bad range {start}..{stop}")
         C = self.chunk_size
-        parts: list[dict[str, torch.Tensor]] = []
+        out: dict[str, torch.Tensor] = {}
         for c in range(start // C, (stop - 1) // C + 1 if stop > start else start // C):
             chunk = self._chunk(c)
             lo, hi = max(start - c * C, 0), min(stop - c * C, C)
-            parts.append({k: v[lo:hi] for k, v in chunk.items()})
-        if not parts:
+            if not out:  # the batch, allocated once; each chunk is copied straight into it (no torch.cat)
+                out = {k: torch.empty((stop - start, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                       for k, v in chunk.items()}
+            at = c * C + lo - start
+            for k, v in chunk.items():
+                out[k][at:at + hi - lo] = v[lo:hi]
+        if not out:
             return {k: torch.empty((0, *shape)) for k, (shape, _) in self.variables.items()}
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return out
 
     def sample(self, n: int, seed: int | None = None) -> dict[str, torch.Tensor]:
         """``n`` tuples; with ``seed`` a different dataset seed for this call."""

@@ -51,9 +51,11 @@ def add_parsers(sub) -> None:
                    "(resuming a matching run is automatic anyway)")
     p.add_argument("--overwrite", action="store_true", help="replace a different dataset in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default 1: on a busy 2-core machine the digits flow ran 9x "
-                        "faster on one thread than on two; see docs/benchmarks.md)")
+    p.add_argument("--threads", type=int_or_auto, default=1, metavar="THREADS",
+                   help="CPU threads for torch, or auto (default 1: on a busy 2-core machine the digits flow ran 9x "
+                        "faster on one thread than on two; see docs/benchmarks.md). auto: 2 for a spec with a "
+                        "learned flow when at least 2 cores may be used and 1.5 of them are idle (1-minute load "
+                        "average <= cores - 1.5), else 1")
     add_spec_options(p)
     p.set_defaults(run=cmd_generate)
     p = sub.add_parser("preview", help="draw a figure of sample tuples of a dataset (PNG): a column per modality, "
@@ -100,6 +102,30 @@ def _pmi_pairs(model, items: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def int_or_auto(text: str) -> int | str:
+    """``--threads``: a number, or ``auto``."""
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of threads or auto, got {text!r}") from None
+
+
+def _threads(arg: int | str, model) -> int:
+    """The torch thread count of ``--threads`` (``auto``: :func:`mmmi_dsl.dataset.jobs.auto_threads`)."""
+    if arg != "auto":
+        return arg
+    from mmmi_dsl.builtins import FLOWS
+    from mmmi_dsl.dataset.jobs import auto_threads, machine_load
+
+    learned = any(FLOWS[s.name].weights is not None for f in model.flows.values() for s in f.steps
+                  if s.name in FLOWS)
+    return auto_threads(learned, *machine_load())
+
+
 def _job(arg: str | None) -> tuple[int, int]:
     """``--shard I/K`` if given, else the split of a SLURM array or torchrun, else (0, 1)."""
     from mmmi_dsl.dataset.jobs import parse_split, split_from_env
@@ -117,9 +143,10 @@ def cmd_generate(args) -> int:
     from mmmi_dsl.dataset.generate import generate_dataset
 
     at_least(args.n, 1, "-n")
-    at_least(args.threads, 1, "--threads")
-    torch.set_num_threads(args.threads)
+    if args.threads != "auto":
+        at_least(args.threads, 1, "--threads")
     model = load_spec(args)
+    torch.set_num_threads(_threads(args.threads, model))
     job = _job(args.shard)
     out = Path(args.output)
     if args.resume and not run_to_resume(out, job):  # a manifest, or the temp file of a run killed writing it

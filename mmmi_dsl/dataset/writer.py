@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -55,7 +56,8 @@ class ChunkSampler(Protocol):
 
     ``sample_range(start, stop)`` returns, for every variable, an array of shape
     ``(stop - start, *shape)`` and dtype ``variables[name][1]``; sample k depends only on
-    (seed, k), whatever ranges are asked for.
+    (seed, k), whatever ranges are asked for. The arrays are not changed afterwards (they are
+    hashed on another thread while the next batch is drawn).
     """
 
     chunk_size: int
@@ -145,21 +147,31 @@ def _remove(out_dir: Path, manifest_path: Path, shards: list[dict]) -> None:
 
 
 class _NpyWriter:
-    """One shard file being written: a temp file with the full header, rows appended, hashed."""
+    """One shard file being written: a temp file with the full header, rows appended, hashed.
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype):
+    The sha256 runs on ``hasher``, one background thread per shard (hashlib releases the GIL), in
+    the order the bytes were written; :meth:`wait` blocks until every byte so far is hashed.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, hasher: ThreadPoolExecutor):
         self.path, self.tmp = path, path.with_name(f".{path.name}.tmp")
         self.shape, self.dtype = shape, np.dtype(dtype)
         self.rows = 0
         self.sha = hashlib.sha256()
+        self.hasher, self.hashed = hasher, None  # the last hashing task submitted (a Future)
         refuse_link(path)
         self.file = open(self.tmp, "wb", opener=nofollow_new)
         self._write(npy_header(shape, self.dtype))
 
     def _write(self, data) -> None:
-        self.sha.update(data)
         with _naming(self.path):
             self.file.write(data)
+        self.hashed = self.hasher.submit(self.sha.update, data)  # one worker: in submission order
+
+    def wait(self) -> None:
+        """Block until the bytes written so far are hashed (so the batch they came from may go)."""
+        if self.hashed is not None:
+            self.hashed.result()
 
     def append(self, rows: np.ndarray) -> None:
         """Append a batch, (b, *shape) of the file's dtype."""
@@ -177,6 +189,7 @@ class _NpyWriter:
             self.file.close()
         if self.rows != self.shape[0]:
             raise DatasetError(f"sampler returned {self.rows} rows for {self.path.name}, expected {self.shape[0]}")
+        self.wait()
         return self.sha.hexdigest(), self.tmp.stat().st_size
 
     def discard(self) -> None:
@@ -198,20 +211,23 @@ def _write_shard(out_dir: Path, sampler: ChunkSampler, manifest: dict, index: in
     stems = file_stems(manifest["variables"])
     files = {var: f"{rel_dir}/{stems[var]}.npy" for var in manifest["variables"]}
     writers: dict[str, _NpyWriter] = {}
-    try:
-        for var, spec in manifest["variables"].items():
-            writers[var] = _NpyWriter(out_dir / files[var], (stop - start, *spec["shape"]), spec["dtype"])
-        for a in range(start, stop, batch_size):
-            b = min(stop, a + batch_size)
-            batch = sampler.sample_range(a, b)
-            for var, w in writers.items():
-                w.append(batch[var])
-            bar.update(b - a)
-        done = {var: w.close() for var, w in writers.items()}
-    except BaseException:
-        for w in writers.values():
-            w.discard()
-        raise
+    with ThreadPoolExecutor(1, thread_name_prefix="mmmic-sha256") as hasher:
+        try:
+            for var, spec in manifest["variables"].items():
+                writers[var] = _NpyWriter(out_dir / files[var], (stop - start, *spec["shape"]), spec["dtype"], hasher)
+            for a in range(start, stop, batch_size):
+                b = min(stop, a + batch_size)
+                batch = sampler.sample_range(a, b)  # the previous batch is hashed meanwhile
+                for w in writers.values():
+                    w.wait()  # at most two batches in memory, as before
+                for var, w in writers.items():
+                    w.append(batch[var])
+                bar.update(b - a)
+            done = {var: w.close() for var, w in writers.items()}
+        except BaseException:
+            for w in writers.values():
+                w.discard()
+            raise
     for w in writers.values():
         refuse_link(w.path)
         os.replace(w.tmp, w.path)

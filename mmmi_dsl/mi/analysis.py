@@ -96,6 +96,8 @@ class Analysis:
         self.K = len(self.scalar_protos)
         self._forms: dict[str, Form] = {}
         self._magnitudes: dict[str, float] = {}
+        self._coefs: dict[int, float] = {}  # id(expr) -> value: lowering shares equal coefficient nodes
+        self._has_loadings: dict[str, bool] = {}
         self.block_scale: dict[str, float] = {}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_magnitudes
             for name in variable_order(model):  # sources first: form() then never recurses deeply
@@ -149,7 +151,15 @@ class Analysis:
         return self._coef(expr, span)
 
     def _coef(self, expr: ir.Expr, span=None) -> float:
-        """A coefficient's value; E0212 (never NaN, never a traceback) where it is not a real number."""
+        """A coefficient's value; E0212 (never NaN, never a traceback) where it is not a real number.
+
+        Memoised by node identity (the model keeps every node alive, so an id is never reused):
+        lowering hash-conses coefficients, so decay's N^2 terms share about 2N nodes. Only
+        good values are kept; a bad one is evaluated again, and raises, at each term that has it.
+        """
+        hit = self._coefs.get(id(expr))
+        if hit is not None:
+            return hit
         try:
             value = _checked_evaluate(expr, self.env)
         except _Underflow as err:
@@ -164,7 +174,8 @@ class Analysis:
                                         f"parameter values: {reason}", span, "",
                                         "check the parameter values (--set) and the "
                                         "math functions' domains (sqrt, log of a negative number ...)")])
-        return float(value)
+        value = self._coefs[id(expr)] = float(value)
+        return value
 
     def form(self, name: str) -> Form:
         """The linear form of a proto-latent, latent or target (memoised)."""
@@ -190,6 +201,17 @@ class Analysis:
         hit = self._magnitudes.get(name)
         if hit is None:
             hit = self._magnitudes[name] = self.form(name).magnitude()
+        return hit
+
+    def _loads(self, name: str) -> bool:
+        """Whether ``form(name)`` has a nonzero (or non-finite) loading, memoised.
+
+        Adding ``c * 0`` to the +0-initialised, never -0 sums of :meth:`_terms_form` changes no
+        bit, so a source without loadings (every vector proto) skips that (size, K) update.
+        """
+        hit = self._has_loadings.get(name)
+        if hit is None:
+            hit = self._has_loadings[name] = bool(np.any(self.form(name).loadings != 0.0))
         return hit
 
     def _check_chain_underflow(self, c: float, largest: float, t) -> None:
@@ -219,7 +241,8 @@ class Analysis:
                 self._check_chain_underflow(c, self._magnitude(t.sources[0]), t)
                 for p, a in src.identity.items():
                     out.identity[p] = out.identity.get(p, 0.0) + c * a
-                out.loadings += c * src.loadings
+                if self._loads(t.sources[0]):
+                    out.loadings += c * src.loadings
                 for p, d in src.dense.items():
                     out.add_dense(p, c * d)
             elif t.op == "template":

@@ -175,6 +175,8 @@ class BlockSet:
         self.dense_limit = int(dense_limit)
         self._gram_cache: dict[tuple[str, str], np.ndarray] = {}
         self._scale_cache: dict[str, tuple[float, float, float]] = {}
+        self._eig_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._identity_rows: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
         self._deps: dict[str, frozenset[str]] = {}
         for key, blk in self.blocks.items():
             deps = {self.scalar[k] for k in range(self.K) if np.any(blk.loadings[:, k] != 0)}
@@ -302,13 +304,39 @@ class BlockSet:
         return G
 
     def group_eig(self, members: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Eigen-decomposition ``F_g = V diag(λ) Vᵀ`` via the SVD of R_g: λ (n,), V (n, n)."""
-        protos = sorted({p for m in members for p in self.blocks[m].identity})
+        """Eigen-decomposition ``F_g = V diag(λ) Vᵀ`` via the SVD of R_g: λ (n,), V (n, n), read-only.
+
+        Cached per member tuple: the queries of a family repeat their groups (``{z[1]}`` in every
+        ``I(x[1]; x[j])``), and the thresholds are applied by the caller.
+        """
+        key = tuple(members)
+        hit = self._eig_cache.get(key)
+        if hit is None:
+            lam, V = self._group_eig(key)
+            lam.flags.writeable = V.flags.writeable = False
+            hit = self._eig_cache[key] = (lam, V)
+        return hit
+
+    def _group_eig(self, members: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         n = len(members)
+        rows = [self._identity_row(m) for m in members]
+        if all(r[0] == rows[0][0] for r in rows):  # the same protos (decay: every z[i] mixes all n[j])
+            protos, R = rows[0][0], np.array([r[1] for r in rows]).reshape(n, len(rows[0][0]))
+        else:
+            protos = tuple(sorted({p for m in members for p in self.blocks[m].identity}))
+            R = np.array([[self.blocks[m].identity.get(p, 0.0) for p in protos] for m in members])
         if not protos:
             return np.zeros(n), np.eye(n)
-        R = np.array([[self.blocks[m].identity.get(p, 0.0) for p in protos] for m in members])
         V, sv, _ = np.linalg.svd(R, full_matrices=n > len(protos))  # V is (n, n) either way
         lam = np.zeros(n)
         lam[: sv.size] = sv * sv
         return lam, V
+
+    def _identity_row(self, name: str) -> tuple[tuple[str, ...], np.ndarray]:
+        """A block's identity protos, sorted, and their coefficients in that order (cached)."""
+        hit = self._identity_rows.get(name)
+        if hit is None:
+            identity = self.blocks[name].identity
+            protos = tuple(sorted(identity))
+            hit = self._identity_rows[name] = (protos, np.array([identity[p] for p in protos], dtype=np.float64))
+        return hit

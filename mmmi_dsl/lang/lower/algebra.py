@@ -99,12 +99,7 @@ def binop(op: str, a: Expr, b: Expr) -> Expr:
     if op == "*":
         return mul(a, b)
     if isinstance(a, Num) and isinstance(b, Num):
-        try:
-            v = {"+": a.value + b.value, "-": a.value - b.value,
-                 "/": a.value / b.value if b.value != 0 else math.nan,
-                 "^": real_pow(a.value, b.value)}[op]
-        except (OverflowError, ZeroDivisionError):
-            v = math.nan
+        v = fold(op, a.value, b.value)
         if math.isfinite(v) and not (op in "/^" and underflows(a.value, b.value if op == "/" else 1.0, v)):
             return num_node(v)  # an underflow stays unfolded: the MI engine reports it with its position
     if op == "^" and isinstance(b, Num):
@@ -115,6 +110,23 @@ def binop(op: str, a: Expr, b: Expr) -> Expr:
     if op == "/" and isinstance(b, Num) and b.value == 1:
         return a
     return _bin(op, a, b)  # type: ignore[arg-type]
+
+
+def fold(op: str, a: float, b: float) -> float:
+    """``a op b`` for ``+ - / ^`` (only the one asked for), NaN where it has no finite real value.
+
+    Only ``op`` is computed: ``150 - 298`` folds even though ``150 ^ 298`` would overflow.
+    """
+    try:
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "/":
+            return a / b if b != 0 else math.nan
+        return real_pow(a, b)
+    except (OverflowError, ZeroDivisionError):
+        return math.nan
 
 
 def underflows(a: float, b: float, result: float) -> bool:
