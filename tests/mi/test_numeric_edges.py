@@ -153,10 +153,10 @@ def test_a_thousand_modalities():
     everything = ", ".join(f"x[{i}]" for i in range(1, m + 1))
     text = _many(m, f"report I(theta; x[1])\nreport I(x[1]; x[{m}])\nreport I(theta; {everything})\n"
                     f"report I(x[1]; x[2] | theta)\n")
-    t = time.perf_counter()
+    t = time.process_time()  # CPU seconds: a loaded machine stretches the wall clock, not the work
     model = loads(text)
     values = [r.nats for r in Analysis(model).evaluate_all(model.reports)]
-    assert time.perf_counter() - t < 60
+    assert time.process_time() - t < 60  # about 7 s of CPU on this machine
     s = 8 * 0.25  # d t^2 / h^2
     assert values[0] == pytest.approx(0.5 * math.log1p(s), rel=1e-10)
     assert values[1] == pytest.approx(-0.5 * math.log1p(-(s / (1 + s)) ** 2), rel=1e-10)
