@@ -317,14 +317,20 @@ class Label(Node):
 # ---------------------------------------------------------------- queries
 
 
+#: Query kinds that are exact limits of prediction, not information (no unit; :mod:`mmmi_dsl.mi.limits`).
+LIMIT_KINDS = ("MMSE", "RMSE", "ACC")
+
+
 class Query(Node):
     """An information quantity over named variables.
 
     ``kind``: ``I`` (two groups, optional ``given``), ``TC`` (total correlation of
-    two or more groups), ``II`` (interaction information of three groups).
+    two or more groups), ``II`` (interaction information of three groups); the exact
+    limits ``MMSE``, ``RMSE`` (one scalar group) and ``ACC`` (one label), whose ``unit``
+    does not apply (:mod:`mmmi_dsl.mi.limits`).
     """
 
-    kind: Literal["I", "TC", "II"]
+    kind: Literal["I", "TC", "II", "MMSE", "RMSE", "ACC"]
     groups: tuple[tuple[str, ...], ...]
     given: tuple[str, ...] = ()
     unit: Literal["nats", "bits"] = "nats"

@@ -275,6 +275,7 @@ def mi_vs_index(model: ir.Model, index: str, values: Sequence[int], queries: Seq
             ys = []
             for v in values:
                 q = resolve_query(base, pattern.sub(str(v), text), "--query")
+                _refuse_limit(q)
                 ys.append(engine.evaluate(q).nats)
             curves.append(MICurve(text, np.array(values, dtype=float), np.array(ys), b))
     return curves
@@ -368,7 +369,7 @@ def plot_mi_vs_param(model: ir.Model, path: str | Path, param: str, values: Sequ
     """
     from mmmi_dsl.mi.analysis import default_queries
     path = check_path(path)
-    qs = list(queries) if queries else default_queries(model)
+    qs = list(queries) if queries else [q for q in default_queries(model) if q.kind not in ir.LIMIT_KINDS]
     _check_panels(qs, by)
     curves = mi_vs_param(model, param, values, qs, by)
     steps = np.diff(np.log(np.asarray(values, dtype=float))) if all(v > 0 for v in values) else np.array([])
@@ -393,7 +394,16 @@ def plot_mi_vs_index(model: ir.Model, path: str | Path, index: str, values: Sequ
     return curves
 
 
+def _refuse_limit(q: ir.Query) -> None:
+    if q.kind in ir.LIMIT_KINDS:
+        raise UsageError(f"this picture draws exact MI; {q.text} is a limit of prediction (tabulate it with "
+                         "`mmmic sweep SPEC --for PARAM --values ... --query ...`)")
+
+
 def _check_panels(queries: Sequence, by) -> None:
+    for q in queries:
+        if isinstance(q, ir.Query):
+            _refuse_limit(q)
     if by is not None and len(queries) > 9:
         raise UsageError(f"one line per value of `{by[0]}` draws one panel per query: give at most 9 queries, "
                          f"not {len(queries)}")

@@ -27,7 +27,18 @@ def mi_json(model: ir.Model, results) -> dict:
 
 
 def mi_table(model: ir.Model, queries, results) -> str:
-    """A plain-text table of exact MI values (nats and bits)."""
+    """A plain-text table of exact MI values (nats and bits); the limits (MMSE, RMSE, ACC) follow in
+    a table of their own (one ``value`` column)."""
+    from mmmi_dsl.mi.limits import is_limit
+
+    info = [r for r in results if not is_limit(r)]
+    tables = [_limit_table(model, [r for r in results if is_limit(r)])] if len(info) < len(results) else []
+    if info or not tables:
+        tables.insert(0, _information_table(model, info))
+    return "\n\n".join(tables)
+
+
+def _information_table(model: ir.Model, results) -> str:
     rows = [(r.query, _fmt(r.nats), _fmt(r.bits), r.reason if r.reason and math.isinf(r.nats) else "")
             for r in results]
     w = max([len("query")] + [len(r[0]) for r in rows])
@@ -35,6 +46,19 @@ def mi_table(model: ir.Model, queries, results) -> str:
              f"{'query':<{w}}  {'nats':>12}  {'bits':>12}", f"{'-' * w}  {'-' * 12}  {'-' * 12}"]
     for q, nats, bits, note in rows:
         lines.append(f"{q:<{w}}  {nats:>12}  {bits:>12}" + (f"  ({note})" if note else ""))
+    return "\n".join(lines)
+
+
+def _limit_table(model: ir.Model, results) -> str:
+    """Exact limits of prediction: the value and what it is (why, where it is exact by structure)."""
+    from mmmi_dsl.mi.limits import MEANING
+
+    w = max([len("query")] + [len(r.query) for r in results])
+    lines = [f"# model {model.name}: exact limits of prediction (any model, from the given variables)",
+             f"{'query':<{w}}  {'value':>12}  what", f"{'-' * w}  {'-' * 12}  {'-' * 4}"]
+    for r in results:
+        note = MEANING[r.kind] + (f" ({r.reason})" if r.reason else "")
+        lines.append(f"{r.query:<{w}}  {_fmt(r.value):>12}  {note}")
     return "\n".join(lines)
 
 

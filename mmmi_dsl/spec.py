@@ -7,6 +7,7 @@ functions the CLI uses, taking plain strings and numbers::
     spec = mm.load("specs/two_views.mmi", d=64)
     spec.mi("I(theta; x1)")                       # exact MI in nats (math.inf when infinite)
     spec.formula("I(theta; x1)")                  # its closed form, a sympy expression
+    spec.limit("MMSE(theta | x1)")                # the least squared error of any predictor of theta
     spec.solve("rho_t1", "I(theta; x1) = 1")      # the parameter value that gives 1 nat
     spec.generate("out/tv", n=1000)               # a dataset on disk
 
@@ -53,6 +54,13 @@ def _unit(unit: str | None, query: ir.Query) -> str:
     if unit not in UNITS:
         raise UsageError(f"unit {unit!r}: choose nats or bits")
     return unit
+
+
+def _number(result, unit: str) -> float:
+    """An MI result in ``unit``, or a limit's value (MMSE, RMSE, ACC have no unit)."""
+    from mmmi_dsl.mi.limits import is_limit
+
+    return result.value if is_limit(result) else result.value(unit)
 
 
 def _with_source(err: SpecError, file: str, text: str) -> SpecError:
@@ -117,14 +125,27 @@ class Spec(ir.Model):
         """The exact MI of one query: a float in ``unit`` (default: the query's, else nats);
         ``math.inf`` if infinite."""
         q = self.query(query)
+        if q.kind in ir.LIMIT_KINDS:
+            raise UsageError(f"{q.text} is not an information quantity: spec.limit({query.strip()!r}) gives it")
         (result,) = self._evaluate([q], [query])
         return result.value(_unit(unit, q))
 
+    def limit(self, query: str) -> float:
+        """An exact limit of prediction: ``"MMSE(theta | x1)"`` (the least mean squared error of any
+        predictor of a scalar from the given variables), ``"RMSE(...)"`` (its root) or ``"ACC(y | x1)"``
+        (the Bayes accuracy of a label); see :mod:`mmmi_dsl.mi.limits`."""
+        q = self.query(query)
+        if q.kind not in ir.LIMIT_KINDS:
+            raise UsageError(f"{q.text} is an information quantity: spec.mi({query.strip()!r}) gives it")
+        (result,) = self._evaluate([q], [query])
+        return result.value
+
     def mis(self, *queries: str, unit: str = "nats") -> dict[str, float]:
-        """``{query text: exact MI}`` for several queries (default: the spec's reports, else the default set)."""
+        """``{query text: exact MI}`` for several queries (default: the spec's reports, else the default set);
+        an ``MMSE``, ``RMSE`` or ``ACC`` query maps to its value (no unit)."""
         if unit not in UNITS:
             raise UsageError(f"unit {unit!r}: choose nats or bits")
-        return {r.query: r.value(unit) for r in self.results(*queries)}
+        return {r.query: _number(r, unit) for r in self.results(*queries)}
 
     def table(self, *queries: str) -> str:
         """The table ``mmmic mi`` prints (nats and bits)."""
@@ -244,7 +265,7 @@ class Spec(ir.Model):
             raise UsageError(f"unit {unit!r}: choose nats or bits")
         xs = parse_values(values, "values") if isinstance(values, str) else [float(v) for v in values]
         rows = sweep(self, param, xs, self._queries(queries))
-        return [{param: row.value, **{r.query: r.value(unit) for r in row.results}} for row in rows]
+        return [{param: row.value, **{r.query: _number(r, unit) for r in row.results}} for row in rows]
 
     # ----------------------------------------------------------- data
 

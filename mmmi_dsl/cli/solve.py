@@ -142,14 +142,30 @@ def table_json(model, table) -> dict:
     return {"model": model.name, "param": table.param, "rows": out_rows}
 
 
+def _columns(table) -> list[str]:
+    """The column heads after PARAM: ``<query> [nats]``, ``<query> [bits]`` per MI, ``<query> [value]`` per limit."""
+    from mmmi_dsl.mi.limits import is_limit
+
+    out: list[str] = []
+    for res in (table.rows[0].results if table.rows else ()):
+        out += [f"{res.query} [value]"] if is_limit(res) else [f"{res.query} [nats]", f"{res.query} [bits]"]
+    return out
+
+
+def _numbers(res) -> tuple[float, ...]:
+    """A result's cells: (nats, bits) for an MI, (value,) for a limit."""
+    from mmmi_dsl.mi.limits import is_limit
+
+    return (res.value,) if is_limit(res) else (res.nats, res.bits)
+
+
 def table_csv(table) -> str:
-    """Header ``PARAM,<query> [nats],<query> [bits],...`` (then ``target [unit]`` for target sweeps)."""
+    """Header ``PARAM,<query> [nats],<query> [bits],...`` (``<query> [value]`` for MMSE, RMSE, ACC; then
+    ``target [unit]`` for target sweeps)."""
     rows = table.rows
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    header = [table.param]
-    for q in table.queries:
-        header += [f"{q} [nats]", f"{q} [bits]"]
+    header = [table.param] + _columns(table)
     targets = bool(rows) and rows[0].target is not None
     if targets:
         header.append(f"target [{rows[0].unit}]")
@@ -157,7 +173,7 @@ def table_csv(table) -> str:
     for r in rows:
         line = [repr(r.value)]
         for res in r.results:
-            line += [_csv_num(res.nats), _csv_num(res.bits)]
+            line += [_csv_num(x) for x in _numbers(res)]
         if targets:
             line.append(repr(r.target))
         w.writerow(line)
@@ -169,17 +185,17 @@ def _csv_num(x: float) -> str:
 
 
 def table_text(model, table) -> str:
-    """A plain-text table (nats and bits per query)."""
+    """A plain-text table (nats and bits per MI query, the value of each limit)."""
     from mmmi_dsl.mi.solve import num_text
 
     rows = table.rows
-    head = [table.param] + [f"{q} [{u}]" for q in table.queries for u in ("nats", "bits")]
+    head = [table.param] + _columns(table)
     targets = bool(rows) and rows[0].target is not None
     if targets:
         head.append(f"target [{rows[0].unit}]")
     body = []
     for r in rows:
-        cells = [f"{r.value:.10g}"] + [num_text(x) for res in r.results for x in (res.nats, res.bits)]
+        cells = [f"{r.value:.10g}"] + [num_text(x) for res in r.results for x in _numbers(res)]
         if targets:
             cells.append(num_text(r.target))
         body.append(cells)

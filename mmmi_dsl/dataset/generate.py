@@ -14,6 +14,7 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
     """What a dataset's manifest records besides its shards (see docs/dataset-format.md)."""
     import torch
 
+    from mmmi_dsl.mi.limits import is_limit
     from mmmi_dsl.version import __version__
 
     spec_text = ""
@@ -36,7 +37,7 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
         "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
         "params": {k: p.value for k, p in model.params.items()},
         "dims": {k: d.value for k, d in model.dims.items()},
-        "mi": [r.to_json() for r in results],
+        "mi": [r.to_json() for r in results if not is_limit(r)],  # MI only: limits are recomputed from the spec
         "mi_is_upper_bound": sampler.uint8_range is not None,  # lossy export: I(q(x1); q(x2)) <= I(x1; x2)
         "gaussian_arrays": gaussian,
         "flows": sampler.flow_roundtrip(),

@@ -137,6 +137,9 @@ def check_query(model: ir.Model, q: ir.Query, errors: Collector) -> None:
 
     One problem per query: the disjointness rule is checked only when the label rules passed.
     """
+    if q.kind in ir.LIMIT_KINDS:
+        _check_limit(model, q, errors)
+        return
     before = len(errors.diagnostics)
     sides = list(q.groups) + ([q.given] if q.given else [])
     for i, side in enumerate(sides):
@@ -153,6 +156,52 @@ def check_query(model: ir.Model, q: ir.Query, errors: Collector) -> None:
                      "put Gaussian variables (modalities, latents, targets) on one side")
     if q.kind in ("TC", "II") and len(errors.diagnostics) == before:
         _check_disjoint(model, q, errors)
+
+
+def _check_limit(model: ir.Model, q: ir.Query, errors: Collector) -> None:
+    """``MMSE``/``RMSE`` of one scalar Gaussian variable, ``ACC`` of one label; no label is given.
+
+    Note:
+        A modality is a nonlinear bijection of its latent: its MMSE is not Var e^{-2I}, so
+        its latent is named instead. Given a label the posterior is no longer Gaussian.
+    """
+    (target,) = q.groups[0]
+    if q.kind == "ACC":
+        if target not in model.labels:
+            what = _what(model, target)
+            errors.error("E0211", f"ACC(...) is the Bayes accuracy of a label; `{target}` is {what}", q.span, "",
+                         f"declare one (`label y = {target} > 0`) and ask for ACC(y | ...), or MMSE({target} | ...)"
+                         if target not in model.flows else "declare a label (`label y = theta > 0`)")
+            return
+    elif target in model.labels:
+        errors.error("E0211", f"{q.kind}(...) is of a scalar Gaussian variable; `{target}` is a label", q.span, "",
+                     f"ACC({target} | ...) is the Bayes accuracy of a label")
+        return
+    elif target in model.flows:
+        latent = model.flows[target].latent
+        errors.error("E0211", f"{q.kind}(...) is of a Gaussian variable; `{target}` is a modality (a flow of "
+                     f"`{latent}`)", q.span, "", f"ask for {q.kind}({latent} | ...): the flow's latent")
+        return
+    else:
+        size = model.variables[target].size if target in model.variables else model.protos[target].size
+        if size != 1:
+            errors.error("E0211", f"{q.kind}(...) is of a scalar; `{target}` has size {size}", q.span, "",
+                         f"one query per entry: `template e = onehot({size}, 1)`, `latent t = dot(e, {target})`, "
+                         f"then {q.kind}(t | ...)")
+            return
+    labels = [n for n in q.given if n in model.labels]
+    if labels:
+        errors.error("E0211", f"{q.kind}(...) cannot be given a label (`{labels[0]}`)", q.span, "",
+                     "give modalities, latents, targets or proto-latents")
+
+
+def _what(model: ir.Model, name: str) -> str:
+    if name in model.flows:
+        return "a modality"
+    if name in model.protos:
+        return "a proto-latent"
+    v = model.variables.get(name)
+    return f"a {v.role}" if v is not None else "not a label"
 
 
 def _check_disjoint(model: ir.Model, q: ir.Query, errors: Collector) -> None:

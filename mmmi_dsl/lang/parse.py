@@ -23,7 +23,7 @@ from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive
 
 from mmmi_dsl.errors import Collector, Diagnostic, SpecError
-from mmmi_dsl.ir import Span
+from mmmi_dsl.ir import LIMIT_KINDS, Span
 from mmmi_dsl.lang.literals import MAX_LITERAL_DIGITS, NUMBER_RANGE_HINT, literal_value
 from mmmi_dsl.lang.syntax import (  # noqa: F401 - re-exported
     BinaryOp,
@@ -246,6 +246,8 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def report_stmt(self, meta, c):
+        if c[1] is not None and c[0].op in LIMIT_KINDS:
+            self.bad_numbers.append(unit_on_limit(c[0], c[1], self.file))  # collected like bad numbers
         return self._stmt("report", meta, query=c[0], unit=str(c[1]) if c[1] else "nats")
 
     @v_args(meta=True)
@@ -510,6 +512,14 @@ def _too_deep(tree: Tree):
 _NESTING = frozenset({"add", "sub", "mul", "div", "matmul", "pow", "neg", "call", "name", "list", "var"})
 
 
+def unit_on_limit(query: QueryAst, unit_token, file: str) -> Diagnostic:
+    """E0001 for ``MMSE(theta | x1) bits``: the limits are not information and take no unit."""
+    return Diagnostic("E0001", f"{query.op}(...) takes no unit: it is not an information quantity",
+                      _span(file, unit_token), f"`{unit_token}` here",
+                      f"drop `{unit_token}`; {query.op} is in the units of its variable" if query.op != "ACC"
+                      else f"drop `{unit_token}`; ACC is an accuracy, a number in [0.5, 1]")
+
+
 def parse_query(text: str, file: str = "--query") -> tuple[QueryAst, str]:
     """Parse a query such as ``I(x1; x2 | theta) bits``; returns (query, unit).
 
@@ -522,6 +532,8 @@ def parse_query(text: str, file: str = "--query") -> tuple[QueryAst, str]:
         raise SpecError([_syntax_diagnostic(err, file, text.strip())], {file: text.strip()}) from None
     query = _to_ast(tree.children[0], file, text.strip())
     unit = str(tree.children[1]) if len(tree.children) > 1 and tree.children[1] is not None else "nats"
+    if query.op in LIMIT_KINDS and len(tree.children) > 1 and tree.children[1] is not None:
+        raise SpecError([unit_on_limit(query, tree.children[1], file)], {file: text.strip()})
     return query, unit
 
 

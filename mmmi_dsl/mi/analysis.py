@@ -25,6 +25,7 @@ from mmmi_dsl import ir
 from mmmi_dsl.builtins.realize import matrix_array, template_vector
 from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.mi import limits
 from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
 
 LN2 = math.log(2.0)
@@ -275,9 +276,17 @@ class Analysis:
 
     # ----------------------------------------------------------- queries
 
-    def evaluate(self, q: ir.Query) -> Result:
-        """Answer one query exactly."""
+    def label_threshold(self, label: str) -> float:
+        """The threshold t of ``label y = s > t`` at the model's parameter values (original scale)."""
+        lab = self.model.labels[label]
+        return self._coef(lab.threshold, lab.span)
+
+    def evaluate(self, q: ir.Query) -> "Result | limits.LimitResult":
+        """Answer one query exactly: a :class:`Result` (MI), or a :class:`~mmmi_dsl.mi.limits.LimitResult`
+        for ``MMSE``, ``RMSE`` and ``ACC``."""
         try:
+            if q.kind in limits.KINDS:
+                return limits.evaluate(self, q)
             value = self._evaluate(q)
         except TooLargeError as err:
             raise SpecError([Diagnostic("E0215", f"{q.text} needs the dense path, which is too large: {err}",

@@ -330,6 +330,11 @@ class Solver:
     """Solves ``param`` for targets of one query on one bracket; the grid check is done once."""
 
     def __init__(self, model, param, query, unit, bracket, span, sources):
+        if query.kind in ir.LIMIT_KINDS:
+            raise spec_error("E0211", f"solve takes an information quantity; {query.kind}(...) is a limit of "
+                             "prediction", query.span or span, "",
+                             f"tabulate it over the parameter instead: mmmic sweep SPEC --for {param} "
+                             f"--values \"linspace(a, b, n)\" --query \"{query.text}\"", sources)
         p = free_param(model, param)
         self.model, self.param, self.query, self.unit = model, param, query, unit
         self.curve = _Curve(model, param, query, span, sources)

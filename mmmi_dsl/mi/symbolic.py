@@ -345,7 +345,7 @@ def _query_latex(q: ir.Query) -> str:
     body = "; ".join(names(g) for g in q.groups)
     if q.given:
         body += r" \mid " + names(q.given)
-    op = {"I": "I", "TC": r"\mathrm{TC}", "II": r"\mathrm{II}"}[q.kind]
+    op = {"I": "I"}.get(q.kind, rf"\mathrm{{{q.kind}}}")
     return rf"{op}({body})"
 
 
@@ -403,6 +403,8 @@ def derive(model: ir.Model, query: ir.Query, numeric: set[str] | frozenset[str] 
     d = deriver or Deriver(model, set(numeric))
     d.query = query
     m = model
+    if query.kind in ir.LIMIT_KINDS:
+        return _limit_formula(query, d)
     if any(n in m.labels for g in (*query.groups, query.given) for n in g):
         raise _unsupported(query, "labels need quadrature")
 
@@ -435,6 +437,27 @@ def derive(model: ir.Model, query: ir.Query, numeric: set[str] | frozenset[str] 
     expr = _combine(parts)
     if (unit or query.unit) == "bits":
         expr = expr / sp.log(2)
+    used = {sym.name for sym in expr.free_symbols}
+    return Formula(query, expr, {k: v for k, v in d.ip_latex.items() if k.name in used},
+                   {k: v for k, v in d.ip_templates.items() if k in used})
+
+
+def _limit_formula(query: ir.Query, d: "Deriver") -> Formula:
+    """``MMSE = Var(θ | S) = |Σ_{θS}| / |Σ_S|`` (= Var(θ) e^{−2 I(θ; S)}), ``RMSE`` its root; ``ACC`` has none."""
+    if query.kind == "ACC":
+        raise _unsupported(query, "the Bayes accuracy of a label is a one-dimensional Gaussian integral with no "
+                           "closed form in elementary functions in general (at threshold 0 it is "
+                           "1/2 + asin(rho)/pi, rho^2 = 1 - exp(-2 I(score; given)))")
+    flows = d.model.flows
+    target = query.groups[0][0]
+    given = list(dict.fromkeys(flows[n].latent if n in flows else n for n in query.given))
+    if target in given:
+        expr: sp.Expr = sp.Integer(0)
+    else:  # _combine halves its coefficients (it builds ½ log-ratios): exp(2·_) is the variance ratio
+        log_ratio = d.logdet_terms([target] + given) + [(-c, a) for c, a in d.logdet_terms(given)]
+        expr = sp.exp(2 * _combine(log_ratio))
+    if query.kind == "RMSE":
+        expr = sp.sqrt(expr)
     used = {sym.name for sym in expr.free_symbols}
     return Formula(query, expr, {k: v for k, v in d.ip_latex.items() if k.name in used},
                    {k: v for k, v in d.ip_templates.items() if k in used})

@@ -276,6 +276,11 @@ class Lowerer(Linearizer):
             self.fail("E0211", "II(...) takes three groups", q.span)
         if q.op in ("TC", "II") and given:
             self.fail("E0211", f"{q.op}(...) takes no `| given` part", q.span)
+        if q.op in ir.LIMIT_KINDS and (len(groups) != 1 or len(groups[0]) != 1):
+            what = "a label" if q.op == "ACC" else "a scalar variable"
+            self.fail("E0211", f"{q.op}(...) takes one variable ({what}) and what is given, "
+                      f"got {sum(len(g) for g in groups)} variables before `|`", q.span, "",
+                      f"e.g. {q.op}({'y' if q.op == 'ACC' else 'theta'} | x1, x2); one query per target")
         if text is None:
             body = "; ".join(", ".join(g) for g in groups)
             if given:
@@ -294,6 +299,9 @@ class Lowerer(Linearizer):
             self.fail("E0206", f"empty bracket: {lo:g} is not below {hi:g}", s.interval.span)
         bracket = ir.Interval(lower=lo, upper=hi, lower_open=s.interval.lo_open, upper_open=s.interval.hi_open)
         q = self.lower_query(s.query, s.unit, env)
+        if q.kind in ir.LIMIT_KINDS:
+            self.fail("E0211", f"solve takes an information quantity; {q.kind}(...) is a limit of prediction",
+                      s.query.span, "", f"tabulate it instead: sweep {s.name} in linspace(a, b, n): report {q.text}")
         value = self.value(s.value, env, allow_params=False)
         if value < 0:
             self.fail("E0207", "mutual information is never negative", s.value.span)
