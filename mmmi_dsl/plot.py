@@ -454,13 +454,13 @@ def plot_regression(results, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_regression_errors(results, errors: Sequence[np.ndarray], path: str | Path) -> Path:
-    """Histograms of the test errors θ − θ̂ of two points (the first and last of ``results.points``
-    whose ``errors`` are given), each beside the Bayes error density N(0, Bayes RMSE²)."""
+def plot_regression_errors(results, shown: Sequence[tuple], path: str | Path) -> Path:
+    """Histograms of the test errors θ − θ̂ of some points of ``results``, given as
+    ``(RegressionPoint, errors)`` pairs, each beside the Bayes error density N(0, Bayes RMSE²)."""
     from scipy.stats import norm
 
     path = check_path(path)
-    pairs = list(zip(results.points, errors))
+    pairs = list(shown)
     fig = _figure(4.0 * max(1, len(pairs)), 3.2, layout="constrained")
     axes = fig.subplots(1, max(1, len(pairs)), squeeze=False)[0]
     for ax, (p, e) in zip(axes, pairs):

@@ -207,6 +207,11 @@ class RegressionResults:
         return {"format": FORMAT, "key": self.key, "target": self.target, "modality": self.modality,
                 "points": [p.to_json() for p in self.points]}
 
+    def extremes(self) -> list[RegressionPoint]:
+        """The points of lowest and highest exact I (one point if they are the same)."""
+        order = sorted(range(len(self.points)), key=lambda k: self.points[k].target_nats)
+        return [self.points[k] for k in dict.fromkeys((order[0], order[-1]))] if order else []
+
     def errors(self, out: Path, point: RegressionPoint) -> np.ndarray:
         """The test errors of ``point``, saved in ``out``."""
         return np.load(out / "errors" / f"{point.dataset}.npy", allow_pickle=False)

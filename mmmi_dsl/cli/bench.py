@@ -232,9 +232,7 @@ def cmd_bench_regression(args) -> int:
                                        max_steps=args.max_steps, bracket=bracket, progress=not args.no_progress)
     (out / "results.md").write_text(regression_markdown(results), encoding="utf-8")
     plot_regression(results, out / "plot.png")
-    order = sorted(range(len(results.points)), key=lambda k: results.points[k].target_nats)
-    shown = [results.points[k] for k in dict.fromkeys((order[0], order[-1]))]  # lowest and highest I
-    plot_regression_errors(results, [results.errors(out, p) for p in shown], out / "errors.png")
+    plot_regression_errors(results, [(p, results.errors(out, p)) for p in results.extremes()], out / "errors.png")
     print((out / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'plot.png'} and {out / 'errors.png'}")
     return 0

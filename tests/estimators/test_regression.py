@@ -156,6 +156,22 @@ def test_bad_flags_exit_2(tmp_path, mmmic, args, message):
     assert message in r.stderr, r.stderr
 
 
+def test_the_histograms_show_the_lowest_and_highest_i(tmp_path, mmmic):
+    """Targets out of order: errors.png shows the datasets of lowest and highest I, each with its own errors."""
+    from mmmi_dsl.regression import RegressionPoint, RegressionResults
+
+    r = mmmic("bench-regression", _spec(tmp_path), "--for", "rho", "--targets", "0.6,0.2,1.2", "-n", 200,
+              "-o", tmp_path / "h", "--model", "linear", "--no-progress")
+    assert r.code == 0, r.stderr
+    data = json.loads((tmp_path / "h" / "results.json").read_text())
+    results = RegressionResults(data["key"], data["target"], data["modality"],
+                                tuple(RegressionPoint.from_json(p) for p in data["points"]))
+    assert [p.dataset for p in results.extremes()] == ["t01", "t02"]
+    for p in results.extremes():
+        assert math.sqrt(np.mean(results.errors(tmp_path / "h", p) ** 2)) == pytest.approx(p.rmse, rel=1e-12)
+    assert [p.dataset for p in RegressionResults({}, "t", "x", results.points[:1]).extremes()] == ["t00"]
+
+
 def test_regress_and_interval_on_plain_arrays():
     """The Python entry: the errors are in theta's units, the interval brackets the RMSE; a
     non-scalar target and an unknown regressor are refused."""
