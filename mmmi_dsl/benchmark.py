@@ -78,25 +78,14 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
 
     from mmmi_dsl.backend import Sampler
     from mmmi_dsl.dataset import load_arrays
-    from mmmi_dsl.dataset.generate import generate_dataset
     from mmmi_dsl.estimators import EstimatorError, estimate
-    from mmmi_dsl.estimators.saved import parse_pair
-    from mmmi_dsl.mi.solve import resolve_with_unit
-    from mmmi_dsl.mi.sweep import sweep_targets
 
-    pair = parse_pair(query)
-    if pair is None:
-        raise UsageError(f"query {query!r}: give a plain \"I(a; b)\" of two variables")
-    for name in pair:
-        if name not in model.flows and name not in model.targets:
-            raise UsageError(f"query {query!r}: `{name}` is not a modality or target of {model.name}")
-    q = resolve_with_unit(model, query)
-    rows = sweep_targets(model, param, q, targets, bracket, q.unit, sources={"--query": query})
+    q, pair, rows = solve_family(model, param, query, targets, bracket)
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    key = {"model": model.name, "spec_sha256": _spec_hash(model), "param": param, "query": q.text,
+    key = {"model": model.name, "spec_sha256": spec_hash(model), "param": param, "query": q.text,
            "targets": [float(t) for t in targets], "n": n, "seed": seed, "max_steps": max_steps}
-    results = _load_results(out / RESULTS, key)
+    results = open_results(out / RESULTS, key, "mmmic-bench-estimators/1", _valid_point)
     points = results["points"]
     for i, row in enumerate(rows):
         point = points[i] if i < len(points) else None
@@ -109,10 +98,9 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
         missing = [c for c in columns if c.label not in point["estimates"]]
         if not missing:
             continue
-        start = time.perf_counter()
-        generate_dataset(model.with_params({param: row.value}), directory, n, seed=seed + i, device=device,
-                         progress=progress)
-        point.setdefault("generate_seconds", time.perf_counter() - start)
+        seconds = generate_point(model.with_params({param: row.value}), directory, n, seed=seed + i, device=device,
+                                 progress=progress)
+        point.setdefault("generate_seconds", seconds)
         x, y = (np.asarray(load_arrays(directory, name)) for name in pair)
         for config in missing:
             options = dict(config.options)
@@ -133,39 +121,73 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
                 entry = {"nats": None, "stderr": None, "error": str(err)}
             entry["seconds"] = time.perf_counter() - start
             point["estimates"][config.label] = entry
-            _write_results(out / RESULTS, results)
+            write_results(out / RESULTS, results)
             shown = f"{entry['nats']:.4f}" if entry["nats"] is not None else "failed"
             log(f"[{i + 1}/{len(rows)}] exact {point['exact']:.4f}  {config.label:<14} {shown}  "
                 f"({entry['seconds']:.1f} s)")
     labels = [c.label for c in estimators] + ([ORACLE] if oracle else [])
     results["summary"] = summarize(points, labels)
-    _write_results(out / RESULTS, results)
+    write_results(out / RESULTS, results)
     (out / "results.md").write_text(results_markdown(results, labels), encoding="utf-8")
     plot_results(results, labels, out / "plot.png")
     return results
 
 
-def _spec_hash(model: ir.Model) -> str:
+def solve_family(model: ir.Model, param: str, query: str, targets: Sequence[float], bracket: tuple | None = None):
+    """The family a benchmark runs on: ``query`` (a plain ``I(a; b)`` of two modalities or targets)
+    resolved, and ``param`` solved for each target value of it.
+
+    Returns:
+        ``(q, (a, b), rows)``: the :class:`ir.Query`, its two names and one
+        :func:`mmmi_dsl.mi.sweep.sweep_targets` row per target (``.target``, ``.value``, ``.results``).
+    """
+    from mmmi_dsl.estimators.saved import parse_pair
+    from mmmi_dsl.mi.solve import resolve_with_unit
+    from mmmi_dsl.mi.sweep import sweep_targets
+
+    pair = parse_pair(query)
+    if pair is None:
+        raise UsageError(f"query {query!r}: give a plain \"I(a; b)\" of two variables")
+    for name in pair:
+        if name not in model.flows and name not in model.targets:
+            raise UsageError(f"query {query!r}: `{name}` is not a modality or target of {model.name}")
+    q = resolve_with_unit(model, query)
+    rows = sweep_targets(model, param, q, targets, bracket, q.unit, sources={"--query": query})
+    return q, pair, rows
+
+
+def generate_point(model: ir.Model, directory: Path, n: int, *, seed: int, device: str, progress: bool) -> float:
+    """Generate (or resume) one dataset of the family; returns the seconds it took."""
+    from mmmi_dsl.dataset.generate import generate_dataset
+
+    start = time.perf_counter()
+    generate_dataset(model, directory, n, seed=seed, device=device, progress=progress)
+    return time.perf_counter() - start
+
+
+def spec_hash(model: ir.Model) -> str:
+    """SHA-256 of the spec file's bytes (of the IR's JSON where there is no file)."""
     path = Path(model.source_file) if model.source_file else None
     text = path.read_bytes() if path and path.is_file() else model.model_dump_json().encode()
     return hashlib.sha256(text).hexdigest()
 
 
-def _load_results(path: Path, key: dict) -> dict:
-    """The results so far in ``path`` if they are of this benchmark; fresh ones if there are none."""
+def open_results(path: Path, key: dict, fmt: str, valid: Callable[[object], bool]) -> dict:
+    """The results so far in ``path`` if they are of this benchmark (same ``key``, every point
+    ``valid``); fresh ones ``{"format": fmt, "key": key, "points": []}`` if there are none."""
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
         if isinstance(old, dict) and old.get("key") == key and isinstance(old.get("points"), list):
-            if all(_valid_point(p) for p in old["points"]):
+            if all(valid(p) for p in old["points"]):
                 return old
             raise UsageError(f"{path} is damaged (a point lacks its numbers); delete it to start over")
         if old is not None:
             raise UsageError(f"{path.parent} holds a different benchmark (other spec, targets, n or seed); "
                              "give another -o DIR or delete it")
-    return {"format": "mmmic-bench-estimators/1", "key": key, "points": []}
+    return {"format": fmt, "key": key, "points": []}
 
 
 def _valid_point(p) -> bool:
@@ -178,7 +200,8 @@ def _valid_point(p) -> bool:
                     for e in p["estimates"].values()))
 
 
-def _write_results(path: Path, results: dict) -> None:
+def write_results(path: Path, results: dict) -> None:
+    """Write ``results`` to ``path`` as indented JSON, atomically (a crash leaves the old file)."""
     from mmmi_dsl.files import write_atomic
     write_atomic(path, json.dumps(results, indent=2, allow_nan=False))
 

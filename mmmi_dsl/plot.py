@@ -425,3 +425,51 @@ def default_values(model: ir.Model, param: str, points: int = 50) -> list[float]
 
 __all__ = ["MIMatrix", "MICurve", "mi_matrix", "plot_mi_matrix", "mi_vs_param", "mi_vs_index",
            "plot_mi_vs_param", "plot_mi_vs_index", "index_queries", "default_values", "check_path"]
+
+
+def plot_regression(results, path: str | Path) -> Path:
+    """Test RMSE (with its interval) against the exact I(θ; X), beside the Bayes curve sd(θ) e^{−I}
+    (a :class:`mmmi_dsl.regression.RegressionResults`)."""
+    path = check_path(path)
+    points = results.points
+    fig = _figure(5.2, 3.8, layout="constrained")
+    ax = fig.subplots()
+    i = np.array([p.target_nats for p in points])
+    hi = max([*i, 0.1]) * 1.08
+    grid = np.linspace(0.0, hi, 200)
+    sd = points[0].sd if points else 1.0
+    ax.plot(grid, sd * np.exp(-grid), color="0.3", lw=1.2, label=f"Bayes RMSE sd({results.target}) e^(-I)")
+    if points:
+        rmse = np.array([p.rmse for p in points])
+        lo, up = (np.array([p.rmse_ci[k] for p in points]) for k in (0, 1))
+        ax.errorbar(i, rmse, yerr=[rmse - lo, up - rmse], fmt="o", ms=4, lw=1, capsize=2,
+                    label=f"{results.key['regressor']}, test RMSE (95 % interval)")
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, sd * 1.08)
+    ax.set_xlabel(f"exact I({results.target}; {results.modality}) (nats)")
+    ax.set_ylabel("RMSE")
+    ax.set_title(f"{results.key['model']}: {len(points)} datasets of {results.key['n']:,} tuples", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_regression_errors(results, shown: Sequence[tuple], path: str | Path) -> Path:
+    """Histograms of the test errors θ − θ̂ of some points of ``results``, given as
+    ``(RegressionPoint, errors)`` pairs, each beside the Bayes error density N(0, Bayes RMSE²)."""
+    from scipy.stats import norm
+
+    path = check_path(path)
+    pairs = list(shown)
+    fig = _figure(4.0 * max(1, len(pairs)), 3.2, layout="constrained")
+    axes = fig.subplots(1, max(1, len(pairs)), squeeze=False)[0]
+    for ax, (p, e) in zip(axes, pairs):
+        width = 4 * max(p.bayes_rmse, p.rmse)
+        ax.hist(e, bins=40, range=(-width, width), density=True, alpha=0.6, label=f"test errors (RMSE {p.rmse:.3f})")
+        grid = np.linspace(-width, width, 200)
+        ax.plot(grid, norm.pdf(grid, scale=p.bayes_rmse), color="0.2", lw=1.2,
+                label=f"Bayes N(0, {p.bayes_rmse:.3f}²)")
+        ax.set_title(f"I = {p.target_nats:.3f} nats ({p.dataset})", fontsize=10)
+        ax.set_xlabel(f"{results.target} − prediction")
+        ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -230,3 +230,23 @@ def probe_markdown(report) -> str:
         lines.append(f"| {query} | {r.n_train:,} / {r.n_test:,} | {r.score:.4f} | [{r.ci[0]:.4f}, {r.ci[1]:.4f}] "
                      f"| {r.exact:.4f} | {r.exact - r.score:+.4f} |")
     return "\n".join(lines)
+
+
+def regression_markdown(results) -> str:
+    """``results.md`` of ``mmmic bench-regression``: per dataset the exact I(θ; X), the test RMSE with
+    its interval, the Bayes RMSE and their ratio (a :class:`mmmi_dsl.regression.RegressionResults`)."""
+    key, points = results.key, results.points
+    unit = "bits" if key["query"].rstrip(")").endswith("bits") else "nats"
+    lines = [f"{key['regressor']} regression of {results.target} from {results.modality} on `{key['model']}`, "
+             f"{key['param']} solved for {len(points)} targets of {key['query']}, {key['n']:,} tuples each "
+             "(70 % train, 10 % validation, 20 % test)", "",
+             f"| target ({unit}) | {key['param']} | I (nats) | RMSE | 95 % interval | Bayes RMSE | ratio | seconds |",
+             "| ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: |"]
+    for p in points:
+        lines.append(f"| {p.target:g} | {p.param:.5g} | {p.target_nats:.4f} | {p.rmse:.4f} | "
+                     f"[{p.rmse_ci[0]:.4f}, {p.rmse_ci[1]:.4f}] | {p.bayes_rmse:.4f} | {p.ratio:.3f} | "
+                     f"{p.seconds:.1f} |")
+    lines += ["", f"Bayes RMSE: sd({results.target}) e^(-I), the least RMSE of any predictor "
+              f"(sd = {points[0].sd:.4g})." if points else "", "RMSE: on the test split, its interval a "
+              "bootstrap (BCa) over the test tuples; ratio: RMSE / Bayes RMSE."]
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Commands that train and measure: train-flow, estimate, bench-estimators."""
+"""Commands that train and measure: train-flow, estimate, bench-estimators, bench-regression."""
 
 from __future__ import annotations
 
@@ -44,12 +44,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=cmd_estimate)
     p = sub.add_parser("bench-estimators", help="solve a parameter per target MI, generate each dataset, "
                        "run the estimators; table + plot of estimated vs exact MI")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--for", dest="param", required=True, metavar="PARAM", help="the free parameter to solve for")
-    p.add_argument("--targets", required=True, metavar='t1,t2,...|"linspace(a, b, n)"',
-                   help="target MIs of --query (nats unless the query ends in `bits`)")
-    p.add_argument("--query", "-q", metavar='"I(a; b)"', help="two modalities (default: the first such report)")
-    p.add_argument("-n", type=int, default=10_000, metavar="N", help="tuples per dataset (default 10000)")
+    add_family_flags(p, "target MIs", '"I(a; b)"', "two modalities (default: the first such report)")
     p.add_argument("-o", "--output", metavar="DIR", help="datasets, results.json/.md, plot.png "
                    "(default: out/bench-MODEL); a rerun resumes")
     p.add_argument("--estimator", "-e", action="append", default=[], metavar="NAME[:key=value,...]",
@@ -80,6 +75,7 @@ def add_parsers(sub) -> None:
     p.add_argument("-o", "--output", metavar="OUT", help="where probe.json and probe.md go (default: DIR)")
     p.add_argument("--seed", type=int, default=0, help="the probes' and the bootstrap's seed")
     p.set_defaults(run=cmd_bench_probe)
+    add_regression_parser(sub)
 
 
 def cmd_convert_weights(args) -> int:
@@ -242,3 +238,70 @@ def _embedding(features: str, modalities: list[str]):
     if not callable(fn):
         raise UsageError(f"--features {features}: `{function}` is not a function")
     return lambda name, x: fn(x)
+
+
+# ---------------------------------------------------------------- bench-regression
+
+
+def add_family_flags(p, what: str, query: str, query_help: str) -> None:
+    """The flags of a benchmark over a solved family: SPEC, --for, --targets, --query, -n."""
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--for", dest="param", required=True, metavar="PARAM", help="the free parameter to solve for")
+    p.add_argument("--targets", required=True, metavar='t1,t2,...|"linspace(a, b, n)"',
+                   help=f"{what} of --query (nats unless the query ends in `bits`)")
+    p.add_argument("--query", "-q", metavar=query, help=query_help)
+    p.add_argument("-n", type=int, default=10_000, metavar="N", help="tuples per dataset (default 10000)")
+
+
+def add_regression_parser(sub) -> None:
+    """``mmmic bench-regression``: its flags."""
+    p = sub.add_parser("bench-regression", help="solve a parameter per target I(theta; x), generate each dataset, "
+                       "regress theta; test RMSE beside the exact Bayes RMSE, table + plots")
+    add_family_flags(p, "target values", '"I(theta; x1)"',
+                     "a scalar target and a modality (default: the first target and the first modality)")
+    p.add_argument("-o", "--output", metavar="DIR", help="datasets, results.json/.md, plot.png, errors.png "
+                   "(default: out/regress-MODEL); a rerun resumes")
+    p.add_argument("--model", dest="regressor", default="mlp", metavar="cnn|mlp|linear",
+                   help="the regressor: a shallow CNN (image modalities), an MLP, or closed-form ridge "
+                        "(default mlp)")
+    p.add_argument("--bracket", metavar="LO,HI", help="where to search the parameter")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (generation and training)")
+    p.add_argument("--seed", type=int, default=0, help="dataset i uses seed + i; the splits and the net use seed")
+    p.add_argument("--max-steps", type=int, metavar="S", help="training steps of mlp and cnn (default 3000; "
+                   "they stop early on the validation error)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_spec_options(p)
+    p.set_defaults(run=cmd_bench_regression)
+
+
+def cmd_bench_regression(args) -> int:
+    from mmmi_dsl.cli.args import parse_bracket
+    from mmmi_dsl.mi.targets import parse_values
+    from mmmi_dsl.plot import plot_regression, plot_regression_errors
+    from mmmi_dsl.regression import REGRESSORS, default_query, run_regression_benchmark
+    from mmmi_dsl.report import regression_markdown
+
+    at_least(args.n, 20, "-n")
+    at_least(args.threads, 1, "--threads")
+    if args.max_steps is not None:
+        at_least(args.max_steps, 1, "--max-steps")
+    if args.regressor not in REGRESSORS:
+        raise UsageError(f"--model {args.regressor!r}: choose one of {', '.join(REGRESSORS)}")
+    targets = parse_values(args.targets, "--targets")
+    bracket = parse_bracket(args.bracket) if args.bracket else None
+    device = check_device(args.device)
+    model = load_spec(args)
+    query = args.query or default_query(model)
+    if query is None:
+        raise UsageError(f"{model.name} needs a target and a modality; give --query \"I(theta; x1)\"")
+    out = Path(args.output or f"out/regress-{model.name}")
+    results = run_regression_benchmark(model, args.param, query, targets, args.n, out, regressor=args.regressor,
+                                       seed=args.seed, device=device, threads=args.threads,
+                                       max_steps=args.max_steps, bracket=bracket, progress=not args.no_progress)
+    (out / "results.md").write_text(regression_markdown(results), encoding="utf-8")
+    plot_regression(results, out / "plot.png")
+    plot_regression_errors(results, [(p, results.errors(out, p)) for p in results.extremes()], out / "errors.png")
+    print((out / "results.md").read_text(encoding="utf-8"))
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'plot.png'} and {out / 'errors.png'}")
+    return 0

@@ -11,7 +11,6 @@ torch is imported only when an estimator runs.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Callable
@@ -20,6 +19,7 @@ import numpy as np
 
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.estimators.base import Estimate, EstimatorError, paired
+from mmmi_dsl.nets import encoder, is_image, split, standardize, train_early_stopping
 
 # Training options shared by the variational estimators (see docs/estimators.md).
 TRAIN_DEFAULTS: dict = {
@@ -73,32 +73,6 @@ def _options(kind: str, options: dict) -> dict:
     return opts
 
 
-def _is_image(shape: tuple[int, ...]) -> bool:
-    return len(shape) in (2, 3) and shape[-1] >= 8 and shape[-2] >= 8
-
-
-def _encoder(shape: tuple[int, ...], out: int, opts: dict, conv: bool):
-    """An MLP (hidden x layers) on the flattened sample, or a small conv net for images."""
-    from torch import nn
-
-    h = opts["hidden"]
-    if conv:
-        channels = shape[0] if len(shape) == 3 else 1
-        rows, cols = (math.ceil(math.ceil(size / 2) / 2) for size in shape[-2:])  # after two stride-2 convs
-        pool = [] if rows * cols <= 16 else [nn.AdaptiveAvgPool2d(4)]  # only ever shrinks (upsampling is slow)
-        return nn.Sequential(
-            nn.Unflatten(1, (channels, shape[-2], shape[-1])),
-            nn.Conv2d(channels, 16, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-            *pool, nn.Flatten(),
-            nn.Linear(32 * min(rows * cols, 16), h), nn.ReLU(), nn.Linear(h, out))
-    width = math.prod(shape)
-    mods = [nn.Linear(width, h), nn.ReLU()]
-    for _ in range(opts["layers"] - 1):
-        mods += [nn.Linear(h, h), nn.ReLU()]
-    return nn.Sequential(*mods, nn.Linear(h, out))
-
-
 def _critic(shape_x, shape_y, opts: dict):
     """The critic: ``scores(x, y)`` is the (b, b) matrix f(x_i, y_j)."""
     import torch
@@ -106,8 +80,8 @@ def _critic(shape_x, shape_y, opts: dict):
 
     def conv_for(shape):
         if opts["conv"] == "auto":
-            return _is_image(shape)
-        if opts["conv"] and not _is_image(shape):
+            return is_image(shape)
+        if opts["conv"] and not is_image(shape):
             raise UsageError(f"conv critic needs image-shaped samples (C, H, W) or (H, W) >= 8x8, not {list(shape)}")
         return bool(opts["conv"])
 
@@ -117,8 +91,8 @@ def _critic(shape_x, shape_y, opts: dict):
         class Separable(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.g = _encoder(shape_x, opts["embed"], opts, cx)
-                self.h = _encoder(shape_y, opts["embed"], opts, cy)
+                self.g = encoder(shape_x, opts["embed"], opts["hidden"], opts["layers"], cx)
+                self.h = encoder(shape_y, opts["embed"], opts["hidden"], opts["layers"], cy)
 
             def forward(self, x, y):
                 return self.g(x) @ self.h(y).T
@@ -132,7 +106,8 @@ def _critic(shape_x, shape_y, opts: dict):
             super().__init__()
             h = opts["hidden"]
             if cx or cy:  # encode each side, then an MLP on the sum of the codes
-                self.gx, self.gy = _encoder(shape_x, h, opts, cx), _encoder(shape_y, h, opts, cy)
+                self.gx = encoder(shape_x, h, h, opts["layers"], cx)
+                self.gy = encoder(shape_y, h, h, opts["layers"], cy)
                 depth = opts["layers"]
             else:
                 self.gx, self.gy = nn.Linear(math.prod(shape_x), h), nn.Linear(math.prod(shape_y), h)
@@ -231,26 +206,20 @@ def _train(kind: str, x, y, seed: int, device: str, opts: dict) -> Estimate:
     n = len(x)
     shape_x, shape_y = x.shape[1:], y.shape[1:]
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    n_val = max(2, int(round(opts["validation"] * n)))
-    n_test = max(2, int(round(opts["test"] * n)))
-    if n - n_val - n_test < 2:
+    val_idx, test_idx, train_idx = split(n, opts["validation"], opts["test"], rng)
+    if len(train_idx) < 2:
         raise EstimatorError(f"{kind}: {n} samples leave nothing to train on")
-    val_idx, test_idx, train_idx = perm[:n_val], perm[n_val:n_val + n_test], perm[n_val + n_test:]
     xf = x.reshape(n, -1).astype(np.float32)
     yf = y.reshape(n, -1).astype(np.float32)
     if opts["standardize"]:  # an invertible affine map per column: the MI is unchanged
         for a in (xf, yf):
-            mu, sd = a[train_idx].mean(axis=0), a[train_idx].std(axis=0)
-            a -= mu
-            a /= np.where(sd > 0, sd, 1.0)
+            standardize(a, train_idx)
     tx, ty = torch.from_numpy(xf), torch.from_numpy(yf)
     dev = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         critic, info = _critic(shape_x, shape_y, opts)
     critic = critic.to(dev)
-    optim = torch.optim.Adam(critic.parameters(), lr=opts["lr"])
     batch = min(opts["batch_size"], len(train_idx))
     tau = float(opts.get("tau", math.inf))
     ema = float(opts.get("ema", 0.01))
@@ -268,40 +237,18 @@ def _train(kind: str, x, y, seed: int, device: str, opts: dict) -> Estimate:
         return float(np.average(values, weights=weights)), np.concatenate(terms)
 
     state: dict = {}
-    best = (-math.inf, 0, copy.deepcopy(critic.state_dict()))
-    stale, step, diverged = 0, 0, False
-    order, pos = rng.permutation(train_idx), 0
     start = time.perf_counter()
-    while step < opts["max_steps"]:
-        if pos + batch > len(order):
-            order, pos = rng.permutation(train_idx), 0
-        idx = order[pos:pos + batch]
-        pos += batch
-        s = critic(tx[idx].to(dev), ty[idx].to(dev))
-        loss = _loss(kind, s, state, ema)
-        if not torch.isfinite(loss):
-            diverged = True
-            break
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        step += 1
-        if step % opts["eval_every"] == 0 or step == opts["max_steps"]:
-            value, _ = evaluate(val_idx)
-            if value > best[0]:
-                best, stale = (value, step, copy.deepcopy(critic.state_dict())), 0
-            else:
-                stale += 1
-                if stale >= opts["patience"]:
-                    break
-    critic.load_state_dict(best[2])
+    run = train_early_stopping(
+        critic, lambda idx: _loss(kind, critic(tx[idx].to(dev), ty[idx].to(dev)), state, ema),
+        lambda: evaluate(val_idx)[0], train_idx, rng, batch=batch, lr=opts["lr"], max_steps=opts["max_steps"],
+        eval_every=opts["eval_every"], patience=opts["patience"])
     value, terms = evaluate(test_idx)
     if not math.isfinite(value):
         raise EstimatorError(f"{kind}: the critic diverged (non-finite held-out estimate)")
     stderr = float(np.std(terms, ddof=1) / math.sqrt(len(terms)))
-    details = {**info, "steps": step, "best_step": best[1], "validation_nats": best[0], "diverged": diverged,
-               "stopped_early": step < opts["max_steps"] and not diverged, "n_train": len(train_idx),
-               "n_validation": len(val_idx), "n_test": len(test_idx), "batch_size": batch,
+    details = {**info, "steps": run.steps, "best_step": run.best_step, "validation_nats": run.best_score,
+               "diverged": run.diverged, "stopped_early": run.steps < opts["max_steps"] and not run.diverged,
+               "n_train": len(train_idx), "n_validation": len(val_idx), "n_test": len(test_idx), "batch_size": batch,
                "eval_batch": opts["eval_batch"], "train_seconds": time.perf_counter() - start}
     if kind == "infonce":
         details["cap_nats"] = math.log(min(opts["eval_batch"], len(test_idx)))
