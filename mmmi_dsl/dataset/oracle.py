@@ -59,16 +59,16 @@ class DirectionTest:
 class Recovery:
     """The model of a dataset, rebuilt from its manifest, and the Gaussian vectors behind its files."""
 
-    def __init__(self, root: Path, manifest: dict):
+    def __init__(self, root: Path, manifest: dict, subsample: int = SUBSAMPLE):
         self.root, self.manifest = root, manifest
         self.model = rebuild(root, manifest)
         from mmmi_dsl.mi.analysis import Analysis
 
         self.analysis = Analysis(self.model)
         n = manifest["n"]
-        self.m = min(n, SUBSAMPLE)
+        self.m = min(n, subsample)
         rng = np.random.default_rng(SUBSAMPLE_SEED)
-        self.rows = np.arange(n) if n <= SUBSAMPLE else np.sort(rng.choice(n, SUBSAMPLE, replace=False))
+        self.rows = np.arange(n) if n <= subsample else np.sort(rng.choice(n, subsample, replace=False))
         self._sampler = None
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
 

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from mmmi_dsl.dataset.format import FORMAT, MANIFEST, DatasetError, read_manifest, shard_count, shard_rows
-from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, Recovery
+from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, MIN_SUBSAMPLE, SUBSAMPLE, Recovery
 from mmmi_dsl.dataset.stats import MI_BATCHES, batch_moments, covariance, gaussian_mi, plain_pair, plugin_bias
 from mmmi_dsl.dataset.writer import run_to_resume
 from mmmi_dsl.lang.laws import first_non_gaussian
@@ -120,14 +120,19 @@ class VerifyReport:
                 self.findings.append(Finding("FAIL", f"... and {len(problems) - MAX_LINES} more"))
 
 
-def verify(path: str | Path) -> VerifyReport:
+def verify(path: str | Path, subsample: int = SUBSAMPLE) -> VerifyReport:
     """Check a dataset directory: files, then the data against the exact MI.
+
+    ``subsample``: at most this many tuples have their flows inverted (a learned image flow
+    costs an ODE solve per tuple; fewer tuples give a weaker test, never a false pass).
 
     Files: format, every shard 0..S-1 listed exactly once with its rows (so the total is
     n), each file's size, ``.npy`` header (shape, dtype) and sha256, the complete flag. A
     killed run whose written shards are intact is ``incomplete`` (resume it), not corrupt.
     Data (only when the files are intact): see :func:`_check_mi`.
     """
+    if isinstance(subsample, bool) or not isinstance(subsample, int) or subsample < MIN_SUBSAMPLE:
+        raise ValueError(f"subsample {subsample!r}: must be an integer >= {MIN_SUBSAMPLE}")
     root = Path(path)
     report = VerifyReport()
     if not (root / MANIFEST).is_file():
@@ -151,7 +156,7 @@ def verify(path: str | Path) -> VerifyReport:
     _check_listing(manifest, report)
     _check_files(root, manifest, report)
     if report.ok:
-        _check_mi(root, manifest, report)
+        _check_mi(root, manifest, report, subsample)
     return report
 
 
@@ -244,7 +249,7 @@ def _file_problem(path: Path, spec: dict | None, shard: dict, var: str) -> str |
 
 
 
-def _check_mi(root: Path, manifest: dict, report: VerifyReport) -> None:
+def _check_mi(root: Path, manifest: dict, report: VerifyReport, subsample: int = SUBSAMPLE) -> None:
     """Compare the data with each exact ``I(a; b)`` of the manifest.
 
     Where both sides are saved Gaussian arrays (``manifest["gaussian_arrays"]`` maps query
@@ -279,15 +284,15 @@ def _check_mi(root: Path, manifest: dict, report: VerifyReport) -> None:
             if p + q <= MAX_PLUGIN_DIM and n >= MI_BATCHES * MIN_ROWS_PER_DIM * (p + q):
                 _check_one(root, manifest, query, float(result["nats"]), a + b, p, report)
                 continue
-        _check_directions(root, manifest, query, float(result["nats"]), sides, why, recovery, report)
+        _check_directions(root, manifest, query, float(result["nats"]), sides, why, recovery, report, subsample)
 
 
 def _check_directions(root: Path, manifest: dict, query: str, exact: float, sides, why: str, recovery: list,
-                      report: VerifyReport) -> None:
+                      report: VerifyReport, subsample: int = SUBSAMPLE) -> None:
     """The test through the model's canonical directions; a skip saying ``why`` not when it cannot run."""
     if not recovery:
         try:
-            recovery.append(Recovery(root, manifest))
+            recovery.append(Recovery(root, manifest, subsample))
         except DatasetError as err:
             recovery.append(str(err))
     if isinstance(recovery[0], str):

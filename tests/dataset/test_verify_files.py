@@ -63,6 +63,17 @@ def test_verify_inverts_the_flows_of_a_small_dataset(small, mmmic):
         assert re.search(r"= [0-9.]+ \+- [0-9.]+ nats vs exact [0-9.]+", c.describe())
 
 
+def test_verify_inverts_at_most_the_subsample_asked_for(small, mmmic):
+    """`--subsample M` (for learned image flows: an ODE solve per tuple): M seeded tuples of 200."""
+    r = mmmic("verify", small, "--subsample", 50)
+    assert r.code == 0, r.stdout
+    assert "on 50 of 200 tuples (seeded)" in r.stdout
+    assert all(c.n == 50 for c in (f.mi for f in verify(small, subsample=50).findings) if c is not None)
+    assert mmmic("verify", small, "--subsample", 5).code == 2
+    with pytest.raises(ValueError, match="subsample"):
+        verify(small, subsample=0)
+
+
 def test_verify_fails_data_that_do_not_carry_the_recorded_information(small, tmp_path):
     """The manifest claims rho = 0.3 (with its exact values); the files were drawn at 0.8."""
     import mmmi_dsl
