@@ -75,7 +75,8 @@ TELESCOPES = (Telescope("ground", 0.2, 1.0, "kolmogorov"), Telescope("space", 0.
 class Galaxy:
     """One galaxy: r-band flux (counts), bulge-to-total flux ratio, half-light radii (arcsec), axis
     ratios, position angle (rad), shear, offset (arcsec), per-band colours (flux / r-band flux) of
-    each component, and the ground seeing FWHM at 620 nm this galaxy is observed with (arcsec)."""
+    each component, and the ground seeing FWHM at 620 nm (arcsec; drawn for every image, used by the
+    ground telescope only)."""
 
     flux: float
     bulge_fraction: float
