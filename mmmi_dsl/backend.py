@@ -331,7 +331,8 @@ class Sampler(torch.nn.Module):
     def flow_roundtrip(self, n: int = 256) -> dict[str, dict]:
         """Per modality: its flow chain and ``|f^-1(f(z)) - z|`` (max, mean) on the first latents.
 
-        ``z`` is the standardised latent the flow reads, from chunk 0 (at most ``n`` rows).
+        ``z`` is the standardised latent the flow reads, from chunk 0 (at most ``n`` rows, and at most
+        the flow's ``roundtrip_rows``: 32 for a convolutional CNF).
         """
         return {name: {k: r[k] for k in ("chain", "roundtrip_max", "roundtrip_mean")}
                 for name, r in self._roundtrip(n).items()}
@@ -343,8 +344,8 @@ class Sampler(torch.nn.Module):
             report = {}
             with torch.no_grad():
                 for name, f in self.model.flows.items():
-                    zs = self._standardized(name, z[f.latent][:n])
                     flow = self.flows[_key(name)]
+                    zs = self._standardized(name, z[f.latent][:min(n, flow.roundtrip_rows or n)])
                     err = (flow.inverse(flow(zs)) - zs).abs()
                     err = torch.where(torch.isnan(err), torch.full_like(err, math.inf), err)
                     report[name] = {"chain": " -> ".join(s.name for s in f.steps),

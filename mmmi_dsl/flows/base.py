@@ -23,6 +23,9 @@ class Flow(torch.nn.Module):
     """
 
     builtin = ""
+    #: at most this many latents in the round trip checked before sampling (None: as many as asked);
+    #: a flow whose every call is an expensive ODE solve sets a small number
+    roundtrip_rows: int | None = None
 
     def __init__(self, size: int, **kwargs):
         super().__init__()
@@ -51,6 +54,8 @@ class Chain(Flow):
         super().__init__(steps[0].size if steps else 0)
         self.out_size = steps[-1].out_size if steps else 0
         self.steps = torch.nn.ModuleList(steps)
+        limits = [f.roundtrip_rows for f in steps if f.roundtrip_rows is not None]
+        self.roundtrip_rows = min(limits) if limits else None
 
     def forward(self, z):
         for f in self.steps:

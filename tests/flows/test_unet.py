@@ -232,3 +232,18 @@ def test_shipped_fashion_round_trips():
     with torch.no_grad():
         f = Fashion(784, **{"class": 7})
         assert float((f.inverse(f(z)) - z).abs().max()) < 1e-3
+
+
+@pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
+def test_generate_checks_a_convolutional_flow_on_few_latents():
+    """The round trip before sampling costs 2 x 128 UNet passes per latent: 32 latents, not 256."""
+    from mmmi_dsl import loads
+    from mmmi_dsl.backend import Sampler
+    from mmmi_dsl.flows.cnf import UNET_ROUNDTRIP_ROWS
+
+    model = loads("model f\ndim img = 1x28x28\nproto n : vector[784]\nlatent z = n\n"
+                  "flow x = fashion(z, class = 1) : image[img]\nflow y = identity(z) : vector[784]\n")
+    sampler = Sampler(model, chunk_size=64)
+    sampler.flows["x"].steps[0].steps = 1  # one rk4 step per solve: this test counts latents, not accuracy
+    rows = {name: r["n"] for name, r in sampler._roundtrip(256).items()}
+    assert rows == {"x": UNET_ROUNDTRIP_ROWS, "y": 64}
