@@ -83,3 +83,13 @@ def test_suite_list(mmmic):
                                                                                                               abs=1e-4)
     table = mmmic("suite", "list").stdout
     assert "1v1-normal-0.75" in table and "paper-0.10" in table
+
+
+def test_bmi_tasks_keep_bmis_ids_and_mi():
+    bmi = {t["id"]: t for t in json.loads((ROOT / "tests/fixtures/bmi/tasks.json").read_text())["tasks"]}
+    suite = load_suite()
+    for t in suite.tasks:
+        if t.family.startswith("bmi-"):
+            assert t.id in bmi, t.id
+            # BMI computes some MIs in float32 (1v1-additive-0.1 is 5e-8 off its closed form)
+            assert t.exact_nats == pytest.approx(bmi[t.id]["mi"], rel=1e-6), t.id
