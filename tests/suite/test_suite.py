@@ -145,3 +145,24 @@ def test_conditional_mi_by_the_chain_rule(mmmic, tmp_path, cache):
     assert row["estimate_nats"] == pytest.approx(joint["estimate_nats"] - marginal["estimate_nats"], abs=1e-12)
     # exact 0.0871; each part's SE is about 0.02 at n = 4000, and they share the data (the difference's SE is smaller)
     assert abs(row["error"]) < 0.1, row
+
+
+def test_generate_caches_resumes_and_verifies(mmmic, tmp_path):
+    cache = tmp_path / "cache"
+    args = ["suite", "generate", "--tasks", "multinormal-dense-2-*", "-n", 400, "--seeds", "0,1", "--cache", cache,
+            "--no-progress"]
+    first = mmmic(*args)
+    assert first.code == 0, first.stderr
+    assert first.stdout.count("generated in") == 2 and "2 dataset(s) ready" in first.stdout
+    dirs = sorted(p for p in cache.iterdir())
+    assert len(dirs) == 2 and all((d / "suite-verified.json").is_file() for d in dirs)
+    stamp = json.loads((dirs[0] / "suite-verified.json").read_text())
+    assert any(line.startswith("ok: I(x; y)") for line in stamp["findings"])  # the data met the exact MI
+    again = mmmic(*args)
+    assert again.code == 0 and again.stdout.count("cached") == 2
+    shard = next(dirs[0].rglob("*.npy"))  # a flipped byte is caught before use
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    broken = mmmic(*args)
+    assert broken.code == 1 and "failed verification" in broken.stdout and "sha256" in broken.stdout
