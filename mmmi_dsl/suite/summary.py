@@ -62,6 +62,11 @@ def _f(x, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def _cell(text: str) -> str:
+    """Text in a Markdown table cell (the ``|`` of a conditional MI's dims escaped)."""
+    return str(text).replace("|", "\\|")
+
+
 def markdown(results: dict, summary: dict) -> str:
     """The family and family-by-dimension tables, then every row."""
     est = results["estimator"]
@@ -72,13 +77,13 @@ def markdown(results: dict, summary: dict) -> str:
              "| family | dims | tasks | failed | bias | RMSE | max abs error | seconds |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for g in [*summary["by_family"], summary["all"], *summary["by_family_dims"]]:
-        lines.append(f"| {g['family']} | {g['dims']} | {g['tasks']} | {g['failed']} | {_f(g['bias'], '+.3f')} | "
+        lines.append(f"| {g['family']} | {_cell(g['dims'])} | {g['tasks']} | {g['failed']} | {_f(g['bias'], '+.3f')} | "
                      f"{_f(g['rmse'], '.3f')} | {_f(g['max_abs_error'], '.3f')} | {g['seconds']:.1f} |")
     lines += ["", "| task | seed | dims | exact | estimate | error | seconds |",
               "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in results["rows"]:
-        shown = _f(r["estimate_nats"], ".4f") if r["failure"] is None else f"failed: {r['failure'][:80]}"
-        lines.append(f"| {r['task']} | {r['seed']} | {r['dims']} | {r['exact_nats']:.4f} | {shown} | "
+        shown = _f(r["estimate_nats"], ".4f") if r["failure"] is None else _cell(f"failed: {r['failure'][:80]}")
+        lines.append(f"| {r['task']} | {r['seed']} | {_cell(r['dims'])} | {r['exact_nats']:.4f} | {shown} | "
                      f"{_f(r['error'], '+.4f')} | {r['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -105,7 +110,7 @@ def plot(results: dict, path: Path) -> Path:
         failed = len([r for r in rows if r["family"] == fam]) - len(ok)
         ax.set_title(fam + (f" ({failed} failed)" if failed else ""), fontsize=9)
         ax.set_xlim(0, hi)
-        ax.set_ylim(lo - 0.02 * hi, hi)
+        ax.set_ylim(lo - 0.05 * hi, hi)
         ax.set_xlabel("exact MI (nats)", fontsize=8)
         ax.set_ylabel("estimate (nats)", fontsize=8)
         ax.tick_params(labelsize=7)
