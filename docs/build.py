@@ -126,7 +126,16 @@ def cli_reference() -> str:
         if not p.add_help:  # parsed by its own module (train-flow): render that module's parser
             from mmmi_dsl.flows.train import build_parser as train_parser
             p = train_parser(f"mmmic {name}")
-        lines += ["```sh", _synopsis(f"mmmic {name}", p), "```", ""] + _argument_rows(p)
+        verbs = next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if verbs is None:
+            lines += ["```sh", _synopsis(f"mmmic {name}", p), "```", ""] + _argument_rows(p)
+            continue
+        verb_help = {c.dest: c.help for c in verbs._choices_actions}  # `mmmic suite list|generate|run`
+        lines += ["```sh", f"mmmic {name} {{{','.join(verbs.choices)}}} ...", "```"]
+        for verb, vp in verbs.choices.items():
+            what = (verb_help.get(verb) or "").rstrip(".")
+            lines += ["", f"### mmmic {name} {verb}", "", what[:1].upper() + what[1:] + ".", "",
+                      "```sh", _synopsis(f"mmmic {name} {verb}", vp), "```", ""] + _argument_rows(vp)
     return "\n".join(lines) + "\n"
 
 

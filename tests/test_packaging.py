@@ -1,7 +1,9 @@
-"""The wheel carries the grammar, and an installed copy runs `mmmic check` outside the repo."""
+"""The wheel carries the grammar and the specs, and an installed copy runs `mmmic check` and `mmmic suite list`
+outside the repo."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,3 +43,21 @@ def test_installed_wheel_checks_specs_outside_the_repo(wheel, tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(target), *specs], capture_output=True, text=True,
                        cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+def test_wheel_ships_the_suite_and_its_specs(wheel, tmp_path):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "mmmi_dsl/suite/mmmic-suite-1.yaml" in names and "mmmi_dsl/adapters/bmi_estimator.py" in names
+    for spec in (ROOT / "specs").rglob("*.mmi"):
+        assert f"mmmi_dsl/specs/{spec.relative_to(ROOT / 'specs').as_posix()}" in names
+    assert "mmmi_dsl/specs/templates/theta0_mod0.png" in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    code = ("import sys; from mmmi_dsl.suite import specs_dir; assert str(specs_dir()).startswith(sys.argv[1]);"
+            "from mmmi_dsl.cli import main; raise SystemExit(main(['suite', 'list', '--json']))")
+    r = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(target)}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    tasks = {t["id"]: t for t in json.loads(r.stdout)["tasks"]}
+    assert tasks["1v1-normal-0.75"]["available"] and tasks["digits_decay-x1-x5"]["available"]

@@ -149,11 +149,11 @@ def parse_estimator(text: str) -> EstimatorConfig:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise UsageError(f"--estimator {text!r}: expected NAME or NAME:key=value,..., e.g. smile:tau=5")
-        options.append((key.strip(), _option_value(value.strip())))
+        options.append((key.strip(), option_value(value.strip())))
     return EstimatorConfig(text.strip(), name, tuple(options))
 
 
-def _option_value(text: str) -> bool | float | int | str:
+def option_value(text: str) -> bool | float | int | str:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     for kind in (int, float):

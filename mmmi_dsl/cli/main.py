@@ -12,12 +12,12 @@ import os
 import sys
 import traceback
 
-from mmmi_dsl.cli import bench, data, pictures, solve, spec
+from mmmi_dsl.cli import bench, data, pictures, solve, spec, suite
 from mmmi_dsl.errors import MmmicError, SpecError
 from mmmi_dsl.version import __version__
 
 #: The command families, in the order ``mmmic --help`` lists them.
-FAMILIES = (spec, solve, pictures, data, bench)
+FAMILIES = (spec, solve, pictures, data, bench, suite)
 
 
 def build_parser() -> argparse.ArgumentParser:
