@@ -23,7 +23,7 @@ def test_the_suite_file_is_valid_and_its_ids_are_stable():
     suite = load_suite("mmmic-suite/1")
     assert suite.format == "mmmic-suite/1" and suite.seeds == (0, 1, 2) and suite.n == 5000
     ids = [t.id for t in suite.tasks]
-    assert len(ids) == len(set(ids)) == 70
+    assert len(ids) == len(set(ids)) == 83
     assert BMI_TASKS <= set(ids)
     for t in suite.tasks:
         if t.id in BMI_TASKS:
@@ -68,7 +68,7 @@ def test_task_selection_by_globs():
     suite = load_suite()
     assert [t.id for t in select(suite, "multinormal-dense-2-*, paper-0.0[12]")] == [
         "multinormal-dense-2-2-0.5", "paper-0.01", "paper-0.02"]
-    assert len(select(suite, None)) == 70
+    assert len(select(suite, None)) == 83
     with pytest.raises(UsageError, match="matches no task"):
         select(suite, "nothing-*")
 
