@@ -25,6 +25,7 @@ from mmmi_dsl import ir
 from mmmi_dsl.builtins.realize import matrix_array, template_vector
 from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.lang.coef import evaluate_over, unroll
 from mmmi_dsl.lang.laws import GAUSSIAN
 from mmmi_dsl.mi import limits
 from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
@@ -233,52 +234,85 @@ class Analysis:
     def _terms_form(self, terms, size: int) -> Form:
         out = Form(size, loadings=np.zeros((size, self.K)))
         for t in terms:
-            c = self._coef(t.coef, t.span)
-            if c == 0.0:
+            if t.index is not None:
+                self._add_family(out, t)
                 continue
-            if t.op == "identity":
-                src = self.form(t.sources[0])
-                self._check_chain_underflow(c, self._magnitude(t.sources[0]), t)
-                for p, a in src.identity.items():
-                    out.identity[p] = out.identity.get(p, 0.0) + c * a
-                if self._loads(t.sources[0]):
-                    out.loadings += c * src.loadings
-                for p, d in src.dense.items():
-                    out.add_dense(p, c * d)
-            elif t.op == "template":
-                # a scalar source spread over the template: T (size,) times the source's row
-                col = c * self._template(t.template)[:, None]
-                src = self.form(t.sources[0])
-                out.loadings += col * src.loadings  # (size, 1) * (1, K)
-                for p, a in src.identity.items():  # a size-1 vector proto
-                    out.add_dense(p, col * a)
-                for p, d in src.dense.items():
-                    out.add_dense(p, col @ d)
-            elif t.op == "dot":
-                row = c * self._template(t.template)[None, :]
-                src = self.form(t.sources[0])
-                out.loadings += row @ src.loadings
-                for p, a in src.identity.items():
-                    out.add_dense(p, row * a)
-                for p, d in src.dense.items():
-                    out.add_dense(p, row @ d)
-            else:  # matrix @ concat(sources)
-                mat = c * matrix_array(self.model.matrices[t.matrix], self._matrices)
-                start = 0
-                for s in t.sources:
-                    src = self.form(s)
-                    block = mat[:, start:start + src.size]
-                    start += src.size
-                    out.loadings += block @ src.loadings
-                    for p, a in src.identity.items():
-                        out.add_dense(p, block * a)
-                    for p, d in src.dense.items():
-                        out.add_dense(p, block @ d)
+            c = self._coef(t.coef, t.span)
+            if c != 0.0:
+                self._add_term(out, t, c)
         # a proto both identity-scaled and dense becomes dense only
         for p in [p for p in out.identity if p in out.dense]:
             out.dense[p] = out.dense[p] + out.identity.pop(p) * np.eye(size)
         out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
         return out
+
+    def _add_family(self, out: Form, t: ir.Term) -> None:
+        """Add a family term's members in order, as :meth:`_add_term` adds them one by one.
+
+        Its coefficient is evaluated at every member at once (numpy); where that meets a NaN, an
+        infinity, a zero or an underflow anywhere, each member is evaluated alone instead, which
+        skips exact zeros and reports the bad one with its span. Members that are vector protos
+        (decay: every one) go straight into ``identity``: ``c * 1.0`` is ``c``, bit for bit.
+        """
+        cs = evaluate_over(t.coef, self.env, t.index, np.arange(t.first, t.first + len(t.sources), dtype=float),
+                           checked=True)
+        members = None
+        if cs is None:
+            members = unroll(t)
+            cs = [self._coef(m.coef, t.span) for m in members]
+        else:
+            cs = np.broadcast_to(cs, (len(t.sources),)).tolist()
+        protos = self.model.protos
+        if t.op == "identity" and all(s in protos and protos[s].kind == "vector" for s in dict.fromkeys(t.sources)):
+            ident = out.identity
+            for s, c in zip(t.sources, cs):
+                if c != 0.0:
+                    ident[s] = ident.get(s, 0.0) + c
+            return
+        for m, c in zip(members or unroll(t), cs):
+            if c != 0.0:
+                self._add_term(out, m, c)
+
+    def _add_term(self, out: Form, t: ir.Term, c: float) -> None:
+        """Add ``c`` times an ordinary term's source form to ``out``."""
+        if t.op == "identity":
+            src = self.form(t.sources[0])
+            self._check_chain_underflow(c, self._magnitude(t.sources[0]), t)
+            for p, a in src.identity.items():
+                out.identity[p] = out.identity.get(p, 0.0) + c * a
+            if self._loads(t.sources[0]):
+                out.loadings += c * src.loadings
+            for p, d in src.dense.items():
+                out.add_dense(p, c * d)
+        elif t.op == "template":
+            # a scalar source spread over the template: T (size,) times the source's row
+            col = c * self._template(t.template)[:, None]
+            src = self.form(t.sources[0])
+            out.loadings += col * src.loadings  # (size, 1) * (1, K)
+            for p, a in src.identity.items():  # a size-1 vector proto
+                out.add_dense(p, col * a)
+            for p, d in src.dense.items():
+                out.add_dense(p, col @ d)
+        elif t.op == "dot":
+            row = c * self._template(t.template)[None, :]
+            src = self.form(t.sources[0])
+            out.loadings += row @ src.loadings
+            for p, a in src.identity.items():
+                out.add_dense(p, row * a)
+            for p, d in src.dense.items():
+                out.add_dense(p, row @ d)
+        else:  # matrix @ concat(sources)
+            mat = c * matrix_array(self.model.matrices[t.matrix], self._matrices)
+            start = 0
+            for s in t.sources:
+                src = self.form(s)
+                block = mat[:, start:start + src.size]
+                start += src.size
+                out.loadings += block @ src.loadings
+                for p, a in src.identity.items():
+                    out.add_dense(p, block * a)
+                for p, d in src.dense.items():
+                    out.add_dense(p, block @ d)
 
     def _block(self, name: str, f: Form, top: float) -> Block:
         """The form as a Gaussian-system block, scaled to unit magnitude.
