@@ -48,7 +48,7 @@ class Form:
 
     def magnitude(self) -> float:
         """The largest |coefficient| of the form (0 for an all-zero form)."""
-        values = [abs(a) for a in self.identity.values()] + [float(np.max(np.abs(self.loadings), initial=0.0))]
+        values = [max(map(abs, self.identity.values()), default=0.0), float(np.max(np.abs(self.loadings), initial=0.0))]
         values += [float(np.max(np.abs(d), initial=0.0)) for d in self.dense.values()]
         if not all(math.isfinite(v) for v in values):  # inf or NaN (inf - inf): max() would hide a NaN
             return math.inf
@@ -99,6 +99,7 @@ class Analysis:
         self._magnitudes: dict[str, float] = {}
         self._coefs: dict[int, float] = {}  # id(expr) -> value: lowering shares equal coefficient nodes
         self._has_loadings: dict[str, bool] = {}
+        self._vector_sources: dict[tuple[str, ...], bool] = {}
         self.block_scale: dict[str, float] = {}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_magnitudes
             for name in variable_order(model):  # sources first: form() then never recurses deeply
@@ -241,9 +242,10 @@ class Analysis:
             if c != 0.0:
                 self._add_term(out, t, c)
         # a proto both identity-scaled and dense becomes dense only
-        for p in [p for p in out.identity if p in out.dense]:
+        for p in [p for p in out.identity if p in out.dense] if out.dense else ():
             out.dense[p] = out.dense[p] + out.identity.pop(p) * np.eye(size)
-        out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
+        if not all(out.identity.values()):  # drop exact zeros (cancelled terms)
+            out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
         return out
 
     def _add_family(self, out: Form, t: ir.Term) -> None:
@@ -262,9 +264,11 @@ class Analysis:
             cs = [self._coef(m.coef, t.span) for m in members]
         else:
             cs = np.broadcast_to(cs, (len(t.sources),)).tolist()
-        protos = self.model.protos
-        if t.op == "identity" and all(s in protos and protos[s].kind == "vector" for s in dict.fromkeys(t.sources)):
+        if t.op == "identity" and self._all_vector_protos(t.sources):
             ident = out.identity
+            if members is None and not ident and len(set(t.sources)) == len(t.sources):
+                ident.update(zip(t.sources, cs))  # no zeros (checked), distinct sources: 0.0 + c is c
+                return
             for s, c in zip(t.sources, cs):
                 if c != 0.0:
                     ident[s] = ident.get(s, 0.0) + c
@@ -272,6 +276,14 @@ class Analysis:
         for m, c in zip(members or unroll(t), cs):
             if c != 0.0:
                 self._add_term(out, m, c)
+
+    def _all_vector_protos(self, sources: tuple[str, ...]) -> bool:
+        """Whether every source is a vector proto (memoised: decay's N family terms share their members)."""
+        hit = self._vector_sources.get(sources)
+        if hit is None:
+            protos = self.model.protos
+            hit = self._vector_sources[sources] = all(s in protos and protos[s].kind == "vector" for s in sources)
+        return hit
 
     def _add_term(self, out: Form, t: ir.Term, c: float) -> None:
         """Add ``c`` times an ordinary term's source form to ``out``."""
@@ -329,7 +341,8 @@ class Analysis:
                                    f"{sys.float_info.min:.3g})", v.span if v else None)
         c = 1.0 / top if top > 0 else 1.0
         self.block_scale[name] = c
-        return Block(name=name, size=f.size, identity={p: a * c for p, a in f.identity.items()},
+        scaled = np.fromiter(f.identity.values(), float, len(f.identity)) * c  # a * c, as Python's, in one pass
+        return Block(name=name, size=f.size, identity=dict(zip(f.identity, scaled.tolist())),
                      loadings=f.loadings * c, dense={p: d * c for p, d in f.dense.items()})
 
     def covariance(self, names: list[str]) -> np.ndarray:

@@ -132,7 +132,9 @@ def structured_logdet(bs: BlockSet, names: Sequence[str], atol: Tolerance, size:
         value += d * float(np.sum(np.log(lam[plus])))
         rank += d * int(np.count_nonzero(plus))
         if K:
-            Gi = np.einsum("ai,bi,abkl->ikl", V, V, bs.gram(members))
+            G = bs.gram(members)
+            # one member: V = [[±1]], so the product is G itself, bit for bit
+            Gi = G[0] if len(members) == 1 and abs(V[0, 0]) == 1.0 else np.einsum("ai,bi,abkl->ikl", V, V, G)
             H += np.einsum("i,ikl->kl", 1.0 / lam[plus], Gi[plus])
             M0 += Gi[~plus].sum(axis=0)
     if K:

@@ -67,6 +67,14 @@ def member_names(low: "Linearizer", ref: Name, index: Expr, var: str, lo: int, h
     defined variable of ``f`` (dims only: a parameter in an index is E0202 on the unrolled path)."""
     if not ir.symbols(index) <= {var, *low.dims}:
         return None
+    key = (ref.name, index, var, lo, hi)  # decay: every z[i] sums over the same n[1..N]
+    hit = low.member_cache.get(key)
+    if hit is None:
+        hit = low.member_cache[key] = _member_names(low, ref, index, var, lo, hi)
+    return hit
+
+
+def _member_names(low: "Linearizer", ref: Name, index: Expr, var: str, lo: int, hi: int) -> tuple[str, ...] | None:
     env = {name: float(d.value) for name, d in low.dims.items()}
     ks = evaluate_over(index, env, var, np.arange(lo, hi + 1, dtype=float))
     ks = np.broadcast_to(np.asarray(ks, dtype=float), (hi - lo + 1,))
