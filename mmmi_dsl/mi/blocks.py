@@ -180,6 +180,7 @@ class BlockSet:
         self._gram_cache: dict[tuple[str, str], np.ndarray] = {}
         self._scale_cache: dict[str, tuple[float, float, float]] = {}
         self._eig_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._eig_gram_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._identity_rows: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
         self._deps: dict[str, frozenset[str]] = {}
         for key, blk in self.blocks.items():
@@ -325,6 +326,20 @@ class BlockSet:
             lam, V = self._group_eig(key)
             lam.flags.writeable = V.flags.writeable = False
             hit = self._eig_cache[key] = (lam, V)
+        return hit
+
+    def group_gram(self, members: Sequence[str]) -> np.ndarray:
+        """``Gi = Σ_ab V_ai V_bi G_ab``, (n, K, K): the loadings' Gram in the eigenbasis of :meth:`group_eig`,
+        read-only and cached per member tuple (it does not depend on a query's thresholds)."""
+        key = tuple(members)
+        hit = self._eig_gram_cache.get(key)
+        if hit is None:
+            _, V = self.group_eig(key)
+            G = self.gram(key)
+            # one member: V = [[±1]], so the product is G itself, bit for bit
+            hit = G[0] if len(key) == 1 and abs(V[0, 0]) == 1.0 else np.einsum("ai,bi,abkl->ikl", V, V, G)
+            hit.flags.writeable = False
+            self._eig_gram_cache[key] = hit
         return hit
 
     def _group_eig(self, members: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
