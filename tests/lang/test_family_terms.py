@@ -142,3 +142,20 @@ def test_evaluate_over_sends_doubtful_values_to_the_exact_path():
     assert evaluate_over(zero, {}, "j", np.array(values), checked=True) is None  # an exact zero: per member
     assert list(evaluate_over(zero, {}, "j", np.array(values))) == [-3.0, 0.0, 3.0]
     assert math.isnan(evaluate_over(ir.Func(name="log", args=(ir.Num(value=-1.0),)), {}, "j", np.array(values)))
+
+
+def test_unrolled_sums_keep_the_old_term_limit_and_family_sums_do_not_count_against_it(monkeypatch):
+    """limits.MAX_UNROLLED_TERMS (100,000, the old MAX_TERMS) bounds terms built one by one; a family
+    sum's members count only against MAX_TERMS."""
+    monkeypatch.setattr(limits, "MAX_UNROLLED_TERMS", 100)
+    text = spec_text(BODIES[0])  # 12 x 12 = 144 family-term members
+    assert family_terms(lowered(text, True, monkeypatch))
+    with pytest.raises(SpecError) as info:
+        lowered(text, False, monkeypatch)  # the same 144 terms unrolled
+    d = info.value.diagnostics[0]
+    assert d.code == "E0215" and "more than 100 terms that are not sums over a family" in d.message
+    assert d.span.line == HEAD.count("\n") + 2  # the `sum` of z[i]'s equation
+    monkeypatch.setattr(limits, "MAX_TERMS", 100)
+    with pytest.raises(SpecError) as info:
+        lowered(text, True, monkeypatch)
+    assert "more than 100 terms" in info.value.diagnostics[0].message

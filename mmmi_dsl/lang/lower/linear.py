@@ -275,12 +275,19 @@ class Linearizer(Constructors):
             if self.n_terms > limits.MAX_TERMS:
                 self.fail("E0215", f"the equations expand to more than {limits.MAX_TERMS:,} terms", node.span,
                           f"this sum adds {hi - lo + 1:,} terms each time it is expanded",
-                          "N latents that each sum over N sources have N^2 terms (about 50 us each to compile); "
-                          "use fewer of them or sparser sums")
+                          "N latents that each sum over N sources have N^2 terms (a sum over a family costs "
+                          "under 1 us a term, other terms about 30 us); use fewer of them or sparser sums")
             if hi - lo + 1 >= limits.FAMILY_TERMS:
                 family = self._family_sum(binder.var, body, lo, hi, env)
                 if family is not None:
                     return LinearValue(terms=[family], span=node.span)
+            self.n_unrolled += hi - lo + 1
+            if self.n_unrolled > limits.MAX_UNROLLED_TERMS:  # each an IR node of its own: ~30 us, ~1 kB
+                self.fail("E0215", f"the equations expand to more than {limits.MAX_UNROLLED_TERMS:,} terms that "
+                          "are not sums over a family", node.span,
+                          f"this sum adds {hi - lo + 1:,} terms each time it is expanded",
+                          "a long sum stays compact when its body is constants times one family member, "
+                          "sum(j in 1..N, c * n[j]); otherwise use fewer or sparser sums")
             parts = [self.linear(body, {**env, binder.var: k}) for k in range(lo, hi + 1)]
             if all(p.const is not None for p in parts):
                 acc = parts[0].const
