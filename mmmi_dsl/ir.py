@@ -271,6 +271,12 @@ class Term(Node):
     - ``template``: ``coef * s * T`` with s scalar and T a template (a column);
     - ``dot``: ``coef * dot(T, v)``, a scalar from a vector v;
     - ``matrix``: ``coef * M @ concat(v1, v2, ...)``.
+
+    A *family term* (``index`` set; ops ``identity`` and ``template``) stands for the terms
+    of a long ``sum(j in lo..hi, c(j) * n[j])``, one per member: member ``m`` reads
+    ``sources[m]`` with coefficient ``coef`` at ``index = first + m`` (``coef`` may use
+    ``Sym(index)``). Its members are what :func:`mmmi_dsl.lang.coef.unroll` gives. It keeps
+    N^2 terms of N latents as N nodes; the JSON leaves ``index`` and ``first`` out when unset.
     """
 
     coef: Expr
@@ -279,6 +285,22 @@ class Term(Node):
     template: str | None = None
     matrix: str | None = None
     span: Span | None = None
+    index: str | None = None
+    first: int = 0
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_index(self, handler):
+        """``index`` and ``first`` are left out of the JSON of an ordinary term: its IR is unchanged."""
+        out = handler(self)
+        if out.get("index", 0) is None:
+            del out["index"]
+            out.pop("first", None)
+        return out
+
+    @property
+    def count(self) -> int:
+        """How many terms this stands for: one, or a family term's members."""
+        return len(self.sources) if self.index is not None else 1
 
 
 class Variable(Node):

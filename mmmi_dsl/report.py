@@ -164,7 +164,7 @@ def write_bundle(model: ir.Model, out_dir: Path) -> list[Path]:
     write_atomic(mi_path, dumps_json(mi_json(model, results)) + "\n")
     tex_path = out_dir / "formulas.tex"
     header = f"% exact mutual information of model {model.name} (nats unless marked bits), by mmmic\n"
-    n_terms = sum(len(v.terms) for v in model.variables.values())
+    n_terms = sum(t.count for v in model.variables.values() for t in v.terms)
     if n_terms > BUNDLE_FORMULA_MAX_TERMS:
         body = (f"% skipped: {n_terms} equation terms (more than {BUNDLE_FORMULA_MAX_TERMS}) would take long to "
                 "derive symbolically; run `mmmic formula SPEC --query ...` for the ones you need")

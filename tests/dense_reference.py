@@ -12,6 +12,7 @@ import numpy as np
 
 from mmmi_dsl import ir
 from mmmi_dsl.builtins.realize import matrix_array, template_vector
+from mmmi_dsl.lang.coef import unrolled
 
 
 def dense_rows(model: ir.Model) -> tuple[dict[str, np.ndarray], int]:
@@ -33,7 +34,7 @@ def dense_rows(model: ir.Model) -> tuple[dict[str, np.ndarray], int]:
             return rows[name]
         v = model.variables[name]
         a = np.zeros((v.size, P))
-        for t in v.terms:
+        for t in unrolled(v.terms):  # family terms: their members
             c = ir.evaluate(t.coef, env)
             if t.op == "identity":
                 a += c * get(t.sources[0])
@@ -50,7 +51,7 @@ def dense_rows(model: ir.Model) -> tuple[dict[str, np.ndarray], int]:
         get(name)
     for lab in model.labels.values():
         a = np.zeros((1, P))
-        for t in lab.terms:
+        for t in unrolled(lab.terms):
             c = ir.evaluate(t.coef, env)
             if t.op == "identity":
                 a += c * get(t.sources[0])

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy.special import digamma
 
 MI_BATCHES = 20          # batch means for the standard error of the plug-in MI
 READ_ROWS = 8192         # rows per read when streaming moments
@@ -25,6 +24,8 @@ def plugin_bias(p: int, q: int, n: int) -> float:
         independent of the true covariance. Needs n > p + q.
     """
     j = np.arange(1, q + 1)
+    from scipy.special import digamma  # on first use: the CLI starts without scipy
+
     return float(0.5 * np.sum(digamma((n - j) / 2) - digamma((n - p - j) / 2)))
 
 

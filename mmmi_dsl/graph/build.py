@@ -15,6 +15,7 @@ import networkx as nx
 
 from mmmi_dsl import ir
 from mmmi_dsl.errors import UsageError
+from mmmi_dsl.lang.coef import unrolled
 
 #: Node kinds: (DOT shape, fill colour, what it is).
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -99,7 +100,7 @@ def _full_graph(model: ir.Model) -> nx.DiGraph:
                    template=info.get("template"), matrix=info.get("matrix"), count=1)
 
     for v in [*model.variables.values(), *model.labels.values()]:
-        for t in v.terms:
+        for t in unrolled(v.terms):
             for s in t.sources:
                 connect(s, v.name, _term_label(t), coef=ir.to_text(t.coef), op=t.op, template=t.template,
                         matrix=t.matrix)

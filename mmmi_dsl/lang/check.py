@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 
 from mmmi_dsl import ir
 from mmmi_dsl.errors import Collector
+from mmmi_dsl.lang.coef import unroll
 
 
 def check(model: ir.Model, sources: dict[str, str] | None = None) -> ir.Model:
@@ -24,8 +25,9 @@ def check(model: ir.Model, sources: dict[str, str] | None = None) -> ir.Model:
     errors = Collector()
     _check_memory(model, errors)
     _check_cycles(model, errors)
+    memo: dict = {}
     for v in model.variables.values():
-        _check_terms(model, v.name, v.size, v.terms, errors)
+        _check_terms(model, v.name, v.size, v.terms, errors, memo)
         if v.role == "target" and v.size != 1:
             errors.error("E0204", f"target `{v.name}` is not scalar (size {v.size})", v.span, "",
                          "a target is a scalar: target theta = eta * u")
@@ -102,10 +104,21 @@ def _size(model: ir.Model, name: str) -> int:
         return 0
 
 
-def _check_terms(model: ir.Model, lhs: str, size: int, terms, errors: Collector) -> None:
+def _check_terms(model: ir.Model, lhs: str, size: int, terms, errors: Collector, memo: dict | None = None) -> None:
     if size == 0:
         return  # unknown because of a cycle, already reported
     for t in terms:
+        if t.index is not None:  # a family term: checked as its members would be, at the cost of one
+            sizes = memo.get(t.sources) if memo is not None else None
+            if sizes is None:
+                sizes = {_size(model, s) for s in t.sources}
+                if memo is not None:
+                    memo[t.sources] = sizes  # decay: N latents sum over the same N members
+            if sizes - {0, size if t.op == "identity" else 1}:
+                _check_terms(model, lhs, size, unroll(t), errors)  # some member is wrong: say which
+            elif t.op == "template":
+                _check_terms(model, lhs, size, unroll(t)[:1], errors)  # the template's size, once
+            continue
         src_sizes = [_size(model, s) for s in t.sources]
         if 0 in src_sizes:
             continue

@@ -25,6 +25,7 @@ from mmmi_dsl import ir
 from mmmi_dsl.builtins.realize import matrix_array, template_vector
 from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.lang.coef import evaluate_over, unroll
 from mmmi_dsl.lang.laws import GAUSSIAN
 from mmmi_dsl.mi import limits
 from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
@@ -47,7 +48,7 @@ class Form:
 
     def magnitude(self) -> float:
         """The largest |coefficient| of the form (0 for an all-zero form)."""
-        values = [abs(a) for a in self.identity.values()] + [float(np.max(np.abs(self.loadings), initial=0.0))]
+        values = [max(map(abs, self.identity.values()), default=0.0), float(np.max(np.abs(self.loadings), initial=0.0))]
         values += [float(np.max(np.abs(d), initial=0.0)) for d in self.dense.values()]
         if not all(math.isfinite(v) for v in values):  # inf or NaN (inf - inf): max() would hide a NaN
             return math.inf
@@ -98,6 +99,7 @@ class Analysis:
         self._magnitudes: dict[str, float] = {}
         self._coefs: dict[int, float] = {}  # id(expr) -> value: lowering shares equal coefficient nodes
         self._has_loadings: dict[str, bool] = {}
+        self._vector_sources: dict[tuple[str, ...], bool] = {}
         self.block_scale: dict[str, float] = {}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_magnitudes
             for name in variable_order(model):  # sources first: form() then never recurses deeply
@@ -233,52 +235,96 @@ class Analysis:
     def _terms_form(self, terms, size: int) -> Form:
         out = Form(size, loadings=np.zeros((size, self.K)))
         for t in terms:
-            c = self._coef(t.coef, t.span)
-            if c == 0.0:
+            if t.index is not None:
+                self._add_family(out, t)
                 continue
-            if t.op == "identity":
-                src = self.form(t.sources[0])
-                self._check_chain_underflow(c, self._magnitude(t.sources[0]), t)
-                for p, a in src.identity.items():
-                    out.identity[p] = out.identity.get(p, 0.0) + c * a
-                if self._loads(t.sources[0]):
-                    out.loadings += c * src.loadings
-                for p, d in src.dense.items():
-                    out.add_dense(p, c * d)
-            elif t.op == "template":
-                # a scalar source spread over the template: T (size,) times the source's row
-                col = c * self._template(t.template)[:, None]
-                src = self.form(t.sources[0])
-                out.loadings += col * src.loadings  # (size, 1) * (1, K)
-                for p, a in src.identity.items():  # a size-1 vector proto
-                    out.add_dense(p, col * a)
-                for p, d in src.dense.items():
-                    out.add_dense(p, col @ d)
-            elif t.op == "dot":
-                row = c * self._template(t.template)[None, :]
-                src = self.form(t.sources[0])
-                out.loadings += row @ src.loadings
-                for p, a in src.identity.items():
-                    out.add_dense(p, row * a)
-                for p, d in src.dense.items():
-                    out.add_dense(p, row @ d)
-            else:  # matrix @ concat(sources)
-                mat = c * matrix_array(self.model.matrices[t.matrix], self._matrices)
-                start = 0
-                for s in t.sources:
-                    src = self.form(s)
-                    block = mat[:, start:start + src.size]
-                    start += src.size
-                    out.loadings += block @ src.loadings
-                    for p, a in src.identity.items():
-                        out.add_dense(p, block * a)
-                    for p, d in src.dense.items():
-                        out.add_dense(p, block @ d)
+            c = self._coef(t.coef, t.span)
+            if c != 0.0:
+                self._add_term(out, t, c)
         # a proto both identity-scaled and dense becomes dense only
-        for p in [p for p in out.identity if p in out.dense]:
+        for p in [p for p in out.identity if p in out.dense] if out.dense else ():
             out.dense[p] = out.dense[p] + out.identity.pop(p) * np.eye(size)
-        out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
+        if not all(out.identity.values()):  # drop exact zeros (cancelled terms)
+            out.identity = {p: a for p, a in out.identity.items() if a != 0.0}
         return out
+
+    def _add_family(self, out: Form, t: ir.Term) -> None:
+        """Add a family term's members in order, as :meth:`_add_term` adds them one by one.
+
+        Its coefficient is evaluated at every member at once (numpy); where that meets a NaN, an
+        infinity, a zero or an underflow anywhere, each member is evaluated alone instead, which
+        skips exact zeros and reports the bad one with its span. Members that are vector protos
+        (decay: every one) go straight into ``identity``: ``c * 1.0`` is ``c``, bit for bit.
+        """
+        cs = evaluate_over(t.coef, self.env, t.index, np.arange(t.first, t.first + len(t.sources), dtype=float),
+                           checked=True)
+        members = None
+        if cs is None:
+            members = unroll(t)
+            cs = [self._coef(m.coef, t.span) for m in members]
+        else:
+            cs = np.broadcast_to(cs, (len(t.sources),)).tolist()
+        if t.op == "identity" and self._all_vector_protos(t.sources):
+            ident = out.identity
+            if members is None and not ident and len(set(t.sources)) == len(t.sources):
+                ident.update(zip(t.sources, cs))  # no zeros (checked), distinct sources: 0.0 + c is c
+                return
+            for s, c in zip(t.sources, cs):
+                if c != 0.0:
+                    ident[s] = ident.get(s, 0.0) + c
+            return
+        for m, c in zip(members or unroll(t), cs):
+            if c != 0.0:
+                self._add_term(out, m, c)
+
+    def _all_vector_protos(self, sources: tuple[str, ...]) -> bool:
+        """Whether every source is a vector proto (memoised: decay's N family terms share their members)."""
+        hit = self._vector_sources.get(sources)
+        if hit is None:
+            protos = self.model.protos
+            hit = self._vector_sources[sources] = all(s in protos and protos[s].kind == "vector" for s in sources)
+        return hit
+
+    def _add_term(self, out: Form, t: ir.Term, c: float) -> None:
+        """Add ``c`` times an ordinary term's source form to ``out``."""
+        if t.op == "identity":
+            src = self.form(t.sources[0])
+            self._check_chain_underflow(c, self._magnitude(t.sources[0]), t)
+            for p, a in src.identity.items():
+                out.identity[p] = out.identity.get(p, 0.0) + c * a
+            if self._loads(t.sources[0]):
+                out.loadings += c * src.loadings
+            for p, d in src.dense.items():
+                out.add_dense(p, c * d)
+        elif t.op == "template":
+            # a scalar source spread over the template: T (size,) times the source's row
+            col = c * self._template(t.template)[:, None]
+            src = self.form(t.sources[0])
+            out.loadings += col * src.loadings  # (size, 1) * (1, K)
+            for p, a in src.identity.items():  # a size-1 vector proto
+                out.add_dense(p, col * a)
+            for p, d in src.dense.items():
+                out.add_dense(p, col @ d)
+        elif t.op == "dot":
+            row = c * self._template(t.template)[None, :]
+            src = self.form(t.sources[0])
+            out.loadings += row @ src.loadings
+            for p, a in src.identity.items():
+                out.add_dense(p, row * a)
+            for p, d in src.dense.items():
+                out.add_dense(p, row @ d)
+        else:  # matrix @ concat(sources)
+            mat = c * matrix_array(self.model.matrices[t.matrix], self._matrices)
+            start = 0
+            for s in t.sources:
+                src = self.form(s)
+                block = mat[:, start:start + src.size]
+                start += src.size
+                out.loadings += block @ src.loadings
+                for p, a in src.identity.items():
+                    out.add_dense(p, block * a)
+                for p, d in src.dense.items():
+                    out.add_dense(p, block @ d)
 
     def _block(self, name: str, f: Form, top: float) -> Block:
         """The form as a Gaussian-system block, scaled to unit magnitude.
@@ -295,7 +341,8 @@ class Analysis:
                                    f"{sys.float_info.min:.3g})", v.span if v else None)
         c = 1.0 / top if top > 0 else 1.0
         self.block_scale[name] = c
-        return Block(name=name, size=f.size, identity={p: a * c for p, a in f.identity.items()},
+        scaled = np.fromiter(f.identity.values(), float, len(f.identity)) * c  # a * c, as Python's, in one pass
+        return Block(name=name, size=f.size, identity=dict(zip(f.identity, scaled.tolist())),
                      loadings=f.loadings * c, dense={p: d * c for p, d in f.dense.items()})
 
     def covariance(self, names: list[str]) -> np.ndarray:

@@ -56,12 +56,12 @@ class Block:
         size = int(self.size)
         if size != self.size or size < 1:
             raise ValueError(f"block {self.name!r}: size must be a positive integer, got {self.size!r}")
-        identity = {}
-        for proto, coef in dict(self.identity).items():
-            coef = float(coef)
-            if not math.isfinite(coef):
-                raise ValueError(f"block {self.name!r}: identity coefficient on {proto!r} is not finite")
-            identity[str(proto)] = coef
+        identity = dict(self.identity)
+        if not (set(map(type, identity)) <= {str} and set(map(type, identity.values())) <= {float}):
+            identity = {str(p): float(c) for p, c in identity.items()}
+        if not all(map(math.isfinite, identity.values())):  # one pass in C; then say which
+            proto = next(p for p, c in identity.items() if not math.isfinite(c))
+            raise ValueError(f"block {self.name!r}: identity coefficient on {proto!r} is not finite")
         loadings = np.array(self.loadings, dtype=np.float64, copy=True)
         if loadings.ndim == 1 and size == 1:
             loadings = loadings.reshape(1, -1)
@@ -146,6 +146,9 @@ class BlockSet:
             self.vector[str(name)] = int(m)
         self.K = len(self.scalar)
         self.blocks: dict[str, Block] = {}
+        of_size: dict[int, set[str]] = {}  # vector protos by size
+        for name, m in self.vector.items():
+            of_size.setdefault(m, set()).add(name)
         for key, blk in blocks.items():
             if not isinstance(blk, Block):
                 raise TypeError(f"blocks[{key!r}] is not a Block")
@@ -155,7 +158,8 @@ class BlockSet:
                 raise ValueError(
                     f"block {key!r}: loadings have {blk.loadings.shape[1]} columns, expected K={self.K}"
                 )
-            for proto in blk.identity:
+            fits = blk.identity.keys() <= of_size.get(blk.size, set())  # every identity proto fits: a set test in C
+            for proto in () if fits else [p for p in blk.identity if self.vector.get(p) != blk.size]:
                 if proto not in self.vector:
                     raise ValueError(f"block {key!r}: unknown vector proto {proto!r} in identity")
                 if self.vector[proto] != blk.size:
@@ -176,11 +180,13 @@ class BlockSet:
         self._gram_cache: dict[tuple[str, str], np.ndarray] = {}
         self._scale_cache: dict[str, tuple[float, float, float]] = {}
         self._eig_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._eig_gram_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._identity_rows: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
         self._deps: dict[str, frozenset[str]] = {}
         for key, blk in self.blocks.items():
             deps = {self.scalar[k] for k in range(self.K) if np.any(blk.loadings[:, k] != 0)}
-            deps |= {p for p, c in blk.identity.items() if c != 0}
+            ident = blk.identity
+            deps |= ident.keys() if all(ident.values()) else {p for p, c in ident.items() if c != 0}
             deps |= {p for p, mat in blk.dense.items() if np.any(mat != 0)}
             self._deps[key] = frozenset(deps)
 
@@ -207,7 +213,7 @@ class BlockSet:
     def independent(self, a: Sequence[str], b: Sequence[str], c: Sequence[str]) -> bool:
         """A or B shares no proto with the other two sets (so ``I(A; B | C) = 0`` exactly)."""
         da, db, dc = self.dependencies(a), self.dependencies(b), self.dependencies(c)
-        return not (da & (db | dc)) or not (db & (da | dc))
+        return (da.isdisjoint(db) and da.isdisjoint(dc)) or (db.isdisjoint(da) and db.isdisjoint(dc))
 
     def is_dense(self, names: Sequence[str]) -> bool:
         """Some block of ``names`` has a dense map (the structured path does not apply)."""
@@ -221,6 +227,11 @@ class BlockSet:
             blk = self.blocks[name]
             loading = float(np.linalg.norm(blk.loadings, 2) ** 2) if blk.loadings.size else 0.0
             identity, total = 0.0, loading
+            if not blk.dense:  # (|c| + 0)² = c²: the identity sum, in one pass
+                c = np.fromiter(blk.identity.values(), float, len(blk.identity))
+                identity = float(c @ c)
+                s = self._scale_cache[name] = (identity, loading, loading + identity)
+                return s
             for proto in set(blk.identity) | set(blk.dense):
                 c = abs(blk.identity.get(proto, 0.0))
                 identity += c * c
@@ -315,6 +326,20 @@ class BlockSet:
             lam, V = self._group_eig(key)
             lam.flags.writeable = V.flags.writeable = False
             hit = self._eig_cache[key] = (lam, V)
+        return hit
+
+    def group_gram(self, members: Sequence[str]) -> np.ndarray:
+        """``Gi = Σ_ab V_ai V_bi G_ab``, (n, K, K): the loadings' Gram in the eigenbasis of :meth:`group_eig`,
+        read-only and cached per member tuple (it does not depend on a query's thresholds)."""
+        key = tuple(members)
+        hit = self._eig_gram_cache.get(key)
+        if hit is None:
+            _, V = self.group_eig(key)
+            G = self.gram(key)
+            # one member: V = [[±1]], so the product is G itself, bit for bit
+            hit = G[0] if len(key) == 1 and abs(V[0, 0]) == 1.0 else np.einsum("ai,bi,abkl->ikl", V, V, G)
+            hit.flags.writeable = False
+            self._eig_gram_cache[key] = hit
         return hit
 
     def _group_eig(self, members: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ import sympy as sp
 from mmmi_dsl import ir
 from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.check import variable_order
+from mmmi_dsl.lang.coef import unrolled
 from mmmi_dsl.mi.symbolic_laws import LawFormulas
 
 __all__ = ["Derivation", "Deriver", "Formula", "GaveUp", "derive", "derive_all", "derive_each", "evaluate_formula",
@@ -181,7 +182,7 @@ class Deriver:
             v = m.variables[name]
             size_symbol = self._size_symbol(v)
             f = _SymForm(v.size, size_symbol)
-            for t in v.terms:
+            for t in unrolled(v.terms):
                 c = to_sympy(t.coef, self.symbols)
                 if t.op == "identity":
                     src = self.form(t.sources[0])
@@ -207,7 +208,7 @@ class Deriver:
     def _size_symbol(self, v: ir.Variable) -> sp.Expr:
         if v.size == 1:
             return sp.Integer(1)
-        for t in v.terms:
+        for t in unrolled(v.terms):
             if t.op == "identity" and t.sources[0] in self.model.protos:
                 return to_sympy(self.model.protos[t.sources[0]].size_expr, self.symbols)
             if t.op == "template":

@@ -48,3 +48,48 @@ def test_group_eigendecompositions_are_cached_read_only_and_equal_a_fresh_one():
         protos = sorted({p for m in members for p in bs.blocks[m].identity})
         R = np.array([[bs.blocks[m].identity.get(p, 0.0) for p in protos] for m in members])
         np.testing.assert_allclose(V @ np.diag(lam) @ V.T, R @ R.T, atol=1e-12)
+
+
+def test_decay_at_n_40_family_terms_match_the_dense_reference():
+    """At N = 40 each sum is one family term (vectorised coefficients, members straight into the
+    form); the MI still equals the plain dense covariance's."""
+    model = load(ROOT / "specs" / "decay.mmi", {"N": "40", "d": "3"})
+    assert all(t.index is not None for t in model.variables["z[1]"].terms[1:])
+    got = [r.nats for r in Analysis(model).evaluate_all(model.reports)]
+    for q, value in list(zip(model.reports, got))[::7]:
+        a, b = ([model.flows[n].latent if n in model.flows else n for n in g] for g in q.groups)
+        assert value == pytest.approx(dense_mi(model, a, b), rel=1e-9)  # dense: slogdet round-off
+
+
+def random_blockset(seed: int, K: int):
+    """Blocks of sizes 2 and 3 over K scalar protos and a few vector protos; some blocks lack noise."""
+    from mmmi_dsl.mi.blocks import Block, BlockSet
+    rng = np.random.default_rng(seed)
+    scalar = [f"u{k}" for k in range(K)]
+    vector = {"p": 2, "q": 2, "r": 3, "s": 3}
+    blocks = {}
+    for i in range(6):
+        size = 2 if i % 2 else 3
+        protos = [p for p, m in vector.items() if m == size and rng.random() < 0.7]
+        identity = {p: float(rng.normal() * 10.0 ** rng.integers(-3, 3)) for p in protos}
+        loadings = rng.normal(size=(size, K)) * (rng.random() < 0.8)
+        blocks[f"b{i}"] = Block(f"b{i}", size, identity, loadings)
+    return BlockSet(scalar, vector, blocks)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_one_cause_logdet_is_the_matrix_one_at_k_1(seed):
+    """K = 1 takes float arithmetic instead of 1×1 matrices: the same value and rank."""
+    from itertools import combinations
+
+    from mmmi_dsl.mi.logdet import matrix_logdet, one_cause_logdet, structured_logdet, tolerance
+    bs = random_blockset(seed, 1)
+    names = list(bs.blocks)
+    for r in (1, 2, 3):
+        for subset in combinations(names, r):
+            atol = tolerance(bs, names)
+            a = one_cause_logdet(bs, subset, atol, bs.size(subset))
+            b = matrix_logdet(bs, subset, atol, bs.size(subset))
+            assert a.rank == b.rank, subset
+            assert a.value == pytest.approx(b.value, rel=1e-12, abs=1e-12), subset
+            assert structured_logdet(bs, subset, atol, bs.size(subset)) == a

@@ -1,57 +1,20 @@
-"""Coefficient algebra of lowering: hash-consed IR expressions, constant folding, linear forms.
+"""Linear forms of lowering: draft terms and the values of subexpressions of an equation.
 
-Coefficient nodes are hash-consed: each distinct subexpression is built (and validated) once
-per lowering run and shared, since IR nodes are immutable. A family of N^2 terms then costs a
-few hundred node constructions, not N^2. :func:`reset` clears the table between runs.
+The coefficient algebra (hash-consed nodes, folding) is :mod:`mmmi_dsl.lang.coef`, re-exported
+here: a family of N^2 terms costs a few hundred node constructions, not N^2.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from mmmi_dsl import ir
-from mmmi_dsl.ir import BinOp, Expr, Neg, Num, Span, Sym
+from mmmi_dsl.ir import Expr, Span
+from mmmi_dsl.lang.coef import binop, fold, mul, neg, num_node, real_pow, reset, sym_node, underflows, unroll
 
-_NODES: dict[tuple, Expr] = {}
-
-
-def reset() -> None:
-    """Forget the hash-consed nodes of the previous lowering run."""
-    _NODES.clear()
-
-
-def num_node(v: float) -> Num:
-    key = ("num", float(v))
-    node = _NODES.get(key)
-    if node is None:
-        node = _NODES[key] = Num(value=float(v))
-    return node  # type: ignore[return-value]
-
-
-def sym_node(name: str) -> Sym:
-    key = ("sym", name)
-    node = _NODES.get(key)
-    if node is None:
-        node = _NODES[key] = Sym(name=name)
-    return node  # type: ignore[return-value]
-
-
-def _bin(op: str, a: Expr, b: Expr) -> BinOp:
-    key = ("bin", op, id(a), id(b))
-    node = _NODES.get(key)
-    if node is None:
-        node = _NODES[key] = BinOp(op=op, left=a, right=b)
-    return node  # type: ignore[return-value]
-
-
-def _neg(a: Expr) -> Neg:
-    key = ("neg", id(a))
-    node = _NODES.get(key)
-    if node is None:
-        node = _NODES[key] = Neg(operand=a)
-    return node  # type: ignore[return-value]
+__all__ = ["DraftTerm", "LinearValue", "binop", "draft_term", "fold", "mul", "neg", "num_node", "real_pow",
+           "reset", "scaled", "sym_node", "underflows"]
 
 
 class DraftTerm(NamedTuple):
@@ -63,81 +26,23 @@ class DraftTerm(NamedTuple):
     template: str | None = None
     matrix: str | None = None
     span: Span | None = None
+    index: str | None = None  # a family term (ir.Term): coef uses Sym(index), member m reads sources[m]
+    first: int = 0
 
     def to_ir(self) -> ir.Term:
         return ir.Term(coef=self.coef, op=self.op, sources=self.sources, template=self.template,
-                       matrix=self.matrix, span=self.span)
+                       matrix=self.matrix, span=self.span, index=self.index, first=self.first)
+
+    def members(self) -> list["DraftTerm"]:
+        """The ordinary draft terms this stands for (a family term's members, folded as if unrolled)."""
+        if self.index is None:
+            return [self]
+        return [DraftTerm(t.coef, t.op, t.sources, t.template, t.matrix, t.span) for t in unroll(self.to_ir())]
 
 
 def draft_term(coef: Expr, op: str, sources: tuple[str, ...], template: str | None = None,
           matrix: str | None = None, span: Span | None = None) -> DraftTerm:
     return DraftTerm(coef, op, tuple(sources), template, matrix, span)
-
-
-def mul(a: Expr, b: Expr) -> Expr:
-    """Product with the obvious simplifications (1*x, -1*x, constant folding)."""
-    if isinstance(a, Num) and isinstance(b, Num) and not underflows(a.value, b.value, a.value * b.value):
-        return num_node(a.value * b.value)
-    for x, y in ((a, b), (b, a)):
-        if isinstance(x, Num) and x.value == 1:
-            return y
-        if isinstance(x, Num) and x.value == -1:
-            return neg(y)
-    return _bin("*", a, b)
-
-
-def neg(a: Expr) -> Expr:
-    if isinstance(a, Num):
-        return num_node(-a.value)
-    if isinstance(a, Neg):
-        return a.operand
-    return _neg(a)
-
-
-def binop(op: str, a: Expr, b: Expr) -> Expr:
-    """A binary operation on constants, folded when both sides are numbers."""
-    if op == "*":
-        return mul(a, b)
-    if isinstance(a, Num) and isinstance(b, Num):
-        v = fold(op, a.value, b.value)
-        if math.isfinite(v) and not (op in "/^" and underflows(a.value, b.value if op == "/" else 1.0, v)):
-            return num_node(v)  # an underflow stays unfolded: the MI engine reports it with its position
-    if op == "^" and isinstance(b, Num):
-        if b.value == 0:
-            return num_node(1.0)
-        if b.value == 1:
-            return a
-    if op == "/" and isinstance(b, Num) and b.value == 1:
-        return a
-    return _bin(op, a, b)  # type: ignore[arg-type]
-
-
-def fold(op: str, a: float, b: float) -> float:
-    """``a op b`` for ``+ - / ^`` (only the one asked for), NaN where it has no finite real value.
-
-    Only ``op`` is computed: ``150 - 298`` folds even though ``150 ^ 298`` would overflow.
-    """
-    try:
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "/":
-            return a / b if b != 0 else math.nan
-        return real_pow(a, b)
-    except (OverflowError, ZeroDivisionError):
-        return math.nan
-
-
-def underflows(a: float, b: float, result: float) -> bool:
-    """Whether an operation on nonzero a, b lost its value to underflow (0 or a subnormal)."""
-    return a != 0 and b != 0 and math.isfinite(result) and abs(result) < 2.2250738585072014e-308
-
-
-def real_pow(a: float, b: float) -> float:
-    """a^b, NaN where it is not real (a negative base, a fractional power): refused as E0212."""
-    r = a ** b
-    return math.nan if isinstance(r, complex) else r
 
 
 @dataclass

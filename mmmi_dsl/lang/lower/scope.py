@@ -71,7 +71,9 @@ class Scope:
         self.uniform: dict[str, ir.UniformLaw] = {}  # proto n : uniform[lo, hi]
         self.sizes: dict[str, int] = {}
         self._constant: dict[int, bool] = {}
+        self.member_cache: dict[tuple, tuple[str, ...] | None] = {}  # family sums: members by (family, index, range)
         self.n_terms = 0  # terms expanded by sum(...) so far (limits.MAX_TERMS)
+        self.n_unrolled = 0  # of them, those unrolled one by one (limits.MAX_UNROLLED_TERMS)
         self.hidden: dict[str, tuple] = {}  # hidden scalar latents of rank-one terms: name -> (term, span)
         self.work = 0  # expression nodes evaluated so far (limits.MAX_WORK)
         self._hints: dict[tuple, str] = {}
