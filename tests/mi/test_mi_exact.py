@@ -343,3 +343,32 @@ def test_overflowing_coefficients_are_a_spec_error():
     from mmmi_dsl.errors import SpecError
     with pytest.raises(SpecError, match="overflow"):
         Analysis(load(SPECS / "telescopes.mmi", {"eta1": "1e308", "eta2": "1e308"}))
+
+
+NEAR_DETERMINISTIC = """dim d = 1
+param a = 0.7
+proto u0 : scalar
+proto u1 : scalar
+proto u2 : scalar
+proto n0 : vector[d]
+latent z0 = a * u0 * ones(d) + a * n0 + a * u1 * ones(d)
+latent z1 = a * z0 + a * u0 * ones(d)
+target theta = a * u0 + a * u1 + a * u2
+target phi = a * dot(random(d, 7), z1) + u0
+flow x0 = identity(z0)
+flow x1 = identity(z1)
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="known: the engine loses about 2e-9 relative when 1 - rho^2 is 1.3e-7 "
+                   "(a near-deterministic relation); the dense reference is 3.6e-11 off here. Found by the "
+                   "property test above; remove this mark when the engine is conditioned better")
+def test_a_near_deterministic_conditional_mi_to_1e_10():
+    """I(phi; u0 | theta, n0): given theta and n0, phi = c1 u0 + c2 u1 with (u0, u1) of covariance
+    [[2, -1], [-1, 2]] / 3, so I = -1/2 log(1 - rho^2); the value is mpmath's at 50 digits."""
+    model = loads(NEAR_DETERMINISTIC)
+    got = Analysis(model).evaluate(resolve_query(model, "I(phi; u0 | theta, n0)")).nats
+    dense = dense_mi(model, ["phi"], ["u0"], ["theta", "n0"])
+    exact = 7.9152957867204200601530990661534126544824103659615
+    assert dense == pytest.approx(exact, rel=1e-10)  # the reference itself is right here
+    assert got == pytest.approx(exact, rel=1e-10)
