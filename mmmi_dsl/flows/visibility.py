@@ -85,7 +85,9 @@ def measure(flow: str, klass: int, shape: tuple[int, int, int], row: float, col:
         from mmmi_dsl.backend import auto_standardize
 
         standardize = auto_standardize(spec.flows["x"])
-    tuples = spec.sampler(seed=seed, standardize=standardize).sample_range(0, n)
+    # one chunk of exactly n tuples: a chunk is drawn (and flowed) whole, so a larger one would cost
+    # more images than are measured
+    tuples = spec.sampler(seed=seed, standardize=standardize, chunk_size=n).sample_range(0, n)
     x = tuples["x"].reshape(n, *shape).astype(np.float64)
     u = tuples["theta"].reshape(n)
     order = np.argsort(u, kind="stable")
