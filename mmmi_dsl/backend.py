@@ -38,10 +38,17 @@ from mmmi_dsl.mi.analysis import Analysis, Form
 ROUNDTRIP_RTOL = 1e-2
 
 
-def auto_standardize(flow: ir.Flow) -> str:
-    """What ``standardize="auto"`` applies before a flow chain: the strongest of what its steps'
-    definitions ask for (``whiten`` > ``scale`` > ``none``; plugins ask for nothing)."""
-    asked = [FLOWS[s.name].standardize for s in flow.steps if s.name in FLOWS]
+def auto_standardize(flow: ir.Flow, built=None) -> str:
+    """What ``standardize="auto"`` applies before a flow chain: the strongest of what its steps ask
+    for (``whiten`` > ``scale`` > ``radius`` > ``none``). A step asks what its definition says, unless
+    its built flow (``built``, the chain) says otherwise: a ``cnf`` with convolutional weights asks
+    for ``radius`` (whitening would erase where the templates put the causes); plugins ask for nothing."""
+    steps = list(getattr(built, "steps", ())) if built is not None else []
+    asked = []
+    for i, s in enumerate(flow.steps):
+        own = getattr(steps[i], "standardize", None) if i < len(steps) else None
+        if own or s.name in FLOWS:
+            asked.append(own or FLOWS[s.name].standardize)
     return max(asked, key=("none", "radius", "scale", "whiten").index, default="none")
 MAX_CHUNK = 1024
 CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 drawn per chunk
@@ -150,11 +157,13 @@ class Sampler(torch.nn.Module):
         self._label_forms = {name: self.analysis._terms_form(lab.terms, 1) for name, lab in model.labels.items()}
         self.flows = torch.nn.ModuleDict()
         self._standardizers: dict[str, tuple] = {}
+        self.standardized_as: dict[str, str] = {}  # modality -> none | radius | scale | whiten, as applied
         self._cache: dict[tuple, object] = {}  # flow round trips, measured once
         for name, f in model.flows.items():
             size = model.size_of(name)
             self.flows[_key(name)] = build_flow(f, size).to(self.device)
-            how = auto_standardize(f) if self.standardize == "auto" else self.standardize
+            how = auto_standardize(f, self.flows[_key(name)]) if self.standardize == "auto" else self.standardize
+            self.standardized_as[name] = how
             self._standardizers[name] = self._standardizer(f.latent, how)
         per_sample = sum(p.size for p in model.protos.values()) + sum(model.size_of(v) for v in self.gaussians)
         per_sample += sum(math.prod(f.shape) for f in model.flows.values())  # an injective flow outputs more
@@ -329,12 +338,14 @@ class Sampler(torch.nn.Module):
         return result
 
     def flow_roundtrip(self, n: int = 256) -> dict[str, dict]:
-        """Per modality: its flow chain and ``|f^-1(f(z)) - z|`` (max, mean) on the first latents.
+        """Per modality: its flow chain, the standardisation applied before it and ``|f^-1(f(z)) - z|``
+        (max, mean) on the first latents.
 
         ``z`` is the standardised latent the flow reads, from chunk 0 (at most ``n`` rows, and at most
         the flow's ``roundtrip_rows``: 32 for a convolutional CNF).
         """
-        return {name: {k: r[k] for k in ("chain", "roundtrip_max", "roundtrip_mean")}
+        return {name: {**{k: r[k] for k in ("chain", "roundtrip_max", "roundtrip_mean")},
+                       "standardize": self.standardized_as[name]}
                 for name, r in self._roundtrip(n).items()}
 
     def _roundtrip(self, n: int) -> dict[str, dict]:

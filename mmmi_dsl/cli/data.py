@@ -38,7 +38,7 @@ def add_parsers(sub) -> None:
                         "variance per component), radius (one scale per modality: keeps the layout of templates), "
                         "whiten (exactly N(0, I)); auto: what each flow's definition asks for ("
                         + "; ".join(f"{how} before {', '.join(names)}" for how, names in _auto_table().items())
-                        + "; else none)")
+                        + "; radius before a cnf whose weights are convolutional; else none)")
     p.add_argument("--shard", metavar="I/K", help="write job I of K (0-based); also read from SLURM_ARRAY_TASK_ID/"
                    "SLURM_ARRAY_TASK_COUNT, HTCondor's _CONDOR_PROCNO/_CONDOR_NPROCS or torchrun's RANK/WORLD_SIZE "
                    "(docs/cluster.md)")

@@ -26,6 +26,8 @@ class Flow(torch.nn.Module):
     #: at most this many latents in the round trip checked before sampling (None: as many as asked);
     #: a flow whose every call is an expensive ODE solve sets a small number
     roundtrip_rows: int | None = None
+    #: what ``standardize="auto"`` applies before this flow, when not its definition's (None)
+    standardize: str | None = None
 
     def __init__(self, size: int, **kwargs):
         super().__init__()

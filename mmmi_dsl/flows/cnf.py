@@ -145,6 +145,7 @@ class CNF(Flow):
         self.net.requires_grad_(False)
         if weights.arch(config) == "unet":  # each latent: 2 x 128 UNet passes (~2.6 s on one CPU thread at 28x28)
             self.roundtrip_rows = UNET_ROUNDTRIP_ROWS
+            self.standardize = "radius"  # one scale per modality: keeps where a template puts a cause
         self._copies: dict = {}  # (dtype, device) -> a copy of net in that dtype (not a submodule)
 
     def build_net(self, config: dict) -> nn.Module:

@@ -81,13 +81,11 @@ def measure(flow: str, klass: int, shape: tuple[int, int, int], row: float, col:
     text = SPEC.format(shape="x".join(map(str, shape)), row=row, col=col, sigma=sigma, rho=rho, flow=flow,
                        klass=klass)
     spec = mm.loads(text)
-    if standardize == "auto":
-        from mmmi_dsl.backend import auto_standardize
-
-        standardize = auto_standardize(spec.flows["x"])
     # one chunk of exactly n tuples: a chunk is drawn (and flowed) whole, so a larger one would cost
     # more images than are measured
-    tuples = spec.sampler(seed=seed, standardize=standardize, chunk_size=n).sample_range(0, n)
+    sampler = spec.sampler(seed=seed, standardize=standardize, chunk_size=n)
+    standardize = sampler.standardized_as["x"]
+    tuples = sampler.sample_range(0, n)
     x = tuples["x"].reshape(n, *shape).astype(np.float64)
     u = tuples["theta"].reshape(n)
     order = np.argsort(u, kind="stable")

@@ -247,3 +247,18 @@ def test_generate_checks_a_convolutional_flow_on_few_latents():
     sampler.flows["x"].steps[0].steps = 1  # one rk4 step per solve: this test counts latents, not accuracy
     rows = {name: r["n"] for name, r in sampler._roundtrip(256).items()}
     assert rows == {"x": UNET_ROUNDTRIP_ROWS, "y": 64}
+
+
+def test_auto_standardize_keeps_the_layout_for_a_cnf_with_convolutional_weights(tmp_path):
+    """`cnf` whitens an MLP's latent by default, but a UNet's gets one scale (radius): whitening would
+    move where a template put its cause. The choice is recorded per modality in the manifest's flows."""
+    from mmmi_dsl import loads
+    from mmmi_dsl.backend import Sampler
+
+    _random_unet(tmp_path / "u")
+    model = loads("model f\ndim img = 1x8x8\nproto n : vector[64]\nlatent z = n\n"
+                  "flow x = cnf(z, weights = \"u.safetensors\", steps = 1) : image[img]\n"
+                  "flow y = digits(z, steps = 1) : image[img]\n", base_dir=tmp_path)
+    sampler = Sampler(model, standardize="auto", chunk_size=8)
+    assert sampler.standardized_as == {"x": "radius", "y": "whiten"}
+    assert {k: v["standardize"] for k, v in sampler.flow_roundtrip(4).items()} == {"x": "radius", "y": "whiten"}
