@@ -22,16 +22,13 @@ get a clear error: their numbers come from the numeric engine only.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
-import time
 from dataclasses import dataclass, field
 
 import sympy as sp
 
 from mmmi_dsl import ir
+from mmmi_dsl.deadline import deadline
 from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.check import variable_order
 from mmmi_dsl.lang.coef import unrolled
@@ -49,36 +46,10 @@ class GaveUp(BaseException):
         self.seconds = seconds
 
 
-@contextlib.contextmanager
 def time_budget(seconds: float | None):
-    """Raise :class:`GaveUp` inside the block once ``seconds`` have passed (``None`` or 0: no limit).
-
-    A real-time interval timer (SIGALRM) interrupts sympy wherever it is; an outer timer
-    that is already set is restored afterwards. Outside the main thread, where signals
-    cannot be used, the block runs without a limit.
-    """
-    if not seconds or seconds <= 0 or threading.current_thread() is not threading.main_thread() \
-            or not hasattr(signal, "setitimer"):
-        yield
-        return
-    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
-    if outer_left and outer_left <= seconds:  # an outer deadline comes first: leave it in charge
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise GaveUp(seconds)
-
-    start = time.monotonic()
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-        if outer_left:
-            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - start), 1e-3))
+    """Raise :class:`GaveUp` inside the block once ``seconds`` have passed (``None`` or 0: no limit);
+    see :func:`mmmi_dsl.deadline.deadline` (sympy is interrupted wherever it is)."""
+    return deadline(seconds, lambda: GaveUp(seconds))
 
 
 class Unsupported(SpecError):

@@ -18,21 +18,19 @@ by ``SIGALRM`` (main thread, POSIX only; a long C call is interrupted when it re
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import math
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mmmi_dsl.deadline import deadline
 from mmmi_dsl.errors import UsageError
 
 
@@ -182,22 +180,6 @@ def _as_nats(value, who: str) -> float:
     return out
 
 
-@contextlib.contextmanager
 def _alarm(timeout: float | None):
     """Raise :class:`TaskTimeout` in the block after ``timeout`` seconds (main thread, POSIX); else no limit."""
-    usable = (timeout is not None and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
-    if not usable:
-        yield
-        return
-
-    def ring(signum, frame):
-        raise TaskTimeout(f"the estimator ran past {timeout:g} s")
-
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    return deadline(timeout, lambda: TaskTimeout(f"the estimator ran past {timeout:g} s"))
