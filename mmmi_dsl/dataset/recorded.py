@@ -83,8 +83,10 @@ def load_dataset_spec(path: str | Path, *, allow_paths: bool = False, check_drif
             match ``spec_sha256``, or recorded values the spec does not take.
         SpecError: the recorded spec does not lower here (a file it reads is missing: E0208).
     """
-    from mmmi_dsl.dataset.format import DatasetError, read_manifest
+    from mmmi_dsl.dataset.format import MANIFEST, DatasetError, read_manifest
 
+    if Path(path).is_dir() and manifest_path(path) is None:
+        raise DatasetError(f"{path}: no dataset here (no {MANIFEST}); give a directory `mmmic generate` wrote")
     mpath = manifest_path(path) or Path(path)
     manifest = read_manifest(mpath)
     text = manifest.get("spec")

@@ -113,3 +113,8 @@ def test_wilson_interval():
     centre = (80 + z * z / 2) / (100 + z * z)
     half = z / (100 + z * z) * math.sqrt(80 * 20 / 100 + z * z / 4)
     assert (lo, hi) == pytest.approx((centre - half, centre + half), rel=1e-9)
+
+
+def test_a_folder_without_a_manifest_is_named_as_such(mmmic, tmp_path):
+    r = mmmic("bench-probe", tmp_path, "--labels", "y")
+    assert r.code == 1 and "no dataset here (no manifest.json)" in r.stderr and "Traceback" not in r.stderr
