@@ -161,17 +161,24 @@ def run_probes(directory: str | Path, labels: Sequence[str], *, modalities: Sequ
         if name not in saved:
             raise UsageError(f"`{name}` is not saved in {found.path.parent} (saved: {', '.join(saved)})")
     engine = Analysis(model)
+    ys = {lab: np.asarray(load_arrays(directory, lab)).reshape(-1).astype(np.int64) for lab in labels}
+    thetas = {t: np.asarray(load_arrays(directory, t), dtype=np.float64).reshape(-1) for t in targets}
     rows = []
     for m in mods:
         x = np.asarray(load_arrays(directory, m))
-        f = _features(embed(m, x) if embed else x.reshape(len(x), -1), len(x), m, features)
+        if embed:
+            try:
+                embedded = embed(m, x)
+            except Exception as err:  # the user's own function, named on the command line
+                raise UsageError(f"features {features}: it raised {type(err).__name__} on `{m}`: {err}") from None
+        f = _features(embedded if embed else x.reshape(len(x), -1), len(x), m, features)
         for lab in labels:
-            y = np.asarray(load_arrays(directory, lab)).reshape(-1).astype(np.int64)
+            y = ys[lab]
             score, ci, cut = _accuracy_probe(f, y, seed)
             rows.append(ProbeRow("accuracy", lab, m, score, ci, limits.bayes_accuracy(engine, lab, [m]), cut,
                                  len(y) - cut))
         for t in targets:
-            theta = np.asarray(load_arrays(directory, t), dtype=np.float64).reshape(-1)
+            theta = thetas[t]
             score, ci, cut = _r2_probe(f, theta, seed)
             rows.append(ProbeRow("r2", t, m, score, ci, limits.r2_limit(engine, t, [m]), cut, len(theta) - cut))
     return ProbeReport(str(directory), model.name, features, tuple(rows))

@@ -97,7 +97,7 @@ class Analysis:
         self.K = len(self.scalar_protos)
         self._forms: dict[str, Form] = {}
         self._magnitudes: dict[str, float] = {}
-        self._coefs: dict[int, float] = {}  # id(expr) -> value: lowering shares equal coefficient nodes
+        self._coefs: dict[int, tuple] = {}  # id(expr) -> (expr, value): lowering shares equal coefficient nodes
         self._has_loadings: dict[str, bool] = {}
         self._vector_sources: dict[tuple[str, ...], bool] = {}
         self.block_scale: dict[str, float] = {}
@@ -155,13 +155,14 @@ class Analysis:
     def _coef(self, expr: ir.Expr, span=None) -> float:
         """A coefficient's value; E0212 (never NaN, never a traceback) where it is not a real number.
 
-        Memoised by node identity (the model keeps every node alive, so an id is never reused):
-        lowering hash-conses coefficients, so decay's N^2 terms share about 2N nodes. Only
-        good values are kept; a bad one is evaluated again, and raises, at each term that has it.
+        Memoised by node identity: lowering hash-conses coefficients, so decay's N^2 terms share
+        about 2N nodes. The entry keeps its node, so a temporary node (a family term unrolled on
+        the fallback path) can neither be freed nor have its id reused for another. Only good
+        values are kept; a bad one is evaluated again, and raises, at each term that has it.
         """
         hit = self._coefs.get(id(expr))
-        if hit is not None:
-            return hit
+        if hit is not None and hit[0] is expr:
+            return hit[1]
         try:
             value = _checked_evaluate(expr, self.env)
         except _Underflow as err:
@@ -176,7 +177,8 @@ class Analysis:
                                         f"parameter values: {reason}", span, "",
                                         "check the parameter values (--set) and the "
                                         "math functions' domains (sqrt, log of a negative number ...)")])
-        value = self._coefs[id(expr)] = float(value)
+        value = float(value)
+        self._coefs[id(expr)] = (expr, value)
         return value
 
     def form(self, name: str) -> Form:
@@ -417,6 +419,8 @@ class Analysis:
             if self.laws is not None and any(self.laws.law_of(blk) != GAUSSIAN for blk in blocks.values()):
                 return self.laws.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
             return self.system.pmi([blocks[n] for n in a], [blocks[n] for n in b], data)
+        except ValueError as err:  # the law engine: a PMI that is infinite (a deterministic relation)
+            raise SpecError([Diagnostic("E0211", str(err), None, "", "ask for the MI instead (mmmic mi)")]) from None
         except ArithmeticError as err:
             raise SpecError([Diagnostic("E0212", f"the PMI of {', '.join(a)} and {', '.join(b)} cannot be computed "
                                         f"in double precision: {err}", None, "",

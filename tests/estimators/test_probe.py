@@ -118,3 +118,15 @@ def test_wilson_interval():
 def test_a_folder_without_a_manifest_is_named_as_such(mmmic, tmp_path):
     r = mmmic("bench-probe", tmp_path, "--labels", "y")
     assert r.code == 1 and "no dataset here (no manifest.json)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_features_function_that_raises_is_a_usage_error_not_a_crash(tiny_dir):
+    """The user's `--features module:function` raising: a UsageError naming it (exit 2), never exit 3."""
+    from mmmi_dsl.errors import UsageError
+    from mmmi_dsl.probe import run_probes
+
+    def broken(name, x):
+        raise RuntimeError("boom")
+
+    with pytest.raises(UsageError, match="raised RuntimeError on `x`: boom"):
+        run_probes(tiny_dir, ["y"], modalities=["x"], features="mod:broken", embed=broken)
