@@ -209,8 +209,6 @@ def cmd_bench_probe(args) -> int:
 
 def _embedding(features: str, modalities: list[str]):
     """``--features``: None (raw), an aligned .npy (one modality), or ``module:function`` imported on request."""
-    import importlib
-    import sys
 
     import numpy as np
 
@@ -225,18 +223,16 @@ def _embedding(features: str, modalities: list[str]):
         except (OSError, ValueError) as err:
             raise UsageError(f"--features {features}: not a readable .npy array ({err})") from None
         return lambda name, x: array
-    module, sep, function = features.partition(":")
-    if not sep or not module or not function:
+    from mmmi_dsl.user_code import import_named
+
+    if ":" not in features:
         raise UsageError(f"--features {features!r}: expected raw, FILE.npy or module:function")
-    sys.path.insert(0, str(Path.cwd()))  # the user's own module, as `python -m` would find it
     try:
-        fn = getattr(importlib.import_module(module), function)
-    except (ImportError, AttributeError) as err:
-        raise UsageError(f"--features {features}: cannot import it ({err})") from None
-    finally:
-        sys.path.pop(0)
+        fn = import_named(features)
+    except ValueError as err:
+        raise UsageError(f"--features {features}: {err}") from None
     if not callable(fn):
-        raise UsageError(f"--features {features}: `{function}` is not a function")
+        raise UsageError(f"--features {features}: `{features.partition(':')[2]}` is not a function")
     return lambda name, x: fn(x)
 
 

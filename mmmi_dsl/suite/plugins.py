@@ -18,12 +18,10 @@ by ``SIGALRM`` (main thread, POSIX only; a long C call is interrupted when it re
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import shlex
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 
 from mmmi_dsl.deadline import deadline
 from mmmi_dsl.errors import UsageError
+from mmmi_dsl.user_code import import_named
 
 
 class TaskTimeout(Exception):
@@ -91,18 +90,11 @@ def python(text: str, options: dict) -> Estimator:
 
     The module is found on ``sys.path`` with the working directory first, as ``python -m`` would.
     """
-    module, _, attr = text.partition(":")
-    sys.path.insert(0, str(Path.cwd()))
+    attr = text.partition(":")[2]
     try:
-        obj = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except ImportError as err:
-        raise UsageError(f"--estimator {text}: cannot import {module!r} ({err})") from None
-    except AttributeError:
-        raise UsageError(f"--estimator {text}: {module!r} has no {attr!r}") from None
-    finally:
-        sys.path.pop(0)
+        obj = import_named(text)
+    except ValueError as err:
+        raise UsageError(f"--estimator {text}: {err}") from None
     if inspect.isclass(obj):
         if not callable(getattr(obj, "estimate", None)):
             raise UsageError(f"--estimator {text}: the class {attr} has no estimate(x, y) method")

@@ -81,7 +81,7 @@ def test_probe_on_embeddings(mmmic, tiny_dir, tmp_path, monkeypatch):
     (["--labels", "nope"], "`nope` is not a label"),
     (["--labels", "y", "--target", "x"], "`x` is not a target"),
     (["--labels", "y", "--features", "emb.npy"], "one --modality NAME"),
-    (["--labels", "y", "--features", "no_such_module_xyz:f"], "cannot import it"),
+    (["--labels", "y", "--features", "no_such_module_xyz:f"], "cannot import"),
     (["--labels", "y", "--features", "nonsense"], "expected raw, FILE.npy or module:function"),
 ])
 def test_probe_usage_errors(mmmic, tiny_dir, args, message):
