@@ -117,7 +117,7 @@ def _check_terms(model: ir.Model, lhs: str, size: int, terms, errors: Collector,
             if sizes - {0, size if t.op == "identity" else 1}:
                 _check_terms(model, lhs, size, unroll(t), errors)  # some member is wrong: say which
             elif t.op == "template":
-                _check_terms(model, lhs, size, unroll(t)[:1], errors)  # the template's size, once
+                _check_terms(model, lhs, size, unroll(t, limit=1), errors)  # the template's size, once
             continue
         src_sizes = [_size(model, s) for s in t.sources]
         if 0 in src_sizes:

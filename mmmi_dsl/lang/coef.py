@@ -154,13 +154,14 @@ def substitute(expr: Expr, name: str, value: float, memo: dict | None = None) ->
     return out
 
 
-def unroll(term: ir.Term) -> list[ir.Term]:
-    """The ordinary terms a term stands for: itself, or a family term's members in order."""
+def unroll(term: ir.Term, limit: int | None = None) -> list[ir.Term]:
+    """The ordinary terms a term stands for: itself, or a family term's members in order (the
+    first ``limit`` of them only, when given)."""
     if term.index is None:
         return [term]
     return [ir.Term(coef=substitute(term.coef, term.index, float(term.first + m)), op=term.op, sources=(src,),
                     template=term.template, matrix=term.matrix, span=term.span)
-            for m, src in enumerate(term.sources)]
+            for m, src in enumerate(term.sources[:limit])]
 
 
 def unrolled(terms) -> list[ir.Term]:
