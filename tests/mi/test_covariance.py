@@ -200,3 +200,17 @@ def test_float_path_beyond_the_exact_limit(monkeypatch):
     assert spec.mi("I(a; c)") == pytest.approx(gaussian_mi(full, list(range(4)), [4, 5]), rel=1e-10)
     with pytest.raises(SpecError, match="smallest eigenvalue is -1"):
         loads(f"latent a : vector[4], c : vector[2] ~ gaussian(cov = {rows(s - np.eye(6))})\n")
+
+
+def test_a_huge_exact_power_in_a_covariance_is_refused_quickly(mmmic, tmp_path):
+    """((1e300^64)^64)^64 as exact fractions would grow to ~10^(1.2e9) digits (a hang); beyond
+    MAX_EXACT_BITS the entry is evaluated in float64 and overflows with E0212 at its place."""
+    import time
+
+    spec = tmp_path / "huge.mmi"
+    spec.write_text("model b\nlatent a, b ~ gaussian(cov = [[((1e300^64)^64)^64, 0], [0, 1]])\n"
+                    "flow x = identity(a)\nflow y = identity(b)\nreport I(x; y)\n")
+    t = time.process_time()
+    r = mmmic("check", spec)
+    assert r.code == 1 and "E0212" in r.stderr and "huge.mmi:2:" in r.stderr and "Traceback" not in r.stderr
+    assert time.process_time() - t < 10

@@ -35,6 +35,11 @@ SYMMETRY_RTOL = 8 * float(np.finfo(np.float64).eps)
 Exact = list[list[Fraction]]
 
 
+#: the largest exact power kept as a fraction (bits of numerator or denominator); beyond it the
+#: entry is evaluated in float64, where it overflows with E0212 instead of growing without bound
+MAX_EXACT_BITS = 4096
+
+
 class Covariances(Linearizer):
     """Matrices with exact entries and ``latent ... ~ gaussian(cov = S)`` blocks."""
 
@@ -77,7 +82,8 @@ class Covariances(Linearizer):
                 if b == 0:
                     self.fail("E0212", "division by zero", node.span)
                 return a / b
-            if b.denominator == 1 and abs(b) <= 64 and (a != 0 or b >= 0):
+            bits = max(a.numerator.bit_length(), a.denominator.bit_length()) * abs(b)
+            if b.denominator == 1 and abs(b) <= 64 and (a != 0 or b >= 0) and bits <= MAX_EXACT_BITS:
                 return a ** int(b)
         return Fraction(self.value(node, env, allow_params=False))
 
