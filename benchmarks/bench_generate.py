@@ -4,8 +4,9 @@
    `torch.randn` drawing the same number of floats in the same run (target >= 0.5); also the
    same chunks assembled the old way (slices, then torch.cat), to show what writing them
    straight into the batch saves.
-2. `generate_dataset` of decay.mmi to disk against the floor of the same bytes: randn, write,
-   fsync and sha256 in the same batches (target >= 0.5).
+2. `generate_dataset` of decay.mmi to disk, streaming (its fixed setup apart), against the floor of
+   the same bytes: randn, write, fsync and sha256 in the same batches (target >= 0.5); at N = 10 and
+   at N = 1,000 (issue 20), there also with the mixing as one dense product (tiles off).
 3. The seed code's sampler (z = A u with the dense (1 + N d) x (K + N_u d) matrix A),
    at the largest d whose A fits comfortably here, against ours at the same size.
 4. Peak memory (max RSS) of `mmmic generate specs/two_views.mmi --set d=64` at
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from mmmi_dsl import load
+from mmmi_dsl import load, mixing
 from mmmi_dsl.backend import Sampler
-from mmmi_dsl.dataset.generate import generate_dataset
+from mmmi_dsl.dataset.generate import default_sizes, generate_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,14 +68,30 @@ def ours_vs_randn(n_mod: int, d: int, n: int = 2048, repeat: int = 5) -> tuple[f
     return n / t_ours, n / t_cat, n / t_randn, s.chunk_size
 
 
-def to_disk_vs_floor(n_mod: int, d: int, n: int) -> tuple[float, float]:
-    """Tuples/s of generate_dataset (decay, to disk) and of the floor: randn + write + fsync + sha256."""
+def to_disk_vs_floor(n_mod: int, d: int, n: int, dense_mixing: bool = False) -> tuple[float, float, float]:
+    """Tuples/s streamed by generate_dataset (decay, to disk, the CLI's shard and batch sizes), its
+    fixed setup in seconds, and tuples/s of the floor: randn + write + fsync + sha256 of the same bytes.
+
+    The streaming rate is (n - 1) / (t(n) - t(1)): two runs, of n tuples and of one, so the setup
+    both share (compiling the sampler, the exact MI of every report, the manifest) cancels.
+    ``dense_mixing``: every mixing as one dense product (mmmi_dsl/mixing.py's tiles off), for comparison.
+    """
     model = load(ROOT / "specs" / "decay.mmi", {"N": str(n_mod), "d": str(d)})
-    batch = Sampler(model, seed=0).chunk_size * max(1, 2 ** 22 // (n_mod * d * 64))  # ~the CLI's ~32 MiB
+    saved = mixing.MIN_COLUMNS
+    mixing.MIN_COLUMNS = 1 << 62 if dense_mixing else saved
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            times = []
+            for size in (1, n):
+                t = time.perf_counter()
+                generate_dataset(model, Path(out) / f"ds{size}", size, progress=False)
+                times.append(time.perf_counter() - t)
+                shutil.rmtree(Path(out) / f"ds{size}")
+    finally:
+        mixing.MIN_COLUMNS = saved
+    stream = (n - 1) / (times[1] - times[0])
+    _, batch = default_sizes(Sampler(model, seed=0), None, None)
     with tempfile.TemporaryDirectory() as out:
-        t = time.perf_counter()
-        generate_dataset(model, Path(out) / "ds", n, batch_size=batch, progress=False)
-        t_ours = time.perf_counter() - t
         t = time.perf_counter()
         files = [open(Path(out) / f"floor{i}.npy", "wb") for i in range(n_mod)]
         shas = [hashlib.sha256() for _ in files]
@@ -88,7 +106,7 @@ def to_disk_vs_floor(n_mod: int, d: int, n: int) -> tuple[float, float]:
             os.fsync(f.fileno())
             f.close()
         t_floor = time.perf_counter() - t
-    return n / t_ours, n / t_floor
+    return stream, times[0] - (times[1] - times[0]) / (n - 1), n / t_floor
 
 
 def dense_sampler(n_mod: int, d: int, n: int = 512) -> float:
@@ -135,12 +153,16 @@ def main(argv: list[str] | None = None) -> None:
         ours, cat, randn, chunk = ours_vs_randn(n_mod, d, n, 3 if args.quick else 5)
         print(f"{n_mod:>4} {d:>6} {chunk:>6} {ours:14.0f} {cat:17.0f} {randn:15.0f} {ours / randn:11.2f} "
               f"{cat / randn:10.2f}", flush=True)
-    print(f"\n2. decay.mmi to disk (generate_dataset) vs randn + write + fsync + sha256 of the same bytes "
-          f"(load average {os.getloadavg()[0]:.2f})")
-    print(f"{'N':>4} {'d':>6} {'n':>6} {'ours tuples/s':>14} {'floor tuples/s':>15} {'ours/floor':>11}")
-    for n_mod, d, n in [(10, 3072, 1024 if args.quick else 4096), (10, 64, 20_000 if args.quick else 100_000)]:
-        ours, floor = to_disk_vs_floor(n_mod, d, n)
-        print(f"{n_mod:>4} {d:>6} {n:>6} {ours:14.0f} {floor:15.0f} {ours / floor:11.2f}", flush=True)
+    print(f"\n2. decay.mmi to disk (generate_dataset, streaming) vs randn + write + fsync + sha256 of the same "
+          f"bytes (load average {os.getloadavg()[0]:.2f})")
+    print(f"{'N':>5} {'d':>6} {'n':>6} {'mixing':>7} {'setup s':>8} {'ours tuples/s':>14} {'floor tuples/s':>15} "
+          f"{'ours/floor':>11}")
+    rows = [(10, 3072, 1024 if args.quick else 4096, False), (10, 64, 20_000 if args.quick else 100_000, False),
+            (1000, 3072, 64 if args.quick else 256, False), (1000, 3072, 64 if args.quick else 256, True)]
+    for n_mod, d, n, dense in rows:
+        stream, setup, floor = to_disk_vs_floor(n_mod, d, n, dense_mixing=dense)
+        print(f"{n_mod:>5} {d:>6} {n:>6} {'dense' if dense else 'tiles':>7} {setup:8.1f} {stream:14.1f} "
+              f"{floor:15.1f} {stream / floor:11.2f}", flush=True)
     if args.quick:
         return
     print("\n3. ours vs the dense-A sampler (z = A u), N = 10")

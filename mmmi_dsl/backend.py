@@ -2,7 +2,8 @@
 
 Sampling follows the block structure, never a dense A: for the outputs of one size
 d, the identity-scaled part is ``einsum('vp,cpd->cvd', mix, protos)`` (an n_v x n_p
-mixing of d-vectors), the template part ``einsum('ck,vdk->cvd', u, loadings)``, and
+mixing of d-vectors, over the tiles of ``mix`` that matter at the sampling precision:
+mmmi_dsl/mixing.py), the template part ``einsum('ck,vdk->cvd', u, loadings)``, and
 only `M @ ...` / `dot(...)` terms use dense maps. Then, per modality, an optional
 standardisation (an invertible affine map of that block) and its flow.
 
@@ -33,6 +34,7 @@ from mmmi_dsl.errors import Diagnostic, SpecError, UsageError
 from mmmi_dsl.flows import build_flow
 from mmmi_dsl.lang.laws import laws
 from mmmi_dsl.mi.analysis import Analysis, Form
+from mmmi_dsl.mixing import Mixing
 
 #: A flow must give back its input to this fraction of the input's RMS on the first chunk (else refused).
 ROUNDTRIP_RTOL = 1e-2
@@ -79,7 +81,7 @@ class _Group:
     size: int
     names: list[str]
     protos: list[str]
-    mix: torch.Tensor
+    mix: Mixing
     loadings: torch.Tensor | None
 
 
@@ -165,6 +167,16 @@ class Sampler(torch.nn.Module):
             how = auto_standardize(f, self.flows[_key(name)]) if self.standardize == "auto" else self.standardize
             self.standardized_as[name] = how
             self._standardizers[name] = self._standardizer(f.latent, how)
+        # per modality, what _outputs applies: its standardiser and flow (None: identity steps only, nothing to call)
+        self._modalities = []
+        for name, f in model.flows.items():
+            chain = self.flows[_key(name)]
+            plain = all(step.builtin == "identity" for step in chain.steps)
+            self._modalities.append((name, f, self._standardizers[name], None if plain else chain))
+        # the proto-latents read one by one (dense maps, labels, saved protos); the mixing reads views of the draw
+        read = {p for _, p, _ in self._dense} | set(self.gaussians)
+        read |= {p for f in self._label_forms.values() for p in (*f.identity, *f.dense)}
+        self._named_protos = [p for p in self.proto_order if p in read]
         per_sample = sum(p.size for p in model.protos.values()) + sum(model.size_of(v) for v in self.gaussians)
         per_sample += sum(math.prod(f.shape) for f in model.flows.values())  # an injective flow outputs more
         fitting = 2 ** int(math.log2(max(1, CHUNK_FLOATS // per_sample)))  # a power of two, ~CHUNK_FLOATS floats
@@ -188,8 +200,7 @@ class Sampler(torch.nn.Module):
             loads = np.stack([f.loadings for f in forms]) if K else None  # (n_v, d, K)
             if loads is not None and not np.any(loads):
                 loads = None
-            self.groups.append(_Group(size, names, protos,
-                                      torch.as_tensor(mix, dtype=self.dtype, device=self.device),
+            self.groups.append(_Group(size, names, protos, Mixing(mix, self.dtype, self.device),
                                       None if loads is None else torch.as_tensor(loads, dtype=self.dtype,
                                                                                  device=self.device)))
 
@@ -284,8 +295,9 @@ class Sampler(torch.nn.Module):
         draw = torch.randn((C, self._proto_width), generator=g, device=dev, dtype=dt)
         for col, half, low in self._uniform:  # uniform[lo, hi] = lo + (hi - lo) Φ(g), exactly uniform
             draw[:, col] = (low + 2 * half * torch.special.ndtr(draw[:, col].double())).to(dt)
-        protos = {p: draw[:, a:b] for p, (a, b) in self._proto_cols.items()}
-        u = torch.cat([protos[p] for p in self.scalar_protos], dim=1) if self.scalar_protos else None
+        protos = {p: draw[:, slice(*self._proto_cols[p])] for p in self._named_protos}
+        u = torch.cat([draw[:, slice(*self._proto_cols[p])] for p in self.scalar_protos], dim=1) \
+            if self.scalar_protos else None
         z: dict[str, torch.Tensor] = {}
         for grp in self.groups:
             if grp.protos:
@@ -293,14 +305,13 @@ class Sampler(torch.nn.Module):
                 if start is not None:  # a view, no copy
                     stacked = draw[:, start:start + len(grp.protos) * grp.size].view(C, len(grp.protos), grp.size)
                 else:
-                    stacked = torch.stack([protos[p] for p in grp.protos], dim=1)  # (C, n_p, d)
-                out = torch.einsum("vp,cpd->cvd", grp.mix, stacked)
+                    stacked = torch.stack([draw[:, slice(*self._proto_cols[p])] for p in grp.protos], dim=1)
+                out = grp.mix(stacked)
             else:
                 out = torch.zeros((C, len(grp.names), grp.size), device=dev, dtype=dt)
             if grp.loadings is not None and u is not None:
-                out = out + torch.einsum("ck,vdk->cvd", u, grp.loadings)
-            for i, v in enumerate(grp.names):
-                z[v] = out[:, i, :]
+                out += torch.einsum("ck,vdk->cvd", u, grp.loadings)  # out is this chunk's own
+            z.update(zip(grp.names, out.unbind(1)))
         for v, p, d_t in self._dense:
             z[v] = z[v] + protos[p] @ d_t
         for p in self.gaussians:
@@ -316,12 +327,13 @@ class Sampler(torch.nn.Module):
         C = self.chunk_size
         result: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            for name, f in self.model.flows.items():
-                x = self.flows[_key(name)](self._standardized(name, z[f.latent]))
+            for name, f, standardizer, flow in self._modalities:
+                x = _standardized(standardizer, z[f.latent])
+                x = x if flow is None else flow(x)
                 if self.uint8_range is not None:
                     lo, hi = self.uint8_range
                     x = torch.round(((x - lo) / (hi - lo)).clamp(0, 1) * 255).to(torch.uint8)
-                result[name] = x.reshape((C, *f.shape))
+                result[name] = x if x.shape[1:] == f.shape else x.reshape((C, *f.shape))
         for t in self.model.targets:
             result[t] = z[t][:, 0]
         for name, (score, cmp, thr) in self.labels.items():
@@ -408,15 +420,7 @@ class Sampler(torch.nn.Module):
         return rows.double().cpu().numpy().T  # row j is S e_j
 
     def _standardized(self, name: str, z: torch.Tensor) -> torch.Tensor:
-        st = self._standardizers[name]
-        if st[0] == "none":
-            return z
-        if st[0] == "scale":
-            return z * st[1]
-        if st[0] == "whiten-lowrank":
-            _, inv_sqrt_f, u, coef = st
-            return z * inv_sqrt_f + ((z @ u) * coef) @ u.T
-        return z @ st[1].T
+        return _standardized(self._standardizers[name], z)
 
     def _score(self, label: str, protos: dict, u) -> torch.Tensor:
         f = self._label_forms[label]
@@ -445,9 +449,9 @@ class Sampler(torch.nn.Module):
             if not out:  # the batch, allocated once; each chunk is copied straight into it (no torch.cat)
                 out = {k: torch.empty((stop - start, *v.shape[1:]), dtype=v.dtype, device=v.device)
                        for k, v in chunk.items()}
-            at = c * C + lo - start
+            at, whole = c * C + lo - start, lo == 0 and hi == C
             for k, v in chunk.items():
-                out[k][at:at + hi - lo] = v[lo:hi]
+                out[k][at:at + hi - lo] = v if whole else v[lo:hi]
         if not out:
             return {k: torch.empty((0, *shape)) for k, (shape, _) in self.variables.items()}
         return out
@@ -461,6 +465,18 @@ class Sampler(torch.nn.Module):
             finally:
                 self.seed = old
         return self.sample_tensors(0, n)
+
+
+def _standardized(st: tuple, z: torch.Tensor) -> torch.Tensor:
+    """``z`` (n, size) through a standardiser of :meth:`Sampler._standardizer`."""
+    if st[0] == "none":
+        return z
+    if st[0] == "scale":
+        return z * st[1]
+    if st[0] == "whiten-lowrank":
+        _, inv_sqrt_f, u, coef = st
+        return z * inv_sqrt_f + ((z @ u) * coef) @ u.T
+    return z @ st[1].T
 
 
 def _compare(s: torch.Tensor, cmp: str, thr: float) -> torch.Tensor:

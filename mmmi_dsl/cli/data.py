@@ -27,8 +27,10 @@ def add_parsers(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     p.add_argument("-n", type=int, required=True, metavar="N", help="number of tuples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, metavar="B", help="tuples per batch in memory (default ~32 MiB)")
-    p.add_argument("--shard-size", type=int, metavar="S", help="tuples per shard file (default ~256 MiB)")
+    p.add_argument("--batch-size", type=int, metavar="B",
+                   help="tuples per batch in memory (default ~32 MiB, or ~64 KiB per file when there are many)")
+    p.add_argument("--shard-size", type=int, metavar="S",
+                   help="tuples per shard (default ~256 MiB, or ~2 MiB per file when there are many)")
     p.add_argument("--chunk-size", type=int, metavar="C",
                    help="tuples per deterministic random chunk (default from the model's size)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

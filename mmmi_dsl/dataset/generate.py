@@ -61,8 +61,16 @@ def variable_roles(model: ir.Model, sampler) -> dict[str, str]:
     return out
 
 
+#: Bytes per shard and per batch, and per file at least: a shard of many modalities holds many files,
+#: each opened, fsynced and renamed (about 1 ms apiece), and each batch is one write per file.
+SHARD_BYTES, SHARD_FILE_BYTES = 256 << 20, 2 << 20
+BATCH_BYTES, BATCH_FILE_BYTES = 32 << 20, 64 << 10
+
+
 def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tuple[int, int]:
-    """Shard and batch sizes: multiples of the chunk, ~256 MiB per shard and ~32 MiB per batch."""
+    """Shard and batch sizes, multiples of the chunk: ~256 MiB per shard and ~32 MiB per batch, more
+    when there are many files, so that the mean file gets ~2 MiB per shard and ~64 KiB per batch
+    (decay at N = 1,000, 1,001 files: ~2 GiB shards, ~64 MiB batches)."""
     import numpy as np
 
     per_sample = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in sampler.variables.values())
@@ -71,8 +79,10 @@ def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tu
     def round_to_chunks(x: float) -> int:
         return max(c, int(x) // c * c)
 
-    shard = shard_size or round_to_chunks(min(1_048_576, (256 << 20) / max(1, per_sample)))
-    batch = batch_size or round_to_chunks(min(shard, (32 << 20) / max(1, per_sample)))
+    files = len(sampler.variables)
+    shard_bytes, batch_bytes = max(SHARD_BYTES, SHARD_FILE_BYTES * files), max(BATCH_BYTES, BATCH_FILE_BYTES * files)
+    shard = shard_size or round_to_chunks(min(1_048_576, shard_bytes / max(1, per_sample)))
+    batch = batch_size or round_to_chunks(min(shard, batch_bytes / max(1, per_sample)))
     return int(shard), int(batch)
 
 

@@ -149,37 +149,34 @@ def _remove(out_dir: Path, manifest_path: Path, shards: list[dict]) -> None:
 class _NpyWriter:
     """One shard file being written: a temp file with the full header, rows appended, hashed.
 
-    The sha256 runs on ``hasher``, one background thread per shard (hashlib releases the GIL), in
-    the order the bytes were written; :meth:`wait` blocks until every byte so far is hashed.
+    :meth:`append` writes a batch and returns its bytes; the caller hashes them (``sha``), on a
+    background thread, in the order they were written (see :func:`_write_shard`).
     """
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, hasher: ThreadPoolExecutor):
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype):
         self.path, self.tmp = path, path.with_name(f".{path.name}.tmp")
         self.shape, self.dtype = shape, np.dtype(dtype)
         self.rows = 0
         self.sha = hashlib.sha256()
-        self.hasher, self.hashed = hasher, None  # the last hashing task submitted (a Future)
         refuse_link(path)
         self.file = open(self.tmp, "wb", opener=nofollow_new)
-        self._write(npy_header(shape, self.dtype))
+        header = npy_header(shape, self.dtype)
+        self._write(header)
+        self.sha.update(header)
 
     def _write(self, data) -> None:
         with _naming(self.path):
             self.file.write(data)
-        self.hashed = self.hasher.submit(self.sha.update, data)  # one worker: in submission order
 
-    def wait(self) -> None:
-        """Block until the bytes written so far are hashed (so the batch they came from may go)."""
-        if self.hashed is not None:
-            self.hashed.result()
-
-    def append(self, rows: np.ndarray) -> None:
-        """Append a batch, (b, *shape) of the file's dtype."""
+    def append(self, rows: np.ndarray) -> memoryview:
+        """Append a batch, (b, *shape) of the file's dtype; its bytes, still to be hashed."""
         if rows.dtype != self.dtype or rows.shape[1:] != self.shape[1:]:
             raise DatasetError(f"sampler returned {rows.dtype}{list(rows.shape[1:])} per sample for "
                                f"{self.path.name}, expected {self.dtype}{list(self.shape[1:])}")
-        self._write(np.ascontiguousarray(rows).reshape(-1).view(np.uint8))
+        data = memoryview(np.ascontiguousarray(rows).reshape(-1).view(np.uint8))
+        self._write(data)
         self.rows += len(rows)
+        return data
 
     def close(self) -> tuple[str, int]:
         """Flush and fsync; return (sha256 hex, size in bytes)."""
@@ -189,7 +186,6 @@ class _NpyWriter:
             self.file.close()
         if self.rows != self.shape[0]:
             raise DatasetError(f"sampler returned {self.rows} rows for {self.path.name}, expected {self.shape[0]}")
-        self.wait()
         return self.sha.hexdigest(), self.tmp.stat().st_size
 
     def discard(self) -> None:
@@ -211,18 +207,21 @@ def _write_shard(out_dir: Path, sampler: ChunkSampler, manifest: dict, index: in
     stems = file_stems(manifest["variables"])
     files = {var: f"{rel_dir}/{stems[var]}.npy" for var in manifest["variables"]}
     writers: dict[str, _NpyWriter] = {}
+    hashed = None  # the previous batch's hashing (one background thread, in write order; hashlib releases the GIL)
     with ThreadPoolExecutor(1, thread_name_prefix="mmmic-sha256") as hasher:
         try:
             for var, spec in manifest["variables"].items():
-                writers[var] = _NpyWriter(out_dir / files[var], (stop - start, *spec["shape"]), spec["dtype"], hasher)
+                writers[var] = _NpyWriter(out_dir / files[var], (stop - start, *spec["shape"]), spec["dtype"])
             for a in range(start, stop, batch_size):
                 b = min(stop, a + batch_size)
                 batch = sampler.sample_range(a, b)  # the previous batch is hashed meanwhile
-                for w in writers.values():
-                    w.wait()  # at most two batches in memory, as before
-                for var, w in writers.items():
-                    w.append(batch[var])
+                if hashed is not None:
+                    hashed.result()  # at most two batches in memory
+                written = [(w.sha, w.append(batch[var])) for var, w in writers.items()]
+                hashed = hasher.submit(_hash, written)  # one task per batch, not per file
                 bar.update(b - a)
+            if hashed is not None:
+                hashed.result()
             done = {var: w.close() for var, w in writers.items()}
         except BaseException:
             for w in writers.values():
@@ -234,6 +233,12 @@ def _write_shard(out_dir: Path, sampler: ChunkSampler, manifest: dict, index: in
     fsync_folder(shard_dir)
     return {"index": index, "start": start, "n": stop - start, "files": files,
             "sha256": {var: d[0] for var, d in done.items()}, "bytes": {var: d[1] for var, d in done.items()}}
+
+
+def _hash(written: list) -> None:
+    """Feed each file's new bytes to its sha256: ``[(sha, bytes), ...]``."""
+    for sha, data in written:
+        sha.update(data)
 
 
 def _check_space(out_dir: Path, manifest: dict, todo: list[int]) -> None:

@@ -55,10 +55,11 @@ def die():
 if point == "append":  # inside a shard write: right after the k-th batch of a file reached its temp file
     real_append = writer._NpyWriter.append
     def append(self, rows):
-        real_append(self, rows)
+        data = real_append(self, rows)
         if kth():
             self.file.flush()
             die()
+        return data
     writer._NpyWriter.append = append
 elif point == "rename":  # right after the k-th shard file was renamed into place (its shard half renamed)
     real_replace = os.replace
