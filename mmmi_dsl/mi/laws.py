@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import mpmath
 import numpy as np
 
 from mmmi_dsl import ir
@@ -37,11 +37,16 @@ from mmmi_dsl.errors import Diagnostic, SpecError
 from mmmi_dsl.lang.laws import GAUSSIAN, NO_CLOSED_FORM, UNIFORM, describe_law, laws
 from mmmi_dsl.mi.values import MIValue
 
+if TYPE_CHECKING:
+    import mpmath
+
 __all__ = ["LawEngine", "student_correction", "student_phi", "uniform_additive_mi"]
 
 
 def student_phi(nu: float, k: int) -> mpmath.mpf:
     """``φ(k) = −lnΓ((nu+k)/2) + (nu+k)/2 · ψ((nu+k)/2)`` to 40 digits beyond nu's size (the terms cancel)."""
+    import mpmath  # here, not at the top: only Student-t models need it (26 ms of every start)
+
     with mpmath.workdps(40 + int(max(0.0, math.log10(max(nu, 1.0))))):
         h = (mpmath.mpf(nu) + k) / 2
         return -mpmath.loggamma(h) + h * mpmath.digamma(h)
@@ -49,6 +54,8 @@ def student_phi(nu: float, k: int) -> mpmath.mpf:
 
 def student_correction(nu: float, plus: Sequence[int], minus: Sequence[int]) -> float:
     """``Σ φ(r) over plus − Σ φ(r) over minus`` (nats): the Student-t term of an MI built from entropies."""
+    import mpmath
+
     with mpmath.workdps(40 + int(max(0.0, math.log10(max(nu, 1.0))))):
         total = mpmath.fsum(student_phi(nu, r) for r in plus) - mpmath.fsum(student_phi(nu, r) for r in minus)
         return float(total)
@@ -297,6 +304,8 @@ class LawEngine:
         if r < m + n:
             raise ValueError(f"the PMI of {', '.join(a)} and {', '.join(b)} is infinite: a deterministic linear "
                              f"relation between them (rank {r} < {m} + {n})")
+        import mpmath
+
         const = 0.5 * (la + lb - lab) + float(mpmath.loggamma((nu + m + n) / 2) + mpmath.loggamma(nu / 2)
                                                - mpmath.loggamma((nu + m) / 2) - mpmath.loggamma((nu + n) / 2))
         return (const - (nu + m + n) / 2 * np.log1p(qab / nu) + (nu + m) / 2 * np.log1p(qa / nu)
