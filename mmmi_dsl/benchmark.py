@@ -83,8 +83,8 @@ def run_benchmark(model: ir.Model, param: str, query: str, targets: Sequence[flo
     q, pair, rows = solve_family(model, param, query, targets, bracket)
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    key = {"model": model.name, "spec_sha256": spec_hash(model), "param": param, "query": q.text,
-           "targets": [float(t) for t in targets], "n": n, "seed": seed, "max_steps": max_steps}
+    key = {"model": model.name, "spec_sha256": spec_hash(model), "values": model.env(), "param": param,
+           "query": q.text, "targets": [float(t) for t in targets], "n": n, "seed": seed, "max_steps": max_steps}
     results = open_results(out / RESULTS, key, "mmmic-bench-estimators/1", _valid_point)
     points = results["points"]
     for i, row in enumerate(rows):

@@ -154,6 +154,8 @@ def test_bench_estimators_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     other[other.index("3000")] = "2000"
     assert cli.main(other) == 2
     assert "holds a different benchmark" in capsys.readouterr().err
+    assert cli.main([*argv, "--set", "d=3"]) == 2  # the same spec at other values is another benchmark
+    assert "holds a different benchmark" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
