@@ -23,7 +23,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "bmi"
 TASKS = {t["id"]: t for t in json.loads((FIXTURE / "tasks.json").read_text())["tasks"]}
 SPECS = sorted((ROOT / "specs" / "bmi").glob("*.mmi"))
 
-PERMUTATIONS = 99
+PERMUTATIONS = 299
 #: Reject at p <= 1e-3 per task: over the 40 specs a family-wise false-rejection rate below 0.04.
 ALPHA = 1e-3
 #: One spec per family runs by default; all of them with --runslow (about 1.5 s each).
@@ -79,7 +79,7 @@ def energy_test(a: np.ndarray, b: np.ndarray, permutations: int = PERMUTATIONS,
     ``-w' D w`` with D the pooled distances and ``w = s / n - (1 - s) / m`` for s the indicator of
     the first sample: every relabelling is one column of one matrix product. The p-value is the
     tail of a gamma fitted to the permuted statistics' mean and variance (the null law of E is a
-    weighted sum of chi-squares, which a gamma matches closely), so 99 relabellings resolve
+    weighted sum of chi-squares, which a gamma matches closely), so 299 relabellings resolve
     p-values far below 1 / 100.
     """
     from scipy import stats
