@@ -360,15 +360,24 @@ flow x1 = identity(z1)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="known: the engine loses about 2e-9 relative when 1 - rho^2 is 1.3e-7 "
-                   "(a near-deterministic relation); the dense reference is 3.6e-11 off here. Found by the "
-                   "property test above; remove this mark when the engine is conditioned better")
-def test_a_near_deterministic_conditional_mi_to_1e_10():
+def test_a_near_deterministic_conditional_mi_to_1e_13():
     """I(phi; u0 | theta, n0): given theta and n0, phi = c1 u0 + c2 u1 with (u0, u1) of covariance
-    [[2, -1], [-1, 2]] / 3, so I = -1/2 log(1 - rho^2); the value is mpmath's at 50 digits."""
+    [[2, -1], [-1, 2]] / 3, so I = -1/2 log(1 - rho^2) with 1 - rho^2 = 1.3e-7; the value is mpmath's
+    at 50 digits. The log-determinants lost 2.1e-9 relative here (eps e^(2I) to cancellation); above
+    NEAR_DETERMINISTIC_NATS the engine takes the principal angles of the residuals instead."""
     model = loads(NEAR_DETERMINISTIC)
-    got = Analysis(model).evaluate(resolve_query(model, "I(phi; u0 | theta, n0)")).nats
+    got = Analysis(model).evaluate(resolve_query(model, "I(phi; u0 | theta, n0)"))
     dense = dense_mi(model, ["phi"], ["u0"], ["theta", "n0"])
     exact = 7.9152957867204200601530990661534126544824103659615
-    assert dense == pytest.approx(exact, rel=1e-10)  # the reference itself is right here
-    assert got == pytest.approx(exact, rel=1e-10)
+    assert dense == pytest.approx(exact, rel=1e-10)  # the naive reference is right to 3.6e-11 here
+    assert got.nats == pytest.approx(exact, rel=1e-13)
+
+
+@pytest.mark.parametrize("a, b, exact", [  # mpmath at 40 digits: Σ = A Aᵀ of the dense A, Cholesky
+    ("x1", "x2", 111.23879765372153984), ("z_c", "x1", 143.83947365618342017)])
+def test_large_mi_of_disentangled_to_1e_15(a, b, exact):
+    """Large MIs, each from many moderate canonical correlations: the residuals' angles are right to
+    ~1e-16 where the log-determinants were 1.5e-14 and 2.7e-13 off."""
+    model = load(SPECS / "disentangled.mmi")
+    got = Analysis(model).evaluate(resolve_query(model, f"I({a}; {b})")).nats
+    assert got == pytest.approx(exact, rel=1e-15)
