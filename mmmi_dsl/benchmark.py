@@ -202,8 +202,8 @@ def _valid_point(p) -> bool:
 
 def write_results(path: Path, results: dict) -> None:
     """Write ``results`` to ``path`` as indented JSON, atomically (a crash leaves the old file)."""
-    from mmmi_dsl.files import write_atomic
-    write_atomic(path, json.dumps(results, indent=2, allow_nan=False))
+    from mmmi_dsl.files import dumps_json, write_atomic
+    write_atomic(path, dumps_json(results))  # no final newline, unlike files.write_json: files written so far
 
 
 def summarize(points: Sequence[dict], labels: Sequence[str]) -> list[dict]:

@@ -33,3 +33,8 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 def dumps_json(obj) -> str:
     """JSON with indentation; NaN and inf are refused (they are not JSON)."""
     return json.dumps(obj, indent=2, allow_nan=False)
+
+
+def write_json(path: Path, obj) -> None:
+    """``obj`` as :func:`dumps_json` text and a final newline, written atomically (a crash leaves the old file)."""
+    write_atomic(path, dumps_json(obj) + "\n")

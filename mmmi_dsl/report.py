@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from mmmi_dsl import ir
-from mmmi_dsl.files import dumps_json, write_atomic
+from mmmi_dsl.files import write_atomic, write_json
 
 
 def ir_json(model: ir.Model) -> str:
@@ -161,7 +161,7 @@ def write_bundle(model: ir.Model, out_dir: Path) -> list[Path]:
     queries = default_queries(model)
     results = Analysis(model).evaluate_all(queries)
     mi_path = out_dir / "mi.json"
-    write_atomic(mi_path, dumps_json(mi_json(model, results)) + "\n")
+    write_json(mi_path, mi_json(model, results))
     tex_path = out_dir / "formulas.tex"
     header = f"% exact mutual information of model {model.name} (nats unless marked bits), by mmmic\n"
     n_terms = sum(t.count for v in model.variables.values() for t in v.terms)

@@ -232,8 +232,6 @@ def cmd_export(args) -> int:
     from mmmi_dsl.cli.args import parse_bracket
     from mmmi_dsl.dataset.export import export
 
-    if args.rows_per_file is not None:
-        at_least(args.rows_per_file, 1, "--rows-per-file")
     if args.png_range and args.images != "png":
         raise UsageError("--png-range is for --images png")
     png_range = parse_bracket(args.png_range, "--png-range") if args.png_range else None

@@ -209,9 +209,9 @@ def table_text(model, table) -> str:
 
 def write_table(path: Path, model, table) -> None:
     """Write CSV or JSON, chosen by the extension (``.csv``, ``.json``, checked before); atomic."""
-    from mmmi_dsl.files import write_atomic
+    from mmmi_dsl.files import write_atomic, write_json
 
     if path.suffix.lower() == ".csv":
         write_atomic(path, table_csv(table))
     else:
-        write_atomic(path, dumps_json(table_json(model, table)) + "\n")
+        write_json(path, table_json(model, table))

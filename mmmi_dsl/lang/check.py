@@ -171,37 +171,51 @@ def check_query(model: ir.Model, q: ir.Query, errors: Collector) -> None:
         _check_disjoint(model, q, errors)
 
 
-def _check_limit(model: ir.Model, q: ir.Query, errors: Collector) -> None:
-    """``MMSE``/``RMSE`` of one scalar Gaussian variable, ``ACC`` of one label; no label is given.
+def limit_target_problem(model: ir.Model, kind: str, target: str) -> str | None:
+    """What rules ``target`` out as the target of a ``kind`` limit (resolved names), else None.
+
+    ``ACC`` is of a label (else ``"not a label"``); ``MMSE``/``RMSE`` are of a scalar Gaussian
+    variable: not ``"a label"``, not ``"a modality"``, not ``"not scalar"``.
 
     Note:
         A modality is a nonlinear bijection of its latent: its MMSE is not Var e^{-2I}, so
-        its latent is named instead. Given a label the posterior is no longer Gaussian.
+        its latent is named instead.
     """
+    if kind == "ACC":
+        return None if target in model.labels else "not a label"
+    if target in model.labels:
+        return "a label"
+    if target in model.flows:
+        return "a modality"
+    return None if model.size_of(target) == 1 else "not scalar"
+
+
+def _check_limit(model: ir.Model, q: ir.Query, errors: Collector) -> None:
+    """``MMSE``/``RMSE`` of one scalar Gaussian variable, ``ACC`` of one label (:func:`limit_target_problem`);
+    no label is given (given a label the posterior is no longer Gaussian)."""
     (target,) = q.groups[0]
-    if q.kind == "ACC":
-        if target not in model.labels:
-            what = _what(model, target)
-            errors.error("E0211", f"ACC(...) is the Bayes accuracy of a label; `{target}` is {what}", q.span, "",
-                         f"declare one (`label y = {target} > 0`) and ask for ACC(y | ...), or MMSE({target} | ...)"
-                         if target not in model.flows else "declare a label (`label y = theta > 0`)")
-            return
-    elif target in model.labels:
+    problem = limit_target_problem(model, q.kind, target)
+    if problem == "not a label":
+        what = _what(model, target)
+        errors.error("E0211", f"ACC(...) is the Bayes accuracy of a label; `{target}` is {what}", q.span, "",
+                     f"declare one (`label y = {target} > 0`) and ask for ACC(y | ...), or MMSE({target} | ...)"
+                     if target not in model.flows else "declare a label (`label y = theta > 0`)")
+        return
+    if problem == "a label":
         errors.error("E0211", f"{q.kind}(...) is of a scalar Gaussian variable; `{target}` is a label", q.span, "",
                      f"ACC({target} | ...) is the Bayes accuracy of a label")
         return
-    elif target in model.flows:
+    if problem == "a modality":
         latent = model.flows[target].latent
         errors.error("E0211", f"{q.kind}(...) is of a Gaussian variable; `{target}` is a modality (a flow of "
                      f"`{latent}`)", q.span, "", f"ask for {q.kind}({latent} | ...): the flow's latent")
         return
-    else:
-        size = model.variables[target].size if target in model.variables else model.protos[target].size
-        if size != 1:
-            errors.error("E0211", f"{q.kind}(...) is of a scalar; `{target}` has size {size}", q.span, "",
-                         f"one query per entry: `template e = onehot({size}, 1)`, `latent t = dot(e, {target})`, "
-                         f"then {q.kind}(t | ...)")
-            return
+    if problem == "not scalar":
+        size = model.size_of(target)
+        errors.error("E0211", f"{q.kind}(...) is of a scalar; `{target}` has size {size}", q.span, "",
+                     f"one query per entry: `template e = onehot({size}, 1)`, `latent t = dot(e, {target})`, "
+                     f"then {q.kind}(t | ...)")
+        return
     labels = [n for n in q.given if n in model.labels]
     if labels:
         errors.error("E0211", f"{q.kind}(...) cannot be given a label (`{labels[0]}`)", q.span, "",

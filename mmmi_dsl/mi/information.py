@@ -17,7 +17,7 @@ from mmmi_dsl.mi.conditioning import reduce_conditioning, residual_mi
 from mmmi_dsl.mi.logdet import logdet, tolerance
 from mmmi_dsl.mi.values import MIValue
 
-__all__ = ["MIValue", "clamp", "interaction_information", "mi", "total_correlation"]
+__all__ = ["MIValue", "clamp", "interaction_from_terms", "interaction_information", "mi", "total_correlation"]
 
 #: Above this MI (nats) the log-determinant combination of :func:`mi` can lose more than 1e-13
 #: relative (its error grows like eps e^(2 I) / I); queries of at most RESIDUAL_ROWS coordinates
@@ -147,19 +147,32 @@ def interaction_information(bs: BlockSet, a: str | Sequence[str], b: str | Seque
         raise ValueError("interaction_information needs three non-empty sets")
     if len(union(A, B, C)) != len(A) + len(B) + len(C):
         raise ValueError("interaction_information sets must be pairwise disjoint")
-    i_ab = mi(bs, A, B)
-    i_abc = mi(bs, A, B, C)
+    i_ab, i_abc = mi(bs, A, B), mi(bs, A, B, C)
+    try:
+        return interaction_from_terms(i_ab, i_abc)
+    except ValueError as err:
+        raise ValueError(f"interaction information undefined: {err}") from None
+
+
+def interaction_from_terms(i_ab: MIValue, i_abc: MIValue,
+                           zero_reason: str | None = "both terms are exactly zero by independence") -> MIValue:
+    """``II = I(A; B) − I(A; B | C)`` from its two terms, for every law (Gaussian, Student-t, uniform).
+
+    ``+inf`` when only ``I(A; B)`` is infinite, ``−inf`` when only ``I(A; B | C)`` is, exactly 0.0
+    (with ``zero_reason``) when both are zero by independence. The method is the first of
+    student, uniform, dense, structured among the terms', else independent.
+
+    Raises:
+        ValueError: Both terms infinite (inf − inf is undefined).
+    """
     if math.isinf(i_ab.nats) and math.isinf(i_abc.nats):
-        raise ValueError(
-            "interaction information undefined: both I(A;B) and I(A;B|C) are infinite "
-            f"({i_ab.reason}; {i_abc.reason})"
-        )
+        raise ValueError(f"both I(A;B) and I(A;B|C) are infinite ({i_ab.reason}; {i_abc.reason})")
     methods = {i_ab.method, i_abc.method}
-    method = next((m for m in ("dense", "structured") if m in methods), "independent")
+    method = next((m for m in ("student", "uniform", "dense", "structured") if m in methods), "independent")
     if math.isinf(i_ab.nats):
         return MIValue(math.inf, f"I(A;B) is infinite: {i_ab.reason}", method)
     if math.isinf(i_abc.nats):
         return MIValue(-math.inf, f"I(A;B|C) is infinite: {i_abc.reason}", method)
     if method == "independent":
-        return MIValue(0.0, "both terms are exactly zero by independence", method)
+        return MIValue(0.0, zero_reason, method)
     return MIValue(i_ab.nats - i_abc.nats, None, method)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mmmi_dsl.ir import LIMIT_KINDS
+from mmmi_dsl.lang.check import limit_target_problem
 from mmmi_dsl.mi.values import MIValue
 
 __all__ = ["KINDS", "LimitResult", "bayes_accuracy", "bayes_accuracy_from_mi", "bayes_error_from_mi", "evaluate",
@@ -165,16 +166,17 @@ def _information(analysis, target: str, given: Sequence[str]) -> MIValue:
 
 
 def _check_scalar(analysis, target: str) -> str:
+    """The block of a Python caller's MMSE target, by the query rules
+    (:func:`mmmi_dsl.lang.check.limit_target_problem`); ValueError for a name the model lacks."""
     m = analysis.model
-    if target in m.labels or target in m.flows:
-        what = "a label" if target in m.labels else "a modality"
-        raise ValueError(f"the MMSE is of a scalar Gaussian variable; `{target}` is {what}")
-    block = analysis.block_of(target)
-    if block not in analysis.system.blocks:
+    if not any(target in names for names in (m.protos, m.variables, m.flows, m.labels)):
         raise ValueError(f"`{target}` is not a variable of model `{m.name}`")
-    if analysis.system.blocks[block].size != 1:
-        raise ValueError(f"the MMSE is of a scalar; `{target}` has size {analysis.system.blocks[block].size}")
-    return block
+    problem = limit_target_problem(m, "MMSE", target)
+    if problem == "not scalar":
+        raise ValueError(f"the MMSE is of a scalar; `{target}` has size {m.size_of(target)}")
+    if problem is not None:
+        raise ValueError(f"the MMSE is of a scalar Gaussian variable; `{target}` is {problem}")
+    return analysis.block_of(target)
 
 
 def _mmse_value(analysis, target: str, given: Sequence[str]) -> tuple[float, str | None]:
@@ -217,7 +219,7 @@ def r2_limit(analysis, target: str, given: Sequence[str] = ()) -> float:
 
 def _accuracy_value(analysis, label: str, given: Sequence[str]) -> tuple[float, str | None]:
     m = analysis.model
-    if label not in m.labels:
+    if limit_target_problem(m, "ACC", label) is not None:
         raise ValueError(f"`{label}` is not a label of model `{m.name}`; ACC is of a label (`label y = s > t`)")
     var_s = float(analysis.covariance([label])[0, 0])
     threshold = analysis.label_threshold(label)

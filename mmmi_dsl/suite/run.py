@@ -147,6 +147,7 @@ def run_suite(suite: Suite, tasks: list[Task], estimator: Estimator, out: Path, 
         UsageError: ``out`` holds results of another estimator, suite, n or device.
         SuiteError: a selected task's spec is missing or its exact MI moved (before anything runs).
     """
+    from mmmi_dsl.files import write_json
     from mmmi_dsl.version import __version__
 
     seeds = tuple(suite.seeds if seeds is None else seeds)
@@ -161,7 +162,7 @@ def run_suite(suite: Suite, tasks: list[Task], estimator: Estimator, out: Path, 
         row = _run_one(suite, resolved[task.id], estimator, cache, n or suite.size(task), seed, timeout=timeout,
                        device=device, full_verify=full_verify, progress=progress)
         results["rows"].append(row)
-        _write(out / "results.json", results)
+        write_json(out / "results.json", results)
         shown = f"{row['estimate_nats']:.4f}" if row["failure"] is None else f"failed: {row['failure']}"
         log(f"[{i + 1}/{len(todo)}] {task.id} (seed {seed}): exact {row['exact_nats']:.4f}, {shown} "
             f"({row['seconds']:.1f} s)")
@@ -217,8 +218,3 @@ def _diff(old, new: dict) -> str:
         return "no key"
     names = [k for k in new if old.get(k) != new[k]]
     return ", ".join(f"{k} was {old.get(k)!r}" for k in names) or "a different key"
-
-
-def _write(path: Path, results: dict) -> None:
-    from mmmi_dsl.files import dumps_json, write_atomic
-    write_atomic(path, dumps_json(results) + "\n")

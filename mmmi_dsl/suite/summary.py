@@ -127,11 +127,11 @@ def plot(results: dict, path: Path) -> Path:
 def write_outputs(results: dict, out: Path) -> dict:
     """``results.csv``, ``summary.csv``, ``results.md``, ``plot.png``; the summary is also stored in
     ``results.json``. Returns the summary."""
-    from mmmi_dsl.files import dumps_json, write_atomic
+    from mmmi_dsl.files import write_atomic, write_json
 
     summary = summarize(results["rows"])
     results["summary"] = summary
-    write_atomic(out / "results.json", dumps_json(results) + "\n")
+    write_json(out / "results.json", results)
     write_atomic(out / "results.csv", _csv(ROW_COLUMNS, results["rows"]))
     write_atomic(out / "summary.csv", _csv(GROUP_COLUMNS, [*summary["by_family"], summary["all"],
                                                              *summary["by_family_dims"]]))

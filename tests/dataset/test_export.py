@@ -148,6 +148,7 @@ def test_bad_input_exits_1_or_2(data, tmp_path, mmmic):
     assert r.code == 2
     r = mmmic("export", data, "--to", "parquet", tmp_path / "o3", "--rows-per-file", "0")
     assert r.code == 2 and "--rows-per-file" in r.stderr
+    assert "--rows-per-file must be at least 1, got 0" in r.stderr and "Traceback" not in r.stderr  # export()'s check
     r = mmmic("export", data, "--to", "parquet", tmp_path / "o4", "--png-range", "0,1")
     assert r.code == 2 and "--images png" in r.stderr
     r = mmmic("export", data, "--to", "parquet", tmp_path / "o5", "--images", "png", "--png-range", "1,0")

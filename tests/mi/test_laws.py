@@ -288,3 +288,37 @@ def test_formulas_match_numbers():
     f = mmmi_dsl.loads(UNIFORM).formula("I(x; yy)")
     for eps in (0.1, 0.75):
         assert float(f.subs(sp.Symbol("eps", real=True), eps)) == pytest.approx(bmi_additive(eps), rel=1e-12)
+
+
+def test_interaction_information_with_laws_signs_and_messages():
+    """II over a Student group takes the Gaussian engine's combination (information.interaction_from_terms):
+    an exact 0.0 (no reason, as before the fold), -inf when only the conditional term is infinite, and the
+    undefined inf - inf refused with both reasons (E0211) without the Gaussian path's prefix."""
+    text = """
+proto u : scalar
+proto e : scalar
+proto g : scalar
+proto k : scalar
+latent a = u
+latent b = e
+latent c = g
+latent d = 2 * u
+latent s = u + e
+latent h = k
+student(3): a, b, d, s
+"""
+    spec = mmmi_dsl.loads(text)
+    (zero,) = spec.results("II(a; c; h)")  # c, h Gaussian and independent of a
+    assert zero.nats == 0.0 and zero.reason is None
+    (neg,) = spec.results("II(a; b; s)")  # I(a; b | s) = inf: b = s - a
+    assert neg.nats == -math.inf and neg.reason.startswith("I(A;B|C) is infinite: ")
+    with pytest.raises(SpecError, match=r"E0211|undefined") as err:
+        spec.mi("II(a; d; c)")
+    message = str(err.value)
+    assert "is undefined: both I(A;B) and I(A;B|C) are infinite (" in message
+    assert "interaction information undefined" not in message
+    gauss = mmmi_dsl.loads(text.replace("student(3): a, b, d, s", ""))
+    with pytest.raises(SpecError, match="is undefined: interaction information undefined: both I"):
+        gauss.mi("II(a; d; c)")
+    (gzero,) = gauss.results("II(a; c; h)")
+    assert gzero.nats == 0.0 and gzero.reason == "both terms are exactly zero by independence"

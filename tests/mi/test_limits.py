@@ -129,6 +129,24 @@ def test_public_functions():
         limits.bayes_accuracy(a, "theta", ["x"])
 
 
+def test_public_functions_refuse_targets_by_the_query_rules():
+    """A Python caller's target is refused by the rules `mmmic check` applies to a query
+    (lang.check.limit_target_problem), each with its own plain message."""
+    spec = loads(PAIR + "proto v : vector[2]\nlatent w : vector[2] = v\n")
+    a = Analysis(spec)
+    cases = [(limits.mmse, "y", "the MMSE is of a scalar Gaussian variable; `y` is a label"),
+             (limits.rmse, "x", "the MMSE is of a scalar Gaussian variable; `x` is a modality"),
+             (limits.r2_limit, "w", "the MMSE is of a scalar; `w` has size 2"),
+             (limits.mmse, "v", "the MMSE is of a scalar; `v` has size 2"),
+             (limits.mmse, "nope", "`nope` is not a variable of model `pair`"),
+             (limits.bayes_accuracy, "z", "`z` is not a label of model `pair`; ACC is of a label")]
+    for function, target, message in cases:
+        with pytest.raises(ValueError) as err:
+            function(a, target, ["x"])
+        assert str(err.value).startswith(message), (target, str(err.value))
+    assert limits.mmse(a, "u", ["x"]) == pytest.approx(1 - 0.36, rel=1e-12)  # a scalar proto-latent is allowed
+
+
 def test_formula_matches_the_engine():
     spec = loads((ROOT / "specs/two_views.mmi").read_text(), d=16)
     for text in ("MMSE(theta | x1)", "MMSE(theta | x1, x2)", "RMSE(theta | x2)", "MMSE(theta)"):
