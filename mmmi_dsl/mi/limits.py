@@ -156,7 +156,12 @@ def _blocks(analysis, names: Sequence[str]) -> list[str]:
 
 
 def _information(analysis, target: str, given: Sequence[str]) -> MIValue:
-    """``I(target; given)`` between blocks, with the structural cases named."""
+    """``I(target; given)`` between blocks, with the structural cases named; a label in ``given`` is a
+    ValueError (given a label the posterior is not Gaussian: ``mmmic check``'s E0211 rule)."""
+    labels = [n for n in given if n in analysis.model.labels]
+    if labels:
+        raise ValueError(f"a Bayes limit cannot be given a label (`{labels[0]}`); give modalities, latents, "
+                         "targets or proto-latents")
     blocks = _blocks(analysis, given)
     if not blocks:
         return MIValue(0.0, "nothing is given", "independent")

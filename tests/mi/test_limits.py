@@ -145,6 +145,9 @@ def test_public_functions_refuse_targets_by_the_query_rules():
             function(a, target, ["x"])
         assert str(err.value).startswith(message), (target, str(err.value))
     assert limits.mmse(a, "u", ["x"]) == pytest.approx(1 - 0.36, rel=1e-12)  # a scalar proto-latent is allowed
+    for function, target in ((limits.mmse, "u"), (limits.r2_limit, "u"), (limits.bayes_accuracy, "y")):
+        with pytest.raises(ValueError, match="cannot be given a label"):  # once answered given the label's score
+            function(a, target, ["x", "y"])
 
 
 def test_formula_matches_the_engine():
