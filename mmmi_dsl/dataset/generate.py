@@ -81,8 +81,9 @@ def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tu
 
     files = len(sampler.variables)
     shard_bytes, batch_bytes = max(SHARD_BYTES, SHARD_FILE_BYTES * files), max(BATCH_BYTES, BATCH_FILE_BYTES * files)
-    shard = shard_size or round_to_chunks(min(1_048_576, shard_bytes / max(1, per_sample)))
-    batch = batch_size or round_to_chunks(min(shard, batch_bytes / max(1, per_sample)))
+    # None means "choose"; a given 0 or negative is passed on for the writer to refuse (never replaced)
+    shard = round_to_chunks(min(1_048_576, shard_bytes / max(1, per_sample))) if shard_size is None else shard_size
+    batch = round_to_chunks(min(max(shard, 1), batch_bytes / max(1, per_sample))) if batch_size is None else batch_size
     return int(shard), int(batch)
 
 

@@ -128,6 +128,12 @@ def test_generate_usage_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mmmi_dsl", "generate", SPEC, "-o", str(tmp_path), "-n", "10",
                         "--shard", "3/2"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+    for flag, name in (("--shard-size", "shard size"), ("--batch-size", "batch size")):  # 0 was taken as "default"
+        out = tmp_path / f"zero{flag}"
+        r = subprocess.run([sys.executable, "-m", "mmmi_dsl", "generate", SPEC, "-o", str(out), "-n", "10",
+                            flag, "0"], capture_output=True, text=True)
+        assert r.returncode == 2 and f"{name} must be at least 1, got 0" in r.stderr, r.stderr
+        assert not out.exists()
 
 
 def test_uint8_export_is_opt_in_and_marks_an_upper_bound(tmp_path):
