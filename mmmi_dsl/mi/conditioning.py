@@ -263,7 +263,14 @@ def _basis(M: np.ndarray, atol: Tolerance) -> np.ndarray:
 
 def residual_mi(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Sequence[str], atol: Tolerance,
                 reduction: Reduction | None = None) -> MIValue:
-    """``I(A; B | C)`` as the MI of the residuals of A and B given C, from factors.
+    """``I(A; B | C)`` as the MI of the residuals of A and B given C (:func:`residual_angles`)."""
+    return residual_angles(bs, A, B, C, atol, reduction)[0]
+
+
+def residual_angles(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Sequence[str], atol: Tolerance,
+                    reduction: Reduction | None = None) -> tuple[MIValue, tuple[int, int, int]]:
+    """``I(A; B | C)`` as the MI of the residuals of A and B given C, from factors, with the ranks
+    it found for the residuals of A, of B and of both (``rank F_A``, ``rank F_B``, ``rank F``).
 
     Note:
         Drop the protos C fixes (module Note), take an orthonormal basis Q of the row
@@ -295,18 +302,19 @@ def residual_mi(bs: BlockSet, A: Sequence[str], B: Sequence[str], C: Sequence[st
     QA, QB = _basis(F[:na], atol), _basis(F[na:], atol)
     ra, rb = QA.shape[1], QB.shape[1]
     if ra == 0 or rb == 0:
-        return MIValue(0.0, f"{fmt(A) if ra == 0 else fmt(B)} is determined by {fmt(C)}", "dense")
+        return MIValue(0.0, f"{fmt(A) if ra == 0 else fmt(B)} is determined by {fmt(C)}", "dense"), (ra, rb, -1)
     rab = _basis(F, atol).shape[1]
+    ranks = (ra, rb, rab)
     if rab < ra + rb:
         return MIValue(math.inf, f"deterministic linear relation between {fmt(A)} and {fmt(B)} given "
-                       f"{fmt(C)}: rank of the conditional covariance {rab} < {ra} + {rb}", "dense")
+                       f"{fmt(C)}: rank of the conditional covariance {rab} < {ra} + {rb}", "dense"), ranks
     if ra < rb:
         QA, QB = QB, QA
     cos = np.clip(np.linalg.svd(QA.T @ QB, compute_uv=False), 0.0, 1.0)  # descending, min(ra, rb)
     sin = np.sort(np.linalg.svd(QB - QA @ (QA.T @ QB), compute_uv=False))[: cos.size]  # ascending
     if np.any(sin[cos * cos >= 0.5] == 0.0):
         return MIValue(math.inf, f"deterministic linear relation between {fmt(A)} and {fmt(B)} given "
-                       f"{fmt(C)}: a canonical correlation of the residuals is 1", "dense")
+                       f"{fmt(C)}: a canonical correlation of the residuals is 1", "dense"), ranks
     small = cos * cos < 0.5
     value = float(-0.5 * np.sum(np.log1p(-cos[small] ** 2)) - np.sum(np.log(sin[~small])))
-    return MIValue(max(value, 0.0), None, "dense")
+    return MIValue(max(value, 0.0), None, "dense"), ranks

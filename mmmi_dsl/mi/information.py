@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from mmmi_dsl.mi.blocks import BlockSet, fmt, union
-from mmmi_dsl.mi.conditioning import reduce_conditioning, residual_mi
+from mmmi_dsl.mi.conditioning import reduce_conditioning, residual_angles, residual_mi
 from mmmi_dsl.mi.logdet import logdet, tolerance
 from mmmi_dsl.mi.values import MIValue
 
@@ -99,11 +99,14 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
         )
     value = 0.5 * (l_ac.value + l_bc.value - l_abc.value - l_c.value)
     value = clamp(value, (x.value for x in dets), "mutual information")
-    if value > NEAR_DETERMINISTIC_NATS and bs.size(ABC) <= RESIDUAL_ROWS:
+    if value > NEAR_DETERMINISTIC_NATS and bs.size(ABC) <= min(RESIDUAL_ROWS, bs.dense_limit):
         # near a deterministic relation the four log-determinants lose eps * e^(2 I) to cancellation
-        # (2e-9 relative at I = 7.9); the principal angles of the residuals lose eps * cond
-        angles = residual_mi(bs, A, B, C, atol, reduction)
-        if math.isfinite(angles.nats) and angles.nats > 0:  # the ranks above decided finiteness
+        # (2e-9 relative at I = 7.9); the principal angles of the residuals lose eps * cond. Taken only
+        # when the residuals have the ranks the log-determinants decided: the angles' one threshold
+        # (atol.total) can drop a weak noise-free direction the structured thresholds keep
+        angles, (ra, rb, rab) = residual_angles(bs, A, B, C, atol, reduction)
+        decided = (l_ac.rank - l_c.rank, l_bc.rank - l_c.rank, l_abc.rank - l_c.rank)
+        if (ra, rb, rab) == decided and math.isfinite(angles.nats) and angles.nats > 0:
             return MIValue(angles.nats, None, "dense")
     return MIValue(value, None, method)
 
