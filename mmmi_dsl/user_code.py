@@ -12,13 +12,14 @@ def import_named(text: str):
     ``sys.path``, as ``python -m`` would find it.
 
     Raises:
-        ValueError: not of the form ``module:name``, the module cannot be imported, or it has no such name
-            (the message says which).
+        ValueError: not of the form ``module:name``, the module cannot be imported or raises while
+            importing, or it has no such name (the message says which).
     """
     module, sep, attr = text.partition(":")
     if not sep or not module.strip() or not attr.strip():
         raise ValueError("expected module:function")
-    sys.path.insert(0, str(Path.cwd()))
+    cwd = str(Path.cwd())
+    sys.path.insert(0, cwd)
     try:
         obj = importlib.import_module(module)
         for part in attr.split("."):
@@ -27,6 +28,8 @@ def import_named(text: str):
         raise ValueError(f"cannot import {module!r} ({err})") from None
     except AttributeError:
         raise ValueError(f"{module!r} has no {attr!r}") from None
+    except Exception as err:  # the user's module itself failed (a syntax error, a raise at import, ".x")
+        raise ValueError(f"importing {module!r} raised {type(err).__name__}: {err}") from None
     finally:
-        sys.path.pop(0)
+        sys.path.remove(cwd)
     return obj

@@ -130,3 +130,17 @@ def test_a_features_function_that_raises_is_a_usage_error_not_a_crash(tiny_dir):
 
     with pytest.raises(UsageError, match="raised RuntimeError on `x`: boom"):
         run_probes(tiny_dir, ["y"], modalities=["x"], features="mod:broken", embed=broken)
+
+
+@pytest.mark.parametrize("source, name, message", [
+    ("def f(:\n", "badsyntax_mod:f", "raised SyntaxError"),
+    ("raise RuntimeError('at import')\n", "raising_mod:f", "raised RuntimeError: at import"),
+    (None, ".relative:f", "raised TypeError")])
+def test_a_features_module_that_fails_to_import_is_a_usage_error(mmmic, tiny_dir, tmp_path, monkeypatch,
+                                                                 source, name, message):
+    """A user's module with a syntax error, one that raises on import, or a relative name: exit 2, no traceback."""
+    if source is not None:
+        (tmp_path / f"{name.split(':')[0]}.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    r = mmmic("bench-probe", tiny_dir, "--labels", "y", "--features", name)
+    assert r.code == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
