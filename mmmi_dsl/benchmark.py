@@ -185,7 +185,7 @@ def open_results(path: Path, key: dict, fmt: str, valid: Callable[[object], bool
                 return old
             raise UsageError(f"{path} is damaged (a point lacks its numbers); delete it to start over")
         if old is not None:
-            raise UsageError(f"{path.parent} holds a different benchmark (other spec, targets, n or seed); "
+            raise UsageError(f"{path.parent} holds a different benchmark (other spec, values, targets, n or seed); "
                              "give another -o DIR or delete it")
     return {"format": fmt, "key": key, "points": []}
 

@@ -6,8 +6,9 @@ exactly zero, or when it is negligible: for every row v it touches, the skipped 
 together carry a variance ``sum_skipped M[v, p]^2`` of at most ``tol^2 sum_p M[v, p]^2`` (the protos
 are independent with unit variance, so that is the variance of what is left out, relative to the
 row's own). ``tol`` is 2^-30 for float32 (a 64th of float32's half-ulp, 2^-24) and 2^-60 for float64
-(below its 2^-53): what is skipped is below the rounding the dense sum already commits, and the
-covariance the samples follow differs from the model's by at most ``tol^2`` relatively. The model,
+(below its 2^-53): what is skipped is below the rounding the dense sum already commits; each
+variance the samples follow differs from the model's by at most ``tol^2`` relatively, and each
+covariance by at most about ``2 tol`` of the two rows' standard deviations. The model,
 and every MI computed from it, is untouched.
 
 Decay's ``alpha^-|i-j|`` (alpha = 1.2, N = 1,000) keeps a band of |i - j| <= 114 in float32: about a
@@ -71,15 +72,18 @@ class Mixing:
 
     def __init__(self, mix: np.ndarray, dtype: torch.dtype, device: torch.device):
         self.shape = mix.shape
-        self.dense = torch.as_tensor(mix, dtype=dtype, device=device)
-        self.blocks = None  # None: one dense product
-        if mix.shape[1] >= MIN_COLUMNS:
+        self.dense = None  # the whole mix on the device, only when it is one product
+        self.blocks = None  # else the kept tiles per row block
+        self.kept = 1.0
+        if mix.shape[1] >= MIN_COLUMNS and dtype in TOLERANCE:
             plan = tile_plan(mix, TOLERANCE[dtype])
             kept = sum(c1 - c0 for _, _, ranges in plan for c0, c1 in ranges) / (mix.shape[1] * len(plan))
             if kept <= MAX_KEPT:
-                self.blocks = [(r0, r1, [(c0, c1, self.dense[r0:r1, c0:c1].contiguous()) for c0, c1 in ranges])
-                               for r0, r1, ranges in plan]
-        self.kept = 1.0 if self.blocks is None else kept
+                self.kept = kept
+                self.blocks = [(r0, r1, [(c0, c1, torch.as_tensor(mix[r0:r1, c0:c1], dtype=dtype, device=device))
+                                         for c0, c1 in ranges]) for r0, r1, ranges in plan]
+        if self.blocks is None:
+            self.dense = torch.as_tensor(mix, dtype=dtype, device=device)
 
     def __call__(self, protos: torch.Tensor) -> torch.Tensor:
         if self.blocks is None:
