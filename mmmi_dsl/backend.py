@@ -49,6 +49,7 @@ def auto_standardize(flow: ir.Flow, built=None) -> str:
     asked = []
     for i, s in enumerate(flow.steps):
         own = getattr(steps[i], "standardize", None) if i < len(steps) else None
+        own = own if own in STANDARDIZE and own != "auto" else None  # a plugin's attribute is not trusted
         if own or s.name in FLOWS:
             asked.append(own or FLOWS[s.name].standardize)
     return max(asked, key=("none", "radius", "scale", "whiten").index, default="none")

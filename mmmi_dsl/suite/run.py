@@ -25,7 +25,7 @@ import numpy as np
 
 from mmmi_dsl.errors import MmmicError, UsageError
 from mmmi_dsl.suite.definition import Resolved, Suite, Task, resolve, spec_path
-from mmmi_dsl.suite.plugins import Estimator, EstimatorFailed, TaskTimeout
+from mmmi_dsl.suite.plugins import Estimator, TaskTimeout
 
 RESULTS_FORMAT = "mmmic-suite-results/1"
 STAMP = "suite-verified.json"
@@ -180,6 +180,9 @@ def _run_one(suite: Suite, resolved: Resolved, estimator: Estimator, cache: Path
     except MmmicError as err:
         row["failure"] = f"dataset: {err}"
         return row
+    except RuntimeError as err:  # torch's own (out of memory on the device, a flow's numerics): this task fails
+        row["failure"] = f"dataset: {type(err).__name__}: {err}"
+        return row
     row.update(dataset=data.directory.name, generate_seconds=data.generate_seconds,
                verify_seconds=data.verify_seconds)
     start = time.perf_counter()
@@ -192,7 +195,7 @@ def _run_one(suite: Suite, resolved: Resolved, estimator: Estimator, cache: Path
         raise  # a bad option of a built-in: the whole run is wrong, not this task
     except TaskTimeout as err:
         row["failure"] = f"timeout: {err}"
-    except (EstimatorFailed, Exception) as err:  # noqa: BLE001 - the user's estimator: recorded, not fatal
+    except Exception as err:  # noqa: BLE001 - the user's estimator (EstimatorFailed and any other): recorded, not fatal
         row["failure"] = f"{type(err).__name__}: {err}"
     row["seconds"] = time.perf_counter() - start
     return row

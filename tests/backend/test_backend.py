@@ -289,3 +289,16 @@ def test_radius_standardisation_is_one_scale_per_modality_and_keeps_the_layout()
     assert np.mean(np.sum(x ** 2, axis=1)) == pytest.approx(16, rel=0.03)
     assert abs(np.corrcoef(x[:, 2], out["t"])[0, 1]) > 0.99  # the cause still sits at entry 3
     assert Sampler(model, standardize="scale").flow_problems() == []
+
+
+def test_auto_standardize_ignores_a_plugin_standardize_attribute_it_does_not_know():
+    """A plugin flow whose `standardize` is a method or an unknown word asks for nothing (was a ValueError, exit 3)."""
+    from types import SimpleNamespace
+
+    from mmmi_dsl.backend import auto_standardize
+
+    model = loads("proto u : vector[2]\nlatent z = u\nflow x = identity(z)\n")
+    flow = model.flows["x"]
+    for odd in (lambda: "whiten", "sideways", "auto"):
+        assert auto_standardize(flow, SimpleNamespace(steps=[SimpleNamespace(standardize=odd)])) == "none"
+    assert auto_standardize(flow, SimpleNamespace(steps=[SimpleNamespace(standardize="radius")])) == "radius"
