@@ -114,6 +114,15 @@ def test_mi_check_and_load_never_import_torch(code):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_mi_of_a_spec_imports_no_writer_machinery():
+    """`mmmic mi SPEC` starts fast: only asking whether a path is a dataset must not import the
+    progress bar or the hashing thread pool (about 15 ms of every start; issue 20)."""
+    code = ("from mmmi_dsl.cli import main; main(['mi', 'specs/two_views.mmi']); import sys; "
+            "bad = [m for m in ('tqdm', 'concurrent.futures') if m in sys.modules]; assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_torch_is_imported_only_by_modules_that_run_torch():
     """A module that imports torch at its top is a torch module; the front end and the engine are not."""
     torch_free = ("mmmi_dsl.lang", "mmmi_dsl.mi", "mmmi_dsl.builtins", "mmmi_dsl.ir", "mmmi_dsl.errors",

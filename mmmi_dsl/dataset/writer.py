@@ -14,13 +14,11 @@ import json
 import os
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from tqdm import tqdm
 
 from mmmi_dsl.dataset.format import (
     FORMAT,
@@ -49,6 +47,9 @@ from mmmi_dsl.dataset.safety import (
 )
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.files import dumps_json, write_atomic
+
+if TYPE_CHECKING:  # imported where a dataset is written: every command imports this package
+    from tqdm import tqdm
 
 
 class ChunkSampler(Protocol):
@@ -207,6 +208,8 @@ def _write_shard(out_dir: Path, sampler: ChunkSampler, manifest: dict, index: in
     stems = file_stems(manifest["variables"])
     files = {var: f"{rel_dir}/{stems[var]}.npy" for var in manifest["variables"]}
     writers: dict[str, _NpyWriter] = {}
+    from concurrent.futures import ThreadPoolExecutor
+
     hashed = None  # the previous batch's hashing (one background thread, in write order; hashlib releases the GIL)
     with ThreadPoolExecutor(1, thread_name_prefix="mmmic-sha256") as hasher:
         try:
@@ -332,6 +335,8 @@ def _write_todo(out_dir: Path, sampler: ChunkSampler, manifest: dict, target: Pa
         with _naming(target):
             write_atomic(target, text)
         recorded[0] = len(done)
+
+    from tqdm import tqdm
 
     total = sum(_rows(manifest, s) for s in owned)
     try:

@@ -48,8 +48,8 @@ class Form:
 
     def magnitude(self) -> float:
         """The largest |coefficient| of the form (0 for an all-zero form)."""
-        values = [max(map(abs, self.identity.values()), default=0.0), float(np.max(np.abs(self.loadings), initial=0.0))]
-        values += [float(np.max(np.abs(d), initial=0.0)) for d in self.dense.values()]
+        values = [max(map(abs, self.identity.values()), default=0.0), float(np.abs(self.loadings).max(initial=0.0))]
+        values += [float(np.abs(d).max(initial=0.0)) for d in self.dense.values()]
         if not all(math.isfinite(v) for v in values):  # inf or NaN (inf - inf): max() would hide a NaN
             return math.inf
         return max(values, default=0.0)
@@ -215,7 +215,7 @@ class Analysis:
         """
         hit = self._has_loadings.get(name)
         if hit is None:
-            hit = self._has_loadings[name] = bool(np.any(self.form(name).loadings != 0.0))
+            hit = self._has_loadings[name] = bool((self.form(name).loadings != 0.0).any())
         return hit
 
     def _check_chain_underflow(self, c: float, largest: float, t) -> None:

@@ -69,7 +69,7 @@ class Block:
             raise ValueError(
                 f"block {self.name!r}: loadings must have shape (size={size}, K), got {loadings.shape}"
             )
-        if not np.all(np.isfinite(loadings)):
+        if not np.isfinite(loadings).all():
             raise ValueError(f"block {self.name!r}: loadings are not finite")
         loadings.flags.writeable = False
         dense = {}
@@ -80,7 +80,7 @@ class Block:
                     f"block {self.name!r}: dense map on {proto!r} must have shape (size={size}, m), "
                     f"got {mat.shape}"
                 )
-            if not np.all(np.isfinite(mat)):
+            if not np.isfinite(mat).all():
                 raise ValueError(f"block {self.name!r}: dense map on {proto!r} is not finite")
             mat.flags.writeable = False
             dense[str(proto)] = mat
@@ -184,10 +184,11 @@ class BlockSet:
         self._identity_rows: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
         self._deps: dict[str, frozenset[str]] = {}
         for key, blk in self.blocks.items():
-            deps = {self.scalar[k] for k in range(self.K) if np.any(blk.loadings[:, k] != 0)}
+            loaded = (blk.loadings != 0).any(axis=0).tolist()  # (K,): one pass over the loadings
+            deps = {s for s, nz in zip(self.scalar, loaded) if nz}
             ident = blk.identity
             deps |= ident.keys() if all(ident.values()) else {p for p, c in ident.items() if c != 0}
-            deps |= {p for p, mat in blk.dense.items() if np.any(mat != 0)}
+            deps |= {p for p, mat in blk.dense.items() if (mat != 0).any()}
             self._deps[key] = frozenset(deps)
 
     # ------------------------------------------------------------------ names
@@ -225,7 +226,11 @@ class BlockSet:
         s = self._scale_cache.get(name)
         if s is None:
             blk = self.blocks[name]
-            loading = float(np.linalg.norm(blk.loadings, 2) ** 2) if blk.loadings.size else 0.0
+            L = blk.loadings
+            if L.shape[1] == 1:  # one column: ‖L‖₂² is its sum of squares (no SVD; it only sets thresholds)
+                loading = float(L[:, 0] @ L[:, 0])
+            else:
+                loading = float(np.linalg.norm(L, 2) ** 2) if L.size else 0.0
             identity, total = 0.0, loading
             if not blk.dense:  # (|c| + 0)² = c²: the identity sum, in one pass
                 c = np.fromiter(blk.identity.values(), float, len(blk.identity))
