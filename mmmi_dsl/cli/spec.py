@@ -116,8 +116,9 @@ def load_target(args):
     return found.model
 
 
-def answer_each(model, texts: list[str], answer) -> tuple[list, list]:
-    """``answer(query)`` for every query text (default: the model's default queries).
+def answer_each(model, texts: list[str], answer, prepare=None) -> tuple[list, list]:
+    """``answer(query)`` for every query text (default: the model's default queries), after
+    ``prepare(queries)`` (if given) has seen all those that resolve.
 
     Returns (answers, errors): one failure (a query that does not resolve, or has no
     answer) is a :class:`SpecError` in ``errors``, with its source so its caret renders,
@@ -126,16 +127,30 @@ def answer_each(model, texts: list[str], answer) -> tuple[list, list]:
     from mmmi_dsl.lang.lower import resolve_query
     from mmmi_dsl.mi.analysis import default_queries
 
-    answers, errors = [], []
+    resolved, errors = [], []
     for item in texts or default_queries(model):
         try:
-            q = resolve_query(model, item) if isinstance(item, str) else item
+            resolved.append(resolve_query(model, item) if isinstance(item, str) else item)
+        except SpecError as err:
+            resolved.append(_failed(err, item))
+    if prepare is not None:
+        prepare([q for q in resolved if not isinstance(q, SpecError)])
+    answers = []
+    for item, q in zip(texts or resolved, resolved):
+        try:
+            if isinstance(q, SpecError):
+                raise q
             answers.append(answer(q))
         except SpecError as err:
-            if isinstance(item, str):
-                err.sources.setdefault("--query", item.strip())
-            errors.append(err)
+            errors.append(_failed(err, item))
     return answers, errors
+
+
+def _failed(err: SpecError, item) -> SpecError:
+    """``err`` with the query text it came from as its ``--query`` source (for the caret)."""
+    if isinstance(item, str):
+        err.sources.setdefault("--query", item.strip())
+    return err
 
 
 def report_errors(errors: list) -> int:
@@ -150,7 +165,7 @@ def cmd_mi(args) -> int:
     from mmmi_dsl.report import mi_json, mi_table
     model = load_target(args)
     engine = Analysis(model)
-    results, errors = answer_each(model, args.query, engine.evaluate)
+    results, errors = answer_each(model, args.query, engine.evaluate, engine.prepare)
     if args.json:
         out = mi_json(model, results)
         if errors:

@@ -188,6 +188,16 @@ class GaussianSystem:
         """
         return information.mi(self._set, a, b, given)
 
+    def prefetch(self, queries: Sequence[tuple[Sequence[str], Sequence[str], Sequence[str]]]) -> None:
+        """Prepare the answers of many :meth:`mi` queries ``(a, b, given)`` at once (batched
+        decompositions of the groups they share; :meth:`BlockSet.prefetch`). Changes no value."""
+        sets = []
+        for a, b, c in queries:
+            sets += [(*a, *c), (*b, *c), (*a, *b, *c), tuple(c)]
+            if c:
+                sets += [tuple(a), tuple(b)]
+        self._set.prefetch(sets)
+
     def total_correlation(self, groups: Sequence[str | Sequence[str]]) -> MIValue:
         """Total correlation ``Σ_i H(G_i) − H(G_1, …, G_n)`` in nats.
 
