@@ -1,5 +1,5 @@
-"""The wheel carries the grammar and the specs, and an installed copy runs `mmmic check` and `mmmic suite list`
-outside the repo."""
+"""The wheel carries the grammar (and its parser tables) and the specs, and an installed copy runs
+`mmmic check` and `mmmic suite list` outside the repo."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def test_wheel_contains_the_grammar(wheel):
     assert "mmmi_dsl/grammar/mmi.lark" in names
     packaged = zipfile.ZipFile(wheel).read("mmmi_dsl/grammar/mmi.lark").decode()
     assert packaged == (ROOT / "grammar" / "mmi.lark").read_text()
+    # the parser's LALR tables (mmmi_dsl.lang.grammar): without them every start builds the parser again
+    tables = zipfile.ZipFile(wheel).read("mmmi_dsl/lang/mmi_lalr_tables.json").decode()
+    assert tables == (ROOT / "mmmi_dsl" / "lang" / "mmi_lalr_tables.json").read_text()
 
 
 def test_installed_wheel_checks_specs_outside_the_repo(wheel, tmp_path):
@@ -38,6 +41,7 @@ def test_installed_wheel_checks_specs_outside_the_repo(wheel, tmp_path):
                    check=True, capture_output=True, timeout=300)
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = ("import mmmi_dsl, sys; assert mmmi_dsl.__file__.startswith(sys.argv[1]), mmmi_dsl.__file__;"
+            "from mmmi_dsl.lang.grammar import parser; assert parser().source_path == '<deserialized>', 'no tables';"
             "from mmmi_dsl.cli import main; raise SystemExit(main(['check', *sys.argv[2:]]))")
     specs = [str(p) for p in sorted((ROOT / "specs").glob("*.mmi"))]
     r = subprocess.run([sys.executable, "-c", code, str(target), *specs], capture_output=True, text=True,

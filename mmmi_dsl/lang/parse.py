@@ -1,7 +1,8 @@
 """Stage 1, parse: .mmi text -> a syntax tree (:class:`Program`) with spans.
 
 The grammar is ``grammar/mmi.lark`` (shipped inside the wheel as
-``mmmi_dsl/grammar/mmi.lark``). This stage knows only syntax: names are not
+``mmmi_dsl/grammar/mmi.lark``); :mod:`mmmi_dsl.lang.grammar` reads it and gives the parser, from
+its shipped tables. This stage knows only syntax: names are not
 resolved and families are not expanded; :mod:`mmmi_dsl.lang.lower` does that. The tree's
 node classes live in :mod:`mmmi_dsl.lang.syntax`.
 """
@@ -9,14 +10,11 @@ node classes live in :mod:`mmmi_dsl.lang.syntax`.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import re
 import stat
-from importlib import resources
 from pathlib import Path
 
-import lark
 from lark import Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
@@ -24,6 +22,8 @@ from lark.visitors import Transformer_NonRecursive
 
 from mmmi_dsl.errors import Collector, Diagnostic, SpecError
 from mmmi_dsl.ir import LIMIT_KINDS, Span
+from mmmi_dsl.lang.grammar import grammar_text
+from mmmi_dsl.lang.grammar import parser as _parser
 from mmmi_dsl.lang.literals import MAX_LITERAL_DIGITS, NUMBER_RANGE_HINT, literal_value
 from mmmi_dsl.lang.syntax import (  # noqa: F401 - re-exported
     BinaryOp,
@@ -44,41 +44,6 @@ from mmmi_dsl.lang.syntax import (  # noqa: F401 - re-exported
     TypeAnn,
     VarRef,
 )
-
-# ---------------------------------------------------------------- grammar
-
-
-def grammar_text() -> str:
-    """The grammar: the packaged copy in a wheel, else the repository's ``grammar/``."""
-    packaged = resources.files("mmmi_dsl").joinpath("grammar/mmi.lark")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parents[2] / "grammar" / "mmi.lark").read_text(encoding="utf-8")
-
-
-class _BracketNewlines:
-    """Post-lexer: drop newlines inside ( ) and [ ] so expressions may span lines."""
-
-    always_accept = ("_NL",)
-
-    def process(self, stream):
-        depth = 0
-        for tok in stream:
-            if tok.type in ("LPAR", "LSQB"):
-                depth += 1
-            elif tok.type in ("RPAR", "RSQB"):
-                depth = max(0, depth - 1)
-            elif tok.type == "_NL" and depth > 0:
-                continue
-            yield tok
-
-
-@functools.lru_cache(maxsize=1)
-def _parser() -> lark.Lark:
-    # cache=True keeps the built LALR tables in the temp dir, keyed by the grammar's hash.
-    return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True, start=["start", "query_only"],
-                     maybe_placeholders=True, postlex=_BracketNewlines(), cache=True)
-
 
 # ---------------------------------------------------------------- tree -> AST
 
