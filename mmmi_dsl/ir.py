@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 class Node(BaseModel):
     """Base of every IR node: immutable, no unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Span(Node):

@@ -198,9 +198,15 @@ def evaluate_over(expr: Expr, env: dict[str, float], index: str, values: np.ndar
 _TINY = 2.2250738585072014e-308
 
 
+_HUGE = 1.7976931348623157e308
+
+
 def _sure(r, checked: bool):
-    if checked and (np.any(np.abs(r) < _TINY) or not np.all(np.isfinite(r))):
-        raise _Unsure
+    """``r``, or :class:`_Unsure` (when ``checked``) where any |r| is below the normal doubles, infinite or NaN."""
+    if checked:
+        m = np.abs(r)
+        if not (m.min() >= _TINY and m.max() <= _HUGE):  # NaN fails both comparisons
+            raise _Unsure
     return r
 
 

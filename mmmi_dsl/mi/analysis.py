@@ -28,6 +28,7 @@ from mmmi_dsl.lang.check import variable_order
 from mmmi_dsl.lang.coef import evaluate_over, unroll
 from mmmi_dsl.lang.laws import GAUSSIAN
 from mmmi_dsl.mi import limits
+from mmmi_dsl.mi.blocks import checked_block
 from mmmi_dsl.mi.gaussian import Block, GaussianSystem, MIValue, TooLargeError
 from mmmi_dsl.mi.laws import LawEngine
 
@@ -99,6 +100,7 @@ class Analysis:
         self._magnitudes: dict[str, float] = {}
         self._coefs: dict[int, tuple] = {}  # id(expr) -> (expr, value): lowering shares equal coefficient nodes
         self._has_loadings: dict[str, bool] = {}
+        self._zero_loadings: dict[int, np.ndarray] = {}
         self._vector_sources: dict[tuple[str, ...], bool] = {}
         self.block_scale: dict[str, float] = {}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_magnitudes
@@ -189,11 +191,11 @@ class Analysis:
         m = self.model
         if name in m.protos:
             p = m.protos[name]
-            f = Form(p.size, loadings=np.zeros((p.size, self.K)))
             if p.kind == "scalar":
+                f = Form(p.size, loadings=np.zeros((p.size, self.K)))
                 f.loadings[0, self._k_index[name]] = 1.0
-            else:
-                f.identity[name] = 1.0
+            else:  # only ever read: terms add multiples of it into forms of their own
+                f = Form(p.size, identity={name: 1.0}, loadings=self._zeros(p.size))
         else:
             v = m.variables[name]
             f = self._terms_form(v.terms, v.size)
@@ -205,6 +207,15 @@ class Analysis:
         hit = self._magnitudes.get(name)
         if hit is None:
             hit = self._magnitudes[name] = self.form(name).magnitude()
+        return hit
+
+    def _zeros(self, size: int) -> np.ndarray:
+        """A read-only (size, K) array of zeros, one per size: the loadings of every vector proto (decay:
+        N of them of 3,072 rows) and of the blocks without any."""
+        hit = self._zero_loadings.get(size)
+        if hit is None:
+            hit = self._zero_loadings[size] = np.zeros((size, self.K))
+            hit.flags.writeable = False
         return hit
 
     def _loads(self, name: str) -> bool:
@@ -344,8 +355,10 @@ class Analysis:
         c = 1.0 / top if top > 0 else 1.0
         self.block_scale[name] = c
         scaled = np.fromiter(f.identity.values(), float, len(f.identity)) * c  # a * c, as Python's, in one pass
-        return Block(name=name, size=f.size, identity=dict(zip(f.identity, scaled.tolist())),
-                     loadings=f.loadings * c, dense={p: d * c for p, d in f.dense.items()})
+        # the forms' coefficients are finite and below MAX_MAGNITUDE (_check_magnitudes): not checked again
+        loadings = f.loadings * c if (f.loadings != 0.0).any() else self._zeros(f.size)  # 0 * c is 0: shared
+        return checked_block(name, f.size, dict(zip(f.identity, scaled.tolist())), loadings,
+                             {p: d * c for p, d in f.dense.items()})
 
     def covariance(self, names: list[str]) -> np.ndarray:
         """The dense covariance of blocks (original scale); for small sizes only."""
@@ -385,23 +398,8 @@ class Analysis:
                             ) from None
         reason = value.reason
         if math.isinf(value.nats) and reason:
-            reason += self._noiseless_note(q)
+            reason += _noiseless_note(self, q)
         return Result(q.text, value.nats, reason)
-
-    def _noiseless_note(self, q: ir.Query) -> str:
-        """Name the equations that make a covariance singular: latents without noise."""
-        notes = []
-        for name in [n for g in (*q.groups, q.given) for n in g]:
-            block = self.block_of(name)
-            v = self.model.variables.get(block)
-            f = self._forms.get(block)
-            if v is None or f is None or f.identity or f.dense:
-                continue
-            if v.size > 1 or v.role == "latent":
-                line = f" (line {v.span.line})" if v.span else ""
-                notes.append(f"`{block}`{line} has no noise term: it is a deterministic function of "
-                             f"{self.K} scalar cause{'s' * (self.K != 1)}")
-        return ("; " + "; ".join(dict.fromkeys(notes))) if notes else ""
 
     def pmi(self, a: list[str], b: list[str], samples: dict[str, np.ndarray]) -> np.ndarray:
         """Exact pointwise MI ``log p(a,b) - log p(a) - log p(b)`` per sample, (n,).
@@ -477,6 +475,22 @@ class Analysis:
     def evaluate_all(self, queries) -> list[Result]:
         self.prepare(queries)
         return [self.evaluate(q) for q in queries]
+
+
+def _noiseless_note(analysis: Analysis, q: ir.Query) -> str:
+    """Name the equations that make a covariance singular: latents without noise."""
+    notes = []
+    for name in [n for g in (*q.groups, q.given) for n in g]:
+        block = analysis.block_of(name)
+        v = analysis.model.variables.get(block)
+        f = analysis._forms.get(block)
+        if v is None or f is None or f.identity or f.dense:
+            continue
+        if v.size > 1 or v.role == "latent":
+            line = f" (line {v.span.line})" if v.span else ""
+            notes.append(f"`{block}`{line} has no noise term: it is a deterministic function of "
+                         f"{analysis.K} scalar cause{'s' * (analysis.K != 1)}")
+    return ("; " + "; ".join(dict.fromkeys(notes))) if notes else ""
 
 
 def _underflow_error(message: str, span) -> SpecError:

@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-__all__ = ["Block", "BlockSet", "TooLargeError", "as_names", "fmt", "union"]
+__all__ = ["Block", "BlockSet", "TooLargeError", "as_names", "checked_block", "fmt", "union"]
 
 
 class TooLargeError(ValueError):
@@ -88,6 +88,25 @@ class Block:
         object.__setattr__(self, "identity", MappingProxyType(identity))
         object.__setattr__(self, "loadings", loadings)
         object.__setattr__(self, "dense", MappingProxyType(dense))
+
+
+def checked_block(name: str, size: int, identity: dict[str, float], loadings: np.ndarray,
+                  dense: dict[str, np.ndarray]) -> Block:
+    """A :class:`Block` from parts its caller made and checked, without checking or copying them again.
+
+    For the analysis stage, which builds every block from linear forms whose coefficients it has
+    already refused when not finite (E0212): ``identity`` maps str to float, ``loadings`` is a
+    finite (size, K) float64 array and each dense map a finite (size, m) one, all new (no one
+    else holds them). They are made read-only and frozen as :class:`Block` does.
+    """
+    blk = object.__new__(Block)
+    loadings.flags.writeable = False
+    for mat in dense.values():
+        mat.flags.writeable = False
+    for attr, value in (("name", name), ("size", int(size)), ("identity", MappingProxyType(identity)),
+                        ("loadings", loadings), ("dense", MappingProxyType(dense))):
+        object.__setattr__(blk, attr, value)
+    return blk
 
 
 def as_names(x: str | Iterable[str], what: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ import numpy as np
 from mmmi_dsl import builtins, ir
 from mmmi_dsl.errors import did_you_mean
 from mmmi_dsl.ir import Expr, Func, Num, Sym
-from mmmi_dsl.lang.check import postorder
+from mmmi_dsl.lang.check import postorder, term_sources
 from mmmi_dsl.lang.coef import evaluate_over
 from mmmi_dsl.lang.lower import limits
 from mmmi_dsl.lang.lower.algebra import (
@@ -453,7 +453,7 @@ class Linearizer(Constructors):
             return size
 
         def sources(name: str) -> list[str]:
-            return [src for t in eqs[name][2] for src in t.sources if src in eqs] if name in eqs else []
+            return term_sources(eqs[name][2], eqs) if name in eqs else []
 
         for name in postorder(eqs, sources):  # sources first: infer() then never recurses deeply
             infer(name)
