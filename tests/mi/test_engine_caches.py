@@ -93,3 +93,68 @@ def test_the_one_cause_logdet_is_the_matrix_one_at_k_1(seed):
             assert a.rank == b.rank, subset
             assert a.value == pytest.approx(b.value, rel=1e-12, abs=1e-12), subset
             assert structured_logdet(bs, subset, atol, bs.size(subset)) == a
+
+
+PREFETCH_SPECS = ["decay.mmi", "digits_decay.mmi", "paper_benchmark.mmi", "disentangled.mmi", "two_views.mmi",
+                  "ablation.mmi", "telescopes.mmi"]
+
+
+@pytest.mark.parametrize("name", PREFETCH_SPECS)
+def test_prepared_queries_answer_bit_for_bit_as_one_by_one(name):
+    """Analysis.prepare (stacked SVDs, Grams in the queries' order) changes no bit of any answer, and
+    it really fills the caches the queries then read (issue 20: a family shares its decompositions)."""
+    from mmmi_dsl.mi.analysis import default_queries
+
+    model = load(ROOT / "specs" / name)
+    queries = default_queries(model)
+    alone = [Analysis(model).evaluate(q) for q in queries]  # a fresh engine per query: nothing shared
+    engine = Analysis(model)
+    engine.prepare(queries)
+    cached = len(engine.system._set._eig_gram_cache)
+    together = [engine.evaluate(q) for q in queries]
+    assert [(r.query, r.nats, r.reason) for r in together] == [(r.query, r.nats, r.reason) for r in alone]
+    assert len(engine.system._set._eig_gram_cache) == cached  # the queries found everything prepared
+    if name == "decay.mmi":
+        assert cached == 2 * len(model.modalities)  # {theta}, each {zj}, each {z1, zj}: one decomposition each
+
+
+def test_prepare_stacks_the_svds_of_a_family(monkeypatch):
+    """At N = 40 the 39 pairs {z1, zj} and the 40 singletons are two stacked SVDs, not 79."""
+    from mmmi_dsl.mi.analysis import default_queries
+
+    model = load(ROOT / "specs" / "decay.mmi", {"N": "40", "d": "8"})
+    engine = Analysis(model)
+    calls = []
+    svd = np.linalg.svd
+    monkeypatch.setattr(np.linalg, "svd", lambda a, *args, **kw: calls.append(np.shape(a)) or svd(a, *args, **kw))
+    engine.prepare(default_queries(model))
+    assert sorted(calls) == [(39, 2, 40), (40, 1, 40)]
+
+
+def test_prepare_leaves_irregular_and_dense_groups_to_the_queries():
+    """Groups whose members mix different protos, and sets with a dense map, are not stacked; their
+    answers are those of a fresh engine."""
+    text = ("proto u : scalar\nproto n[1..3] : vector[4]\nproto m : vector[4]\nmatrix M = orthogonal(4, seed = 1)\n"
+            "latent a = n[1] + u * ones(4)\nlatent b = n[2] + 0.5 * m + u * ones(4)\n"
+            "latent c = n[3] + M @ m\nreport I(a; b)\nreport I(a; c)\nreport I(b; c | a)\nreport I(a; b | c)\n")
+    model = loads(text, file="irregular.mmi")
+    engine = Analysis(model)
+    engine.prepare(model.reports)
+    got = [engine.evaluate(q).nats for q in model.reports]
+    assert got == [Analysis(model).evaluate(q).nats for q in model.reports]
+
+
+def test_an_error_while_preparing_is_left_to_the_queries(monkeypatch):
+    """prepare never raises for what a query would report itself (here: any ValueError of the batch)."""
+    from mmmi_dsl.mi import blocks
+
+    model = load(ROOT / "specs" / "two_views.mmi")
+
+    def broken(self, name_sets):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(blocks.BlockSet, "prefetch", broken)
+    engine = Analysis(model)
+    engine.prepare(model.reports)
+    assert [engine.evaluate(q).nats for q in model.reports] == [Analysis(model).evaluate(q).nats
+                                                               for q in model.reports]
