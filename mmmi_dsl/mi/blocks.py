@@ -325,9 +325,7 @@ class BlockSet:
         n, K = len(members), self.K
         missing = any((a, b) not in self._gram_cache for a in members for b in members)
         if missing:
-            d = self.blocks[members[0]].size
-            stack = np.stack([self.blocks[m].loadings for m in members])  # (n, d, K)
-            flat = stack.transpose(0, 2, 1).reshape(n * K, d)
+            flat = np.concatenate([self.blocks[m].loadings.T for m in members])  # (n K, d): rows L_a[:, k]
             full = (flat @ flat.T).reshape(n, K, n, K)
             for i, a in enumerate(members):
                 for j, b in enumerate(members):
