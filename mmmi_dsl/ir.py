@@ -74,8 +74,7 @@ class Func(Node):
 
 Expr = Annotated[Union[Num, Sym, Neg, BinOp, Func], Field(discriminator="kind")]
 
-for _cls in (Neg, BinOp, Func):
-    _cls.model_rebuild()
+# Neg, BinOp and Func name Expr before it exists: their deferred builds (Node.model_config) resolve it on first use
 
 MATH_FUNCTIONS: dict[str, tuple[int, object]] = {
     # name -> (arity, implementation)
@@ -216,7 +215,7 @@ class Proto(Node):
     name: str
     kind: Literal["scalar", "vector"]
     size: int
-    size_expr: Expr = Num(value=1)
+    size_expr: Expr = Field(default_factory=lambda: Num(value=1))  # made on use: no validator built at import
     span: Span | None = None
 
 
@@ -236,7 +235,7 @@ class Template(Node):
     name: str
     kind: TemplateKind
     size: int
-    size_expr: Expr = Num(value=1)
+    size_expr: Expr = Field(default_factory=lambda: Num(value=1))  # made on use: no validator built at import
     args: dict[str, int | float | str | tuple[int, ...]] = Field(default_factory=dict)
     path: str | None = None
     span: Span | None = None

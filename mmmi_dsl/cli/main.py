@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     # interpreter's final full collection does not traverse them (85-390 ms after `mi` of decay at
     # N = 300); they are still freed and atexit handlers still run. args.one_shot tells load_spec.
     args.one_shot = argv is None
+    if args.one_shot:
+        # pydantic discovers its plugins (validation observers, e.g. logfire) by scanning every installed
+        # package's metadata when it builds the first validator: 55-60 ms of every start here. mmmic's IR
+        # is nobody's to observe; a value the user set (even empty) is kept. Nothing is built before this.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         return _run(args)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -397,18 +398,23 @@ def test_tc_and_ii_match_their_definitions_on_the_exact_gaussian(mmmic):
 
 
 def test_only_the_console_process_freezes_the_collector(monkeypatch, capsys):
-    """The console script (no argv) moves the spec's IR and, at the end, everything alive out of the
-    cyclic collector (the final collection cost 85-390 ms at decay N = 300); main([...]) in a test's or
-    a user's process never does, as frozen cycles would never be freed there."""
+    """The console script (no argv) skips pydantic's plugin scan and moves the spec's IR and, at the end,
+    everything alive out of the cyclic collector (the final collection cost 85-390 ms at decay N = 300);
+    main([...]) in a test's or a user's process never does, as frozen cycles would never be freed there."""
     import gc
 
     from mmmi_dsl.cli import main
 
     calls = []
     monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "")  # restored to what it was after the test
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS")
     assert main(["mi", str(ROOT / "specs/two_views.mmi")]) == 0
-    assert calls == []
+    assert calls == [] and "PYDANTIC_DISABLE_PLUGINS" not in os.environ
     monkeypatch.setattr(sys, "argv", ["mmmic", "mi", str(ROOT / "specs/two_views.mmi")])
     assert main() == 0
     assert calls == ["freeze", "freeze"]  # after loading the spec, and at the end
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == "__all__"  # no scan of every package's metadata
     assert "I(theta; x1)" in capsys.readouterr().out
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "")  # the user's own value is kept
+    assert main() == 0 and os.environ["PYDANTIC_DISABLE_PLUGINS"] == ""
