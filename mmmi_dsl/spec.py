@@ -113,6 +113,7 @@ class Spec(ir.Model):
         from mmmi_dsl.mi.analysis import Analysis
 
         engine = Analysis(self)
+        engine.prepare(qs)
         out = []
         for i, q in enumerate(qs):
             try:

@@ -179,14 +179,21 @@ def recompute(model: ir.Model, manifest: dict) -> list[Drift]:
     from mmmi_dsl.lang.lower import resolve_query
     from mmmi_dsl.mi.analysis import Analysis
 
-    engine = Analysis(model)
-    out = []
+    resolved = []
     for entry in manifest.get("mi") or []:
-        recorded = entry.get("nats")
         try:
-            now = engine.evaluate(resolve_query(model, entry["query"], "manifest")).nats
+            resolved.append((entry, resolve_query(model, entry["query"], "manifest")))
         except SpecError:
             continue  # a recorded query this version cannot answer: nothing to compare
+    engine = Analysis(model)
+    engine.prepare([q for _, q in resolved])
+    out = []
+    for entry, q in resolved:
+        recorded = entry.get("nats")
+        try:
+            now = engine.evaluate(q).nats
+        except SpecError:
+            continue  # nor one it cannot answer now
         want = math.inf if recorded == "inf" else recorded
         if not isinstance(want, (int, float)):
             continue
