@@ -18,6 +18,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: the baseline runs on one BLAS thread
 
 import argparse  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -67,6 +68,7 @@ def latent(model: ir.Model, name: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="d <= 256, no end-to-end runs")
+    ap.add_argument("--repeat", type=int, default=5, help="end-to-end rounds (default 5)")
     args = ap.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     print(f"{'N':>4} {'d':>6} {'queries':>8} {'engine ms/q':>12} {'dense ms/q':>11} {'dense/engine':>13} "
@@ -87,12 +89,36 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{10:>4} {d:>6} {len(queries):>8} {1e3 * min(engine):12.2f} {1e3 * t_dense:11.1f} "
               f"{t_dense / min(engine):13.1f} {diff:13.1e}", flush=True)
     if not args.quick:
-        print("\nend to end, process start included (mmmic mi specs/decay.mmi):")
-        for sets in ([], ["--set", "N=100"], ["--set", "N=300"]):
-            t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "mmmi_dsl", "mi", str(SPEC), *sets], check=True,
-                           capture_output=True, cwd=ROOT)
-            print(f"  {' '.join(sets) or 'N=10 (default)':<14} {time.perf_counter() - t:6.2f} s", flush=True)
+        end_to_end(args.repeat)
+
+
+def end_to_end(repeat: int) -> None:
+    """Whole commands, process start included, interleaved ``repeat`` times (medians), beside the floor
+    measured between them: a Python that only imports numpy and pydantic (what any run of mmmic pays)."""
+    def seconds(cmd: list[str]) -> float:
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        return time.perf_counter() - t
+
+    mmmic = [sys.executable, "-m", "mmmi_dsl"]
+    commands = {"mi (N=10, default)": [*mmmic, "mi", str(SPEC)],
+                "mi --set N=100": [*mmmic, "mi", str(SPEC), "--set", "N=100"],
+                "mi --set N=300": [*mmmic, "mi", str(SPEC), "--set", "N=300"],
+                "mi --set N=1000": [*mmmic, "mi", str(SPEC), "--set", "N=1000"],
+                "check --set N=1000": [*mmmic, "check", str(SPEC), "--set", "N=1000"]}
+    floor_cmd = [sys.executable, "-c", "import numpy, pydantic"]
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    floor: list[float] = []
+    for _ in range(repeat):
+        for name, cmd in commands.items():
+            floor.append(seconds(floor_cmd))
+            times[name].append(seconds(cmd))
+    f = statistics.median(floor)
+    print(f"\nend to end, process start included (mmmic ... specs/decay.mmi; median of {repeat}, interleaved):")
+    print(f"  {'floor: import numpy, pydantic':<30} {f:6.2f} s")
+    for name, ts in times.items():
+        m = statistics.median(ts)
+        print(f"  {name:<30} {m:6.2f} s  (min {min(ts):.2f}, max {max(ts):.2f}; {m / f:4.1f}x the floor)", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
