@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="d <= 256, no end-to-end runs")
     ap.add_argument("--repeat", type=int, default=5, help="end-to-end rounds (default 5)")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     print(f"load average {os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     print(f"{'N':>4} {'d':>6} {'queries':>8} {'engine ms/q':>12} {'dense ms/q':>11} {'dense/engine':>13} "
           f"{'max rel diff':>13}")
@@ -87,9 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         t_dense = (time.perf_counter() - t) / len(queries)
         diff = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(values, dense))
         print(f"{10:>4} {d:>6} {len(queries):>8} {1e3 * min(engine):12.2f} {1e3 * t_dense:11.1f} "
-              f"{t_dense / min(engine):13.1f} {diff:13.1e}", flush=True)
+              f"{t_dense / min(engine):13.2f} {diff:13.1e}", flush=True)
     if not args.quick:
         end_to_end(args.repeat)
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 def end_to_end(repeat: int) -> None:
@@ -119,7 +122,6 @@ def end_to_end(repeat: int) -> None:
     for name, ts in times.items():
         m = statistics.median(ts)
         print(f"  {name:<30} {m:6.2f} s  (min {min(ts):.2f}, max {max(ts):.2f}; {m / f:4.1f}x the floor)", flush=True)
-    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     # The console script passes no argv: this process ends with the command (tests call main([...]) in
     # theirs). Then the objects alive at the end are moved out of the cyclic collector, so the
     # interpreter's final full collection does not traverse them (85-390 ms after `mi` of decay at
-    # N = 300); they are still freed and atexit handlers still run. args.one_shot tells load_spec.
+    # N = 300); objects outside reference cycles are still freed and atexit handlers still run.
+    # args.one_shot tells load_spec.
     args.one_shot = argv is None
     if args.one_shot:
         # pydantic discovers its plugins (validation observers, e.g. logfire) by scanning every installed

@@ -139,9 +139,22 @@ def tables_for(parser: lark.Lark, grammar: str) -> dict:
     """The file's content for a parser built by :func:`build_parser` from ``grammar``."""
     data, memo = parser.memo_serialize([TerminalDef, Rule])
     data["parser"]["parser"] = canonical(data["parser"]["parser"])
+    data, memo = _sorted_flags(data), _sorted_flags(memo)
     # the post-lexer is an object, passed again at load (it shaped the tables: recorded in the stamp)
     data["options"] = {k: v for k, v in data["options"].items() if k != "postlex"}
     return {"format": FORMAT, **stamp(grammar), "regenerate": REGENERATE, "data": data, "memo": memo}
+
+
+def _sorted_flags(x):
+    """``x`` with every pattern's regex flags sorted: lark writes a frozenset's order, which the hash seed sets."""
+    if isinstance(x, dict):
+        out = {k: _sorted_flags(v) for k, v in x.items()}
+        if str(out.get("__type__", "")).startswith("Pattern") and isinstance(out.get("flags"), list):
+            out["flags"] = sorted(out["flags"])
+        return out
+    if isinstance(x, list):
+        return [_sorted_flags(v) for v in x]
+    return x
 
 
 def read_tables() -> dict | None:
@@ -159,7 +172,10 @@ def load_parser(tables: dict | None, grammar: str) -> lark.Lark | None:
         return None
     if any(tables.get(k) != v for k, v in stamp(grammar).items()):
         return None
-    return lark.Lark._load_from_dict(tables["data"], tables["memo"], postlex=BracketNewlines())
+    try:
+        return lark.Lark._load_from_dict(tables["data"], tables["memo"], postlex=BracketNewlines())
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):  # a current stamp on damaged data
+        return None
 
 
 @functools.lru_cache(maxsize=1)

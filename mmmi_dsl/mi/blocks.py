@@ -271,9 +271,8 @@ class BlockSet:
         Raises:
             TooLargeError: If the rows exceed ``dense_limit``.
         """
-        rows = sum(self.blocks[n].size for n in names)
+        rows, cols = self.dense_shape(names)
         offs = self.dense_columns(names)
-        cols = self.K + sum(self.vector[p] for p in offs if p in self.vector)
         if rows > self.dense_limit:
             small = min(rows, cols)
             mib = 8.0 * (rows * cols + 2 * small * small) / 2**20
@@ -294,6 +293,11 @@ class BlockSet:
                 A[r0:r1, offs[p]] += mat
             r0 = r1
         return A
+
+    def dense_shape(self, names: Sequence[str]) -> tuple[int, int]:
+        """The shape of :meth:`dense_matrix` of ``names`` (nothing built)."""
+        offs = self.dense_columns(names)
+        return self.size(names), self.K + sum(self.vector[p] for p in offs if p in self.vector)
 
     def dense_columns(self, names: Sequence[str]) -> dict[str, slice]:
         """Proto name -> its columns in :meth:`dense_matrix` of ``names``: the K scalar protos

@@ -21,10 +21,10 @@ __all__ = ["MIValue", "clamp", "interaction_from_terms", "interaction_informatio
 
 #: Above this MI (nats) the log-determinant combination of :func:`mi` can lose more than 1e-13
 #: relative (its error grows like eps e^(2 I) / I); queries of at most RESIDUAL_ROWS coordinates
-#: whose dense factor costs at most RESIDUAL_WORK (rows² × columns, a few ms) are then recomputed
-#: from the principal angles of the residuals (:func:`residual_mi`). Beyond that budget the angles
-#: cost up to 1,400 times the structured query (decay at N = 10, d = 256: 350 ms each) and the
-#: log-determinants are kept: on decay they agree with the angles to 2e-15.
+#: whose dense factor costs at most RESIDUAL_WORK (rows² × columns; up to ~50 ms on a 2-core CPU) are
+#: then recomputed from the principal angles of the residuals (:func:`residual_mi`). Beyond that budget
+#: the angles cost up to 1,400 times the structured query (decay at N = 10, d = 256: 350 ms each) and
+#: the log-determinants are kept: on decay they agree with the angles to 2e-15.
 NEAR_DETERMINISTIC_NATS = 4.0
 RESIDUAL_ROWS = 512
 RESIDUAL_WORK = 2e7
@@ -117,11 +117,8 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
 
 def _angles_affordable(bs: BlockSet, names: Sequence[str]) -> bool:
     """Whether the residuals' principal angles of ``names`` fit RESIDUAL_ROWS, ``dense_limit`` and RESIDUAL_WORK."""
-    rows = bs.size(names)
-    if rows > min(RESIDUAL_ROWS, bs.dense_limit):
-        return False
-    columns = bs.K + sum(bs.vector[p] for p in bs.dense_columns(names) if p in bs.vector)
-    return rows * rows * columns <= RESIDUAL_WORK
+    rows, columns = bs.dense_shape(names)
+    return rows <= min(RESIDUAL_ROWS, bs.dense_limit) and rows * rows * columns <= RESIDUAL_WORK
 
 
 def total_correlation(bs: BlockSet, groups: Sequence[str | Sequence[str]]) -> MIValue:

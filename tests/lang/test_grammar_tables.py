@@ -21,6 +21,10 @@ from ..conftest import ROOT
 SOURCES = sorted([*(ROOT / "specs").rglob("*.mmi"), *(ROOT / "tests").rglob("*.mmi")])
 SHIPPED = ROOT / "mmmi_dsl" / "lang" / grammar.TABLES
 LOADED = "<deserialized>"  # lark's source_path of a parser loaded from tables
+#: The tables are lark-version specific: under another lark (a release after the file was written) the
+#: parser is built from the grammar, correctly but slower, and the tests of the loaded tables skip.
+SAME_LARK = pytest.mark.skipif(json.loads(SHIPPED.read_text())["lark_version"] != __import__("lark").__version__,
+                               reason=f"the shipped tables are for another lark: run `{grammar.REGENERATE}`")
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +41,32 @@ def fresh_cache():
     grammar.parser.cache_clear()
 
 
-def test_the_shipped_tables_are_those_of_the_current_grammar_and_lark(tmp_path):
+def test_the_shipped_tables_are_those_of_the_current_grammar():
+    """A grammar or option edit without regenerating fails here, under any lark."""
     tables = grammar.read_tables()
     assert tables is not None, f"{SHIPPED} is missing or not JSON: run `{grammar.REGENERATE}`"
     current = grammar.stamp(grammar.grammar_text())
+    stale = {k: (tables.get(k), v) for k, v in current.items() if tables.get(k) != v and k != "lark_version"}
+    assert not stale, f"the shipped parser tables are stale {stale}: run `{grammar.REGENERATE}` and commit the file"
+
+
+@SAME_LARK
+def test_the_shipped_tables_are_those_of_this_lark(tmp_path):
+    tables = grammar.read_tables()
+    current = grammar.stamp(grammar.grammar_text())
     stale = {k: (tables.get(k), v) for k, v in current.items() if tables.get(k) != v}
     assert not stale, f"the shipped parser tables are stale {stale}: run `{grammar.REGENERATE}` and commit the file"
-    # regenerated, the file is byte for byte the same (the state numbering is canonical)
+    # regenerated, the file is byte for byte the same (the state numbering is canonical). Python before
+    # 3.11.7 writes another width for unbounded terminals (re's MAXREPEAT, not MAXWIDTH): same parser
+    import re._parser as sre
+
+    if getattr(sre, "MAXWIDTH", None) != 2 ** 64:
+        pytest.skip("this Python writes other (equivalent) terminal widths than the shipped file's")
     assert grammar.write_tables(tmp_path / "t.json").read_text() == SHIPPED.read_text(), \
         f"the shipped tables differ from a fresh build: run `{grammar.REGENERATE}`"
 
 
+@SAME_LARK
 def test_the_parser_is_loaded_from_the_tables(fresh_cache):
     p = grammar.parser()
     assert p.source_path == LOADED and p.options.cache is False
