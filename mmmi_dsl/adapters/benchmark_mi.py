@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmmi_dsl.process import user_environment
+
 SCRIPT = Path(__file__).with_name("bmi_estimator.py")
 
 
@@ -32,7 +34,7 @@ def estimate(x: np.ndarray, y: np.ndarray, estimator: str = "ksg", python: str |
         np.save(paths[1], np.asarray(y, np.float64))
         args = [python_for_bmi(python), str(SCRIPT), estimator, *paths,
                 *(f"{k}={_text(v)}" for k, v in options.items())]
-        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        proc = subprocess.run(args, capture_output=True, text=True, check=False, env=user_environment())
     if proc.returncode != 0:
         raise RuntimeError(f"BMI's {estimator} failed: " + " | ".join(proc.stderr.strip().splitlines()[-3:]))
     return float(proc.stdout.strip().splitlines()[-1])

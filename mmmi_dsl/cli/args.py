@@ -37,10 +37,11 @@ def load_spec(args, path: str | None = None):
         spec = load(args.spec if path is None else path, parse_sets(args.set), allow_paths=args.allow_paths)
     except OverrideError as err:
         raise UsageError(f"--set {err.item}: {err.problem}" if err.item else f"--set: {err.problem}") from None
-    if getattr(args, "one_shot", False):
-        # the spec's IR (~10^5 objects at decay N = 300) lives until the process ends with the command
+    if getattr(args, "one_shot", False) and not gc.get_freeze_count():
+        # the first spec's IR (~10^5 objects at decay N = 300) lives until the process ends with the command
         # (cli.main): moved out of the cyclic collector's generations, so the collections the engine's
-        # allocations trigger do not traverse it. Never in a library user's or a test's process.
+        # allocations trigger do not traverse it. Once: a command that loads many specs (check, sweep) keeps
+        # collecting the others' cycles. Never in a library user's or a test's process.
         gc.freeze()
     return spec
 

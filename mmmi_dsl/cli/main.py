@@ -15,6 +15,7 @@ import traceback
 
 from mmmi_dsl.cli import bench, data, pictures, solve, spec, suite
 from mmmi_dsl.errors import MmmicError, SpecError
+from mmmi_dsl.process import skip_pydantic_plugins
 from mmmi_dsl.version import __version__
 
 #: The command families, in the order ``mmmic --help`` lists them.
@@ -44,11 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     # N = 300); objects outside reference cycles are still freed and atexit handlers still run.
     # args.one_shot tells load_spec.
     args.one_shot = argv is None
-    if args.one_shot:
-        # pydantic discovers its plugins (validation observers, e.g. logfire) by scanning every installed
-        # package's metadata when it builds the first validator: 55-60 ms of every start here. mmmic's IR
-        # is nobody's to observe; a value the user set (even empty) is kept. Nothing is built before this.
-        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if args.one_shot:  # nothing has built a pydantic validator yet (mmmi_dsl.process)
+        skip_pydantic_plugins()
     try:
         return _run(args)
     finally:

@@ -390,19 +390,28 @@ class BlockSet:
             protos = rows[0][0]
             if key not in self._eig_cache and protos and all(r[0] == protos for r in rows):
                 by_shape.setdefault((len(key), len(protos)), []).append((key, rows))
-        for (n, m), items in by_shape.items():
-            if len(items) < 2:
+        for (n, m), shaped in by_shape.items():
+            if len(shaped) < 2:
                 continue  # nothing to share: group_eig decomposes it
-            R = np.array([[r[1] for r in rows] for _, rows in items])  # (P, n, m)
-            V, sv, _ = np.linalg.svd(R, full_matrices=n > m)  # V (P, n, n)
-            lam = np.zeros((len(items), n))
-            lam[:, : sv.shape[1]] = sv * sv
-            for (key, _), lam_i, V_i in zip(items, lam, V):
-                lam_i, V_i = lam_i.copy(), V_i.copy()
-                lam_i.flags.writeable = V_i.flags.writeable = False
-                self._eig_cache[key] = (lam_i, V_i)
+            step = max(1, self.PREFETCH_FLOATS // (n * m))  # R and the SVD's right vectors stay ~PREFETCH_FLOATS
+            for items in (shaped[i:i + step] for i in range(0, len(shaped), step)):
+                self._stacked_eig(items, n, m)
         for key in todo:  # gram() keeps the product of the first group that needs a pair: keep the order
             self.group_gram(key)
+
+    #: Most floats of one stacked SVD's input (its right singular vectors are as large again).
+    PREFETCH_FLOATS = 2**23
+
+    def _stacked_eig(self, items: list, n: int, m: int) -> None:
+        """:meth:`group_eig`'s cache for same-shape groups ``(key, identity rows)``, by one stacked SVD."""
+        R = np.array([[r[1] for r in rows] for _, rows in items])  # (P, n, m)
+        V, sv, _ = np.linalg.svd(R, full_matrices=n > m)  # V (P, n, n)
+        lam = np.zeros((len(items), n))
+        lam[:, : sv.shape[1]] = sv * sv
+        for (key, _), lam_i, V_i in zip(items, lam, V):
+            lam_i, V_i = lam_i.copy(), V_i.copy()
+            lam_i.flags.writeable = V_i.flags.writeable = False
+            self._eig_cache[key] = (lam_i, V_i)
 
     def _group_eig(self, members: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         n = len(members)

@@ -21,10 +21,11 @@ __all__ = ["MIValue", "clamp", "interaction_from_terms", "interaction_informatio
 
 #: Above this MI (nats) the log-determinant combination of :func:`mi` can lose more than 1e-13
 #: relative (its error grows like eps e^(2 I) / I); queries of at most RESIDUAL_ROWS coordinates
-#: whose dense factor costs at most RESIDUAL_WORK (rows² × columns; up to ~50 ms on a 2-core CPU) are
-#: then recomputed from the principal angles of the residuals (:func:`residual_mi`). Beyond that budget
-#: the angles cost up to 1,400 times the structured query (decay at N = 10, d = 256: 350 ms each) and
-#: the log-determinants are kept: on decay they agree with the angles to 2e-15.
+#: are then recomputed from the principal angles of the residuals (:func:`residual_mi`): always after
+#: dense log-determinants, after structured ones only when their dense factor costs at most
+#: RESIDUAL_WORK (rows² × columns; up to ~50 ms on a 2-core CPU). Beyond that budget the angles cost
+#: up to 1,400 times the structured query (decay at N = 10, d = 256: 350 ms each) and the structured
+#: log-determinants are kept: on decay they agree with the angles to 2e-15.
 NEAR_DETERMINISTIC_NATS = 4.0
 RESIDUAL_ROWS = 512
 RESIDUAL_WORK = 2e7
@@ -103,7 +104,7 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
         )
     value = 0.5 * (l_ac.value + l_bc.value - l_abc.value - l_c.value)
     value = clamp(value, (x.value for x in dets), "mutual information")
-    if value > NEAR_DETERMINISTIC_NATS and _angles_affordable(bs, ABC):
+    if value > NEAR_DETERMINISTIC_NATS and _angles_affordable(bs, ABC, method):
         # near a deterministic relation the four log-determinants lose eps * e^(2 I) to cancellation
         # (2e-9 relative at I = 7.9); the principal angles of the residuals lose eps * cond. Taken only
         # when the residuals have the ranks the log-determinants decided: the angles' one threshold
@@ -115,10 +116,14 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
     return MIValue(value, None, method)
 
 
-def _angles_affordable(bs: BlockSet, names: Sequence[str]) -> bool:
-    """Whether the residuals' principal angles of ``names`` fit RESIDUAL_ROWS, ``dense_limit`` and RESIDUAL_WORK."""
+def _angles_affordable(bs: BlockSet, names: Sequence[str], method: str) -> bool:
+    """Whether the residuals' principal angles of ``names`` fit RESIDUAL_ROWS and ``dense_limit`` and, after
+    structured log-determinants, RESIDUAL_WORK. Dense ones always take them: they lose eps e^(2 I) too
+    (a 1e-4 noise under a shared cause: 2.5e-6 relative at 11.5 nats), and cost about as much."""
     rows, columns = bs.dense_shape(names)
-    return rows <= min(RESIDUAL_ROWS, bs.dense_limit) and rows * rows * columns <= RESIDUAL_WORK
+    if rows > min(RESIDUAL_ROWS, bs.dense_limit):
+        return False
+    return method == "dense" or rows * rows * columns <= RESIDUAL_WORK
 
 
 def total_correlation(bs: BlockSet, groups: Sequence[str | Sequence[str]]) -> MIValue:

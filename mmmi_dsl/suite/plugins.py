@@ -30,6 +30,7 @@ import numpy as np
 
 from mmmi_dsl.deadline import deadline
 from mmmi_dsl.errors import UsageError
+from mmmi_dsl.process import user_environment
 from mmmi_dsl.user_code import import_named
 
 
@@ -139,7 +140,8 @@ def _run_command(argv: list[str], x: np.ndarray, y: np.ndarray, timeout: float |
         np.save(paths["{y}"], y)
         args = [_fill(a, paths) for a in argv]
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False,
+                                  env=user_environment())
         except subprocess.TimeoutExpired:
             raise TaskTimeout(f"the command ran past {timeout:g} s") from None
         except OSError as err:

@@ -418,3 +418,21 @@ def test_only_the_console_process_freezes_the_collector(monkeypatch, capsys):
     assert "I(theta; x1)" in capsys.readouterr().out
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "")  # the user's own value is kept
     assert main() == 0 and os.environ["PYDANTIC_DISABLE_PLUGINS"] == ""
+
+
+def test_users_commands_get_their_own_pydantic_plugin_setting(monkeypatch):
+    """The console process turns pydantic's plugins off for itself only: a command the user gave (suite
+    --estimator-cmd, the BMI adapter) runs with the environment as the user set it."""
+    from mmmi_dsl import process
+
+    monkeypatch.setattr(process, "_set_by_mmmic", False)
+    monkeypatch.setenv(process.PLUGINS_VARIABLE, "")
+    monkeypatch.delenv(process.PLUGINS_VARIABLE)
+    process.skip_pydantic_plugins()
+    assert os.environ[process.PLUGINS_VARIABLE] == "__all__"
+    assert process.PLUGINS_VARIABLE not in process.user_environment()
+    monkeypatch.setattr(process, "_set_by_mmmic", False)
+    monkeypatch.setenv(process.PLUGINS_VARIABLE, "logfire")  # the user's choice is theirs, here and there
+    process.skip_pydantic_plugins()
+    assert os.environ[process.PLUGINS_VARIABLE] == "logfire"
+    assert process.user_environment()[process.PLUGINS_VARIABLE] == "logfire"

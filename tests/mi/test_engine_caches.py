@@ -131,17 +131,25 @@ def test_prepare_stacks_the_svds_of_a_family(monkeypatch):
     assert sorted(calls) == [(39, 2, 40), (40, 1, 40)]
 
 
-def test_prepare_leaves_irregular_and_dense_groups_to_the_queries():
-    """Groups whose members mix different protos, and sets with a dense map, are not stacked; their
-    answers are those of a fresh engine."""
-    text = ("proto u : scalar\nproto n[1..3] : vector[4]\nproto m : vector[4]\nmatrix M = orthogonal(4, seed = 1)\n"
-            "latent a = n[1] + u * ones(4)\nlatent b = n[2] + 0.5 * m + u * ones(4)\n"
-            "latent c = n[3] + M @ m\nreport I(a; b)\nreport I(a; c)\nreport I(b; c | a)\nreport I(a; b | c)\n")
+def test_prepare_leaves_irregular_and_dense_groups_to_the_queries(monkeypatch):
+    """Groups whose members mix different protos are decomposed one by one (stacking their rows would
+    mix coefficients of different protos into one matrix), sets with a dense map are skipped; only the
+    same-shape groups of one proto each are stacked. Every answer is a fresh engine's."""
+    text = ("proto u : scalar\nproto n[1..3] : vector[4]\nproto m : vector[4]\n"
+            "matrix M = orthogonal(4, seed = 1)\n"
+            "for i in 1..3: latent a[i] = n[i] + u * ones(4)\nlatent c = m + M @ n[1]\n"
+            "report I(a[1]; a[2])\nreport I(a[1]; a[3])\nreport I(a[2]; a[3])\nreport I(a[2]; c)\n"
+            "report I(a[2]; a[3] | a[1])\n")
     model = loads(text, file="irregular.mmi")
+    want = [Analysis(model).evaluate(q).nats for q in model.reports]
     engine = Analysis(model)
+    calls = []
+    svd = np.linalg.svd
+    monkeypatch.setattr(np.linalg, "svd", lambda a, *args, **kw: calls.append(np.shape(a)) or svd(a, *args, **kw))
     engine.prepare(model.reports)
-    got = [engine.evaluate(q).nats for q in model.reports]
-    assert got == [Analysis(model).evaluate(q).nats for q in model.reports]
+    # the three singletons {a[i]} (protos n[i]) in one stack; the pairs and the triple alone (2 or 3 protos)
+    assert calls[0] == (3, 1, 1) and all(len(c) == 2 for c in calls[1:]) and (3, 3) in calls
+    assert [engine.evaluate(q).nats for q in model.reports] == want
 
 
 def test_an_error_while_preparing_is_left_to_the_queries(monkeypatch):
