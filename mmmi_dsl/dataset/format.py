@@ -105,8 +105,9 @@ def file_bytes(manifest: dict, index: int, var: str) -> int:
 
 # Strict: JSON types exactly (``"7"`` is no integer, ``true`` no number). Extra keys are allowed
 # everywhere (the caller's metadata lives at the top level). ``expected`` in a schema node is
-# what an error at that node says is expected (see :func:`_describe`).
-_STRICT = ConfigDict(strict=True, extra="allow")
+# what an error at that node says is expected (see :func:`_describe`). Validators are built on first
+# use (defer_build): every command imports this module, `mmmic mi SPEC` reads no manifest (20 ms).
+_STRICT = ConfigDict(strict=True, extra="allow", defer_build=True)
 Count = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(ge=1)]
 
@@ -118,7 +119,7 @@ def _expect(text: str) -> dict:
 class VariableSpec(BaseModel):
     """One saved variable: per-sample shape and numpy dtype name."""
 
-    model_config = ConfigDict(strict=True, extra="allow",
+    model_config = ConfigDict(strict=True, extra="allow", defer_build=True,
                               json_schema_extra={"expected": '{"shape": [...], "dtype": "float32"}'})
     shape: list[Count]
     dtype: str
@@ -138,7 +139,7 @@ class VariableSpec(BaseModel):
 class MIEntry(BaseModel):
     """One exact-MI result: ``{"query": "I(a; b)", "nats": ..., "bits": ...}``."""
 
-    model_config = ConfigDict(strict=True, extra="allow",
+    model_config = ConfigDict(strict=True, extra="allow", defer_build=True,
                               json_schema_extra={"expected": '{"query": "I(a; b)", "nats": ...}'})
     query: str
 
@@ -146,7 +147,7 @@ class MIEntry(BaseModel):
 class ShardEntry(BaseModel):
     """One written shard: samples ``[start, start + n)``, and per variable its file, sha256 and size."""
 
-    model_config = ConfigDict(strict=True, extra="allow",
+    model_config = ConfigDict(strict=True, extra="allow", defer_build=True,
                               json_schema_extra={"expected": f"an object with {', '.join(SHARD_KEYS)}"})
     index: Count
     start: Count
