@@ -104,9 +104,12 @@ def mi(bs: BlockSet, a: str | Sequence[str], b: str | Sequence[str], given: str 
         )
     value = 0.5 * (l_ac.value + l_bc.value - l_abc.value - l_c.value)
     value = clamp(value, (x.value for x in dets), "mutual information")
-    if value > NEAR_DETERMINISTIC_NATS and _angles_affordable(bs, ABC, method):
+    cancels = value > NEAR_DETERMINISTIC_NATS or (C and method == "dense" and value > 0)
+    if cancels and _angles_affordable(bs, ABC, method):
         # near a deterministic relation the four log-determinants lose eps * e^(2 I) to cancellation
-        # (2e-9 relative at I = 7.9); the principal angles of the residuals lose eps * cond. Taken only
+        # (2e-9 relative at I = 7.9), and four dense ones of a conditional MI cancel to a small value
+        # (I(a; b | c0, c1) = 4e-4 from terms of -3 to -10: 1.5e-9 relative, the small eigenvalues
+        # amplifying eps); the principal angles of the residuals lose eps * cond. Taken only
         # when the residuals have the ranks the log-determinants decided: the angles' one threshold
         # (atol.total) can drop a weak noise-free direction the structured thresholds keep
         angles, (ra, rb, rab) = residual_angles(bs, A, B, C, atol, reduction)

@@ -255,3 +255,18 @@ def test_a_rank_raised_by_rounding_fixes_nothing():
     assert len(exact_row_basis(maps["b2"])) == 2  # exactly rank 2 (σ = 0.9, 6.9e-18)
     system = GaussianSystem([], {"p": 2}, {n: Block(n, 2, {}, np.zeros((2, 0)), {"p": m}) for n, m in maps.items()})
     assert system.mi("b0", "b1", "b2").nats == math.inf
+
+
+def test_a_small_dense_conditional_mi_is_taken_from_the_residuals_angles():
+    """Found by a random run of the property above: the four dense log-determinants (-3 to -10) cancel
+    to I = 4.08e-4 and lost 1.5e-9 relative; the residuals' principal angles give the extended-precision
+    value to 1e-12 (reference: mp_reference, as above)."""
+    text = ("dim r = 2\nproto g : vector[2]\nproto s : vector[r]\nproto na : vector[r]\nproto nb : vector[r]\n"
+            "proto w : scalar\nproto u0 : scalar\nproto u1 : scalar\nmatrix M16 = uniform(r, 4, seed = 16)\n"
+            "latent c0 = M16 @ concat(g, s) + 0.5 * s\nmatrix M0 = uniform(r, 2, seed = 0)\n"
+            "latent c1 = 2 * u1 * ones(r) + 0.5 * M0 @ g\nmatrix M1 = uniform(r, 2, seed = 1)\n"
+            "latent b = 0.5 * u0 * ones(r) + 0.5 * u1 * ones(r)\nlatent a = 0.5 * M1 @ g + 0.7 * w * ones(r)\n")
+    model = loads(text, file="small.mmi")
+    want = float(mp_reference(model, "a", "b", ["c0", "c1"])[0])
+    got = Analysis(model).evaluate(resolve_query(model, "I(a; b | c0, c1)")).nats
+    assert math.isclose(got, want, rel_tol=1e-12), (got, want)
