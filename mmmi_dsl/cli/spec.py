@@ -137,9 +137,10 @@ def answer_each(model, texts: list[str], answer, prepare=None) -> tuple[list, li
         prepare([q for q in resolved if not isinstance(q, SpecError)])
     answers = []
     for item, q in zip(texts or resolved, resolved):
+        if isinstance(q, SpecError):  # did not resolve: already has its source
+            errors.append(q)
+            continue
         try:
-            if isinstance(q, SpecError):
-                raise q
             answers.append(answer(q))
         except SpecError as err:
             errors.append(_failed(err, item))

@@ -195,10 +195,8 @@ def evaluate_over(expr: Expr, env: dict[str, float], index: str, values: np.ndar
     return out
 
 
-_TINY = 2.2250738585072014e-308
-
-
-_HUGE = 1.7976931348623157e308
+_TINY = 2.2250738585072014e-308  # the smallest normal double
+_HUGE = 1.7976931348623157e308  # the largest double
 
 
 def _sure(r, checked: bool):
