@@ -30,7 +30,7 @@ from mmmi_dsl.files import dumps_json, write_atomic
 from mmmi_dsl.flows.quality import Report, Solver, assess
 
 DATA = Path(__file__).resolve().parent / "data"
-DEFAULT_SOLVERS = "rk4:32,rk4:16,rk4:64,dopri5"
+DEFAULT_SOLVERS = "default,rk4:16,rk4:64,dopri5"
 
 
 def ints(text: str) -> list[int]:
@@ -40,19 +40,34 @@ def ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
-def solver(text: str) -> Solver:
-    """``rk4:32`` (method:steps), ``dopri5`` (default tolerances) or ``dopri5:1e-5`` (rtol; atol = rtol / 10)."""
+def solver(text: str) -> Solver | None:
+    """``rk4:32`` (method:steps, a uniform grid), ``rk4:28:1.5`` (method:steps:grid_power), ``dopri5``
+    (default tolerances), ``dopri5:1e-5`` (rtol; atol = rtol / 10), or ``default`` (None: the flow's
+    own default solver)."""
     method, _, arg = text.strip().partition(":")
     from mmmi_dsl.builtins.flows import FIXED_STEP, METHODS
 
+    if method == "default" and not arg:
+        return None
     if method not in METHODS:
-        raise argparse.ArgumentTypeError(f"solver {text!r}: the method must be one of {', '.join(METHODS)}")
+        raise argparse.ArgumentTypeError(f"solver {text!r}: the method must be one of default, {', '.join(METHODS)}")
     try:
         if method in FIXED_STEP:
-            return Solver(method, int(arg or 32))
+            steps, _, power = arg.partition(":")
+            return Solver(method, int(steps or 32), grid_power=float(power or 1.0))
         return Solver(method, rtol=float(arg), atol=float(arg) / 10) if arg else Solver(method)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"solver {text!r}: expected METHOD:STEPS or METHOD:RTOL") from None
+        raise argparse.ArgumentTypeError(f"solver {text!r}: expected METHOD:STEPS[:GRID_POWER] or METHOD:RTOL") \
+            from None
+
+
+def default_solver(name: str) -> Solver:
+    """The solver a flow uses by default: a shipped flow's own (its definition's ``steps`` and
+    ``grid_power``), else ``cnf``'s."""
+    from mmmi_dsl.builtins import FLOWS
+
+    args = FLOWS[name if name in weight_files.SHIPPED else "cnf"].defaults()
+    return Solver(args["method"], int(args["steps"]), grid_power=float(args["grid_power"]))
 
 
 def solvers(text: str) -> list[Solver]:
@@ -75,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=256, help="rows per flow call")
     p.add_argument("--throughput-batch", type=int, default=256)
     p.add_argument("--guidance", type=float, default=0.0)
+    p.add_argument("--workers", type=int, default=1, help="processes generating the classes (one thread each)")
+    p.add_argument("--cache", default=None, help="a folder keeping each class's samples as they are made: "
+                                                 "rerunning the same command resumes an interrupted measurement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report here as JSON")
     return p
@@ -131,9 +149,11 @@ def main(argv: list[str] | None = None) -> Report:
     args = parser().parse_args(argv)
     weights = weight_files.shipped(args.weights) if args.weights in weight_files.SHIPPED else Path(args.weights)
     torch.set_num_threads(args.gen_threads)
+    chosen = [s or default_solver(args.weights) for s in args.solvers]
     report = assess(weights, args.classifier or default_classifier(weights), classes=args.classes, n=args.n,
-                    roundtrip_n=args.roundtrip_n, solvers=args.solvers, threads=args.threads, batch=args.batch,
+                    roundtrip_n=args.roundtrip_n, solvers=chosen, threads=args.threads, batch=args.batch,
                     throughput_batch=args.throughput_batch, seed=args.seed, guidance=args.guidance,
+                    workers=args.workers, cache=args.cache,
                     log=lambda line: print(line, file=sys.stderr, flush=True))
     print(render(report))
     if args.json:

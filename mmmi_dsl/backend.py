@@ -350,6 +350,17 @@ class Sampler(torch.nn.Module):
                 result[pmi_column(a, b)] = torch.from_numpy(col)
         return result
 
+    def learned_flows(self) -> dict[str, list[dict]]:
+        """Per modality with a learned flow (one with weights), each such step's ``identity()``: its
+        weights' SHA-256 and solver, what decides its images besides the spec (modalities without
+        one are left out)."""
+        out = {}
+        for name in self.model.flows:
+            steps = [f.identity() for f in self.flows[_key(name)].steps if hasattr(f, "identity")]
+            if steps:
+                out[name] = steps
+        return out
+
     def flow_roundtrip(self, n: int = 256) -> dict[str, dict]:
         """Per modality: its flow chain, the standardisation applied before it and ``|f^-1(f(z)) - z|``
         (max, mean) on the first latents.

@@ -33,16 +33,27 @@ def _coupling_memory(size: int, args: dict) -> str | None:
     return None
 
 
-LEARNED = (
-    Arg("class", "int", 0, low=0, high=100_000, help="the class label, 0..n_classes-1 of the weights"),
-    Arg("guidance", "float", 0.0, low=0.0, high=100.0, help="classifier-free guidance weight w (0: none)"),
-    Arg("method", "str", "rk4", choices=METHODS, help="the ODE solver"),
-    Arg("steps", "int", 32, low=1, high=MAX_STEPS, help="fixed steps over [0, 1] (rk4, euler, midpoint)"),
-    Arg("rtol", "float", 1e-7, low=1e-12, high=1.0, open_high=True,
-        help="relative tolerance of adaptive solvers"),
-    Arg("atol", "float", 1e-8, low=1e-12, high=1.0, open_high=True,
-        help="absolute tolerance of adaptive solvers"),
-)
+def learned(steps: int = 32, grid_power: float = 1.0) -> tuple[Arg, ...]:
+    """The keywords of a learned (CNF) flow, with its solver's defaults: a shipped flow's ``steps`` and
+    ``grid_power`` are the ones its measured round trip chose (docs/flows.md)."""
+    return (
+        Arg("class", "int", 0, low=0, high=100_000, help="the class label, 0..n_classes-1 of the weights"),
+        Arg("guidance", "float", 0.0, low=0.0, high=100.0, help="classifier-free guidance weight w (0: none)"),
+        Arg("method", "str", "rk4", choices=METHODS, help="the ODE solver"),
+        Arg("steps", "int", steps, low=1, high=MAX_STEPS, help="fixed steps over [0, 1] (rk4, euler, midpoint)"),
+        Arg("grid_power", "float", grid_power, low=0.1, high=10.0,
+            help="fixed-step times t_k = 1 - (1 - k/steps)^grid_power: 1 is uniform, above 1 the steps "
+                 "shrink toward the data end t = 1, where a trained field is stiffest"),
+        Arg("rtol", "float", 1e-7, low=1e-12, high=1.0, open_high=True,
+            help="relative tolerance of adaptive solvers"),
+        Arg("atol", "float", 1e-8, low=1e-12, high=1.0, open_high=True,
+            help="absolute tolerance of adaptive solvers"),
+    )
+
+
+LEARNED = learned()
+#: the shipped fashion weights' solver (rk4 on a grid refined toward t = 1; docs/flows.md, "Choosing the solver")
+FASHION_SOLVER = {"steps": 28, "grid_power": 1.5}
 
 
 #: ``convention`` of the flows BMI (Beyond Normal, the ``benchmark-mi`` package) defines differently.
@@ -101,6 +112,6 @@ FLOWS: dict[str, Builtin] = {b.name: b for b in (
             standardize="whiten"),
     # convolutional: one scale per modality keeps where templates put a cause (whitening would erase it)
     Builtin("fashion", "flow", "the shipped Fashion-MNIST flow (a convolutional cnf), image[1x28x28]",
-            keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Fashion", weights="shipped:fashion",
+            keywords=learned(**FASHION_SOLVER), implementation="mmmi_dsl.flows.cnf:Fashion", weights="shipped:fashion",
             standardize="radius"),
 )}

@@ -283,17 +283,22 @@ def identity_difference(old: dict, new: dict) -> str | None:
     """Where two manifests' identities first differ (``seed is 7 there, 8 here``), or None."""
     for key in IDENTITY:
         if old.get(key) != new.get(key):
-            where, a, b = _first_difference(old.get(key), new.get(key), key)
+            where, a, b = first_difference(old.get(key), new.get(key), key)
             return f"{where} is {short(a)} there, {short(b)} here"
     return None
 
 
-def _first_difference(a, b, path: str) -> tuple[str, object, object]:
-    """Descend into dicts to the first differing key (``params.rho``)."""
+def first_difference(a, b, path: str) -> tuple[str, object, object]:
+    """Descend into dicts and equal-length lists to the first difference (``params.rho``,
+    ``fingerprint.learned_flows.x1[0].weights_sha256``)."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
+                return first_difference(a.get(k), b.get(k), f"{path}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return first_difference(x, y, f"{path}[{i}]")
     return path, a, b
 
 

@@ -115,6 +115,9 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
     fingerprint = {"standardize": standardize, "dtype": dtype, "device_type": sampler.device.type,
                    "save_latents": save_latents, "pmi": [list(p) for p in sampler.pmi_pairs],
                    "uint8": list(uint8_range) if uint8_range else None}
+    learned = sampler.learned_flows()
+    if learned:  # the weights and solver behind the images: a resume with other weights is refused
+        fingerprint["learned_flows"] = learned
     manifest = write_dataset(out, sampler, n, seed=seed, shard_size=shard_size, batch_size=batch_size,
                              metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
                              job=job, progress=progress, overwrite=overwrite)

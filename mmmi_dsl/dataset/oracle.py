@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmmi_dsl.dataset.format import DatasetError
+from mmmi_dsl.dataset.format import DatasetError, first_difference, short
 from mmmi_dsl.dataset.stats import plugin_bias
 from mmmi_dsl.errors import MmmicError
 
@@ -54,6 +54,26 @@ class DirectionTest:
     correlations: tuple[float, ...]
     sample: tuple[float, ...]
     m: int
+
+
+class FlowMismatch(DatasetError):
+    """A dataset drawn by a learned flow with other weights or another solver than this installation's:
+    its files cannot be mapped back here."""
+
+
+def check_learned_flows(recorded: dict | None, here: dict) -> None:
+    """Refuse to invert a dataset whose learned flows (weights' SHA-256, solver) differ from the ones
+    built here. ``recorded`` None: a manifest from before mmmic recorded them (nothing to compare).
+
+    Raises:
+        FlowMismatch: naming the first field that differs (``learned_flows.x1[0].weights_sha256``).
+    """
+    if recorded is None or recorded == here:
+        return
+    where, old, new = first_difference(recorded, here, "learned_flows")
+    hint = ("; the flow's weights changed since it was written: map it back with the weights (or the mmmic "
+            "version) that wrote it" if where.endswith("weights_sha256") else "")
+    raise FlowMismatch(f"its {where} is {short(old)} in the manifest, {short(new)} here{hint}")
 
 
 class Recovery:
@@ -81,7 +101,9 @@ class Recovery:
 
             fp = self.manifest["fingerprint"]
             dtype = torch.float64 if fp.get("dtype") == "float64" else torch.float32
-            self._sampler = Sampler(self.model, device="cpu", dtype=dtype, standardize=fp.get("standardize", "auto"))
+            sampler = Sampler(self.model, device="cpu", dtype=dtype, standardize=fp.get("standardize", "auto"))
+            check_learned_flows(fp.get("learned_flows"), sampler.learned_flows())
+            self._sampler = sampler
         return self._sampler
 
     def recover(self, name: str) -> tuple[np.ndarray, np.ndarray, str]:

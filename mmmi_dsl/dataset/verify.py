@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from mmmi_dsl.dataset.format import FORMAT, MANIFEST, DatasetError, read_manifest, shard_count, shard_rows
-from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, MIN_SUBSAMPLE, SUBSAMPLE, Recovery
+from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, MIN_SUBSAMPLE, SUBSAMPLE, FlowMismatch, Recovery
 from mmmi_dsl.dataset.stats import MI_BATCHES, batch_moments, covariance, gaussian_mi, plain_pair, plugin_bias
 from mmmi_dsl.dataset.writer import run_to_resume
 from mmmi_dsl.lang.laws import first_non_gaussian
@@ -309,6 +309,9 @@ def _check_directions(root: Path, manifest: dict, query: str, exact: float, side
         return
     try:
         test, spec_exact, how = rec.test(sides)
+    except FlowMismatch as err:  # the data may be fine, but nothing here can map them back: not a pass
+        report.fail([f"{query}: cannot invert its flows: {err}"])
+        return
     except DatasetError as err:
         report.add("skip", f"{query}: {why}; {err}")
         return

@@ -34,7 +34,7 @@ from mmmi_dsl.flows.base import Flow
 DIGITS_WEIGHTS = weights.SHIPPED["digits"]
 __all__ = ["CNF", "Digits", "Fashion", "VelocityNet", "FORMAT", "METHODS", "FIXED_STEP", "WEIGHTS_DIR",
            "DIGITS_WEIGHTS",
-           "load_weights", "net_from_config"]
+           "load_weights", "read_weights", "net_from_config"]
 
 
 class VelocityNet(nn.Module):
@@ -86,14 +86,25 @@ def load_weights(path) -> tuple[dict[str, torch.Tensor], dict]:
     The config and the tensors' shapes are checked (:func:`mmmi_dsl.builtins.weights.inspect`)
     before any tensor is read or any network is built.
     """
-    from safetensors.torch import load_file
+    state, config, _ = read_weights(path)
+    return state, config
+
+
+def read_weights(path) -> tuple[dict[str, torch.Tensor], dict, str]:
+    """:func:`load_weights` and the SHA-256 of the bytes the tensors were read from (one read)."""
+    import hashlib
+
+    from safetensors.torch import load
 
     info = weights.inspect(path)
     try:
-        state = load_file(str(info.path))
+        data = info.path.read_bytes()
+        state = load(data)
+    except OSError as exc:
+        raise weights.WeightsError(f"cannot read `{info.path}`: {exc}") from None
     except Exception as exc:  # safetensors raises its own error type on malformed files
         raise weights.WeightsError(f"`{info.path}` is not a valid safetensors file: {exc}") from None
-    return state, info.config
+    return state, info.config, hashlib.sha256(data).hexdigest()
 
 
 #: latents in the round trip ``generate`` checks before sampling a convolutional CNF (256 for the others)
@@ -109,8 +120,10 @@ class CNF(Flow):
         class: the class label (keyword ``class``), ``0 <= class < n_classes``.
         guidance: classifier-free guidance weight ``w >= 0`` (0: plain conditional field).
         method: a torchdiffeq method; fixed-step ``rk4`` (default), ``euler``, ``midpoint``
-            use ``steps`` uniform steps; adaptive ones (``dopri5`` ...) use ``rtol``/``atol``.
+            use ``steps`` steps; adaptive ones (``dopri5`` ...) use ``rtol``/``atol``.
         steps: number of fixed steps over ``[0, 1]``.
+        grid_power: the fixed steps' times ``t_k = 1 - (1 - k / steps) ** grid_power`` (1: uniform;
+            1.5 makes the last step about 1.5 / steps^1.5 long, resolving the stiff field near the data).
         rtol, atol: tolerances of adaptive methods.
     """
 
@@ -119,13 +132,15 @@ class CNF(Flow):
     def __init__(self, size: int, **kwargs):
         super().__init__(size, **kwargs)
         a = self.args
-        state, config = load_weights(a["weights"] if self.builtin == "cnf" else weights.shipped(self.builtin))
+        state, config, self.weights_sha256 = read_weights(a["weights"] if self.builtin == "cnf"
+                                                          else weights.shipped(self.builtin))
         dim = int(config["dim"])
         if size != dim:
             raise ValueError(f"{self.builtin}: these weights act on vectors of size {dim} (e.g. image[1x8x8] = 64), "
                              f"but the latent has size {size}")
         n_classes = int(config["n_classes"])
         label, guidance, method, steps = a["class"], a["guidance"], a["method"], a["steps"]
+        self.grid_power = float(a["grid_power"])
         if not 0 <= int(label) < n_classes:
             raise ValueError(f"{self.builtin}: class must be an integer in 0..{n_classes - 1}, got {label}")
         rtol, atol = a["rtol"], a["atol"]
@@ -174,16 +189,38 @@ class CNF(Flow):
         vc, vu = v[:n], v[n:]
         return vc + self.guidance * (vc - vu)
 
+    def time_grid(self, dtype=torch.float32, device=None) -> torch.Tensor:
+        """The fixed-step solver's times from 0 to 1, (steps + 1,): ``1 - (1 - k/steps)^grid_power``,
+        computed in float64 (a uniform grid is ``torch.linspace`` itself)."""
+        if self.grid_power == 1.0:
+            return torch.linspace(0.0, 1.0, self.steps + 1, dtype=dtype, device=device)
+        s = torch.linspace(0.0, 1.0, self.steps + 1, dtype=torch.float64)
+        t = 1.0 - (1.0 - s) ** self.grid_power
+        t[-1] = 1.0
+        return t.to(dtype=dtype, device=device)
+
     def _integrate(self, x: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
         from torchdiffeq import odeint
 
         if x.shape[0] == 0:
             return x
         if self.method in FIXED_STEP:
-            t = torch.linspace(t0, t1, self.steps + 1, dtype=x.dtype, device=x.device)
+            if self.grid_power == 1.0:  # the uniform grid as it always was (same bits both ways)
+                t = torch.linspace(t0, t1, self.steps + 1, dtype=x.dtype, device=x.device)
+            else:  # the inverse walks the forward's grid backwards, step for step
+                t = self.time_grid(x.dtype, x.device)
+                t = t if t0 < t1 else t.flip(0)
             return odeint(self.velocity, x, t, method=self.method)[-1]
         t = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
         return odeint(self.velocity, x, t, method=self.method, rtol=self.rtol, atol=self.atol)[-1]
+
+    def identity(self) -> dict:
+        """What decides this flow's images besides the spec: its weights' SHA-256 and its solver, as a
+        dataset's manifest records them (a resume or verify with other weights is refused)."""
+        return {"flow": self.builtin or type(self).__name__, "weights_sha256": self.weights_sha256,
+                "class": self.label, "guidance": self.guidance, "method": self.method,
+                **({"steps": self.steps, "grid_power": self.grid_power} if self.method in FIXED_STEP
+                   else {"rtol": self.rtol, "atol": self.atol})}
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self._integrate(z, 0.0, 1.0)

@@ -65,6 +65,7 @@ class Solver:
     steps: int = 32
     rtol: float = 1e-7
     atol: float = 1e-8
+    grid_power: float = 1.0
 
     @property
     def adaptive(self) -> bool:
@@ -74,11 +75,14 @@ class Solver:
 
     @property
     def label(self) -> str:
-        return f"{self.method} (rtol {self.rtol:g}, atol {self.atol:g})" if self.adaptive else \
-            f"{self.method}, {self.steps} steps"
+        if self.adaptive:
+            return f"{self.method} (rtol {self.rtol:g}, atol {self.atol:g})"
+        grid = "" if self.grid_power == 1.0 else f", grid power {self.grid_power:g}"
+        return f"{self.method}, {self.steps} steps{grid}"
 
     def args(self) -> dict:
-        return {"method": self.method, "steps": self.steps, "rtol": self.rtol, "atol": self.atol}
+        return {"method": self.method, "steps": self.steps, "rtol": self.rtol, "atol": self.atol,
+                "grid_power": self.grid_power}
 
 
 def build(weights: Path, dim: int, label: int, solver: Solver, guidance: float = 0.0) -> CNF:
@@ -161,22 +165,107 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure_classes(report: Report, weights: Path, dim: int, classifier: Classifier, reference: str,
-                    solver: Solver, batch: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+_JUDGES: dict[str, Classifier] = {}  # this process's judges, loaded once
+
+
+def load_classifier_model(path) -> Classifier:
+    """The judge of ``path``, loaded once per process."""
+    from mmmi_dsl.flows.classifier import load_classifier
+
+    key = str(path)
+    if key not in _JUDGES:
+        _JUDGES[key] = load_classifier(path)[0]
+    return _JUDGES[key]
+
+
+@dataclass(frozen=True)
+class Solve:
+    """One class's rows through its flow (``inverse`` False, from its seeded latents) or back (``x``).
+
+    With ``cache`` (a folder) the result is kept in a file named by the SHA-256 of everything that
+    decides it (the weights' bytes, class, solver, guidance, the input), so an interrupted
+    measurement resumes where it stopped.
+    """
+
+    weights: str
+    dim: int
+    label: int
+    solver: Solver
+    guidance: float
+    seed: int
+    rows: int
+    batch: int
+    inverse: bool = False
+    x: np.ndarray | None = None
+    cache: str | None = None
+
+    def input(self) -> np.ndarray:
+        return self.x if self.inverse else latents(self.seed, self.label, self.rows, self.dim)
+
+    def key(self, data: np.ndarray) -> str:
+        import hashlib
+
+        h = hashlib.sha256(Path(self.weights).read_bytes())
+        h.update(repr((self.label, self.solver, self.guidance, self.inverse, data.shape)).encode())
+        h.update(np.ascontiguousarray(data).tobytes())
+        return h.hexdigest()[:24]
+
+
+def run_solve(job: Solve) -> tuple[np.ndarray, float, float]:
+    """(output, seconds, network evaluations per batch) of ``job``, from its cache file when there is one."""
+    data = job.input()
+    path = Path(job.cache) / f"{'inverse' if job.inverse else 'forward'}-{job.label}-{job.key(data)}.npz" \
+        if job.cache else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            return f["out"], float(f["seconds"]), float(f["nfe"])
+    out, seconds, nfe = run_flow(build(Path(job.weights), job.dim, job.label, job.solver, job.guidance), data,
+                                 job.batch, inverse=job.inverse)
+    if path is not None:
+        import io
+
+        from mmmi_dsl.files import write_atomic
+
+        buf = io.BytesIO()
+        np.savez(buf, out=out, seconds=seconds, nfe=nfe)
+        write_atomic(path, buf.getvalue())
+    return out, seconds, nfe
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_all(jobs: list[Solve], workers: int = 1) -> list[tuple[np.ndarray, float, float]]:
+    """:func:`run_solve` of every job: here, or in ``workers`` spawned processes of one torch thread each
+    (the same results, since every job is seeded apart)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [run_solve(j) for j in jobs]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_worker_init,
+                                                   initargs=(1,)) as pool:
+        return pool.map(run_solve, jobs, chunksize=1)
+
+
+def measure_classes(report: Report, weights: Path, dim: int, classifier: Path, reference: str,
+                    solver: Solver, batch: int, workers: int = 1, cache: str | None = None
+                    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Class consistency and the Fréchet distances into ``report``; returns {class: (z, x)} generated."""
     start = time.perf_counter()
+    jobs = [Solve(str(weights), dim, k, solver, report.guidance, report.seed, report.n, batch, cache=cache)
+            for k in report.classes]
+    judge = load_classifier_model(classifier)
     generated, feats = {}, []
-    for k in report.classes:
-        z = latents(report.seed, k, report.n, dim)
-        x, _, _ = run_flow(build(weights, dim, k, solver, report.guidance), z, batch)
-        generated[k] = (z, x)
-        pred, f = predict(classifier, x)
-        report.consistency.append(float(np.mean(pred == k)))
+    for job, (x, _, _) in zip(jobs, run_all(jobs, workers)):
+        generated[job.label] = (job.input(), x)
+        pred, f = predict(judge, x)
+        report.consistency.append(float(np.mean(pred == job.label)))
         feats.append(f)
     report.generate_seconds = round(time.perf_counter() - start, 2)
     train, test = reference_data(reference)
     y_test = test.y[first_of_each(test.y, {k: report.n for k in report.classes})]
-    pred_test, _ = predict(classifier, test.x[first_of_each(test.y, {k: report.n for k in report.classes})])
+    pred_test, _ = predict(judge, test.x[first_of_each(test.y, {k: report.n for k in report.classes})])
     report.real_accuracy = [float(np.mean(pred_test[y_test == k] == k)) for k in report.classes]
     report.real_n = [int(np.sum(y_test == k)) for k in report.classes]
     # the Fréchet distance compares sets of one size and class balance: m_k of class k in all three
@@ -184,8 +273,8 @@ def measure_classes(report: Report, weights: Path, dim: int, classifier: Classif
     f_gen = np.concatenate([f[:counts[k]] for k, f in zip(report.classes, feats)])
     report.frechet_n = len(f_gen)
     if len(f_gen) > 1:
-        f_test = predict(classifier, test.x[first_of_each(test.y, counts)])[1]
-        f_train = predict(classifier, train.x[first_of_each(train.y, counts)])[1]
+        f_test = predict(judge, test.x[first_of_each(test.y, counts)])[1]
+        f_train = predict(judge, train.x[first_of_each(train.y, counts)])[1]
         report.frechet = frechet_of(f_gen, f_test)
         report.frechet_floor = frechet_of(f_train, f_test)
     report.seconds["classes"] = round(time.perf_counter() - start, 2)
@@ -193,7 +282,8 @@ def measure_classes(report: Report, weights: Path, dim: int, classifier: Classif
 
 
 def measure_roundtrip(report: Report, weights: Path, dim: int, solvers: list[Solver], n: int, batch: int,
-                      generated: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+                      generated: dict[int, tuple[np.ndarray, np.ndarray]] | None = None, workers: int = 1,
+                      cache: str | None = None) -> None:
     """``|f^-1(f(z)) - z|`` over ``n`` latents spread over the classes, per solver, into ``report``.
 
     For the first solver (the one the samples were generated with) the generated samples are
@@ -202,25 +292,23 @@ def measure_roundtrip(report: Report, weights: Path, dim: int, solvers: list[Sol
     start = time.perf_counter()
     per = max(1, math.ceil(n / len(report.classes)))
     for i, solver in enumerate(solvers):
-        errs, fwd_s, inv_s, nfe_f, nfe_i, count = [], 0.0, 0.0, [], [], 0
-        for k in report.classes:
-            flow = build(weights, dim, k, solver, report.guidance)
-            z = latents(report.seed, k, per, dim)
-            if i == 0 and generated is not None and len(generated[k][1]) >= per:
-                x, s, e = generated[k][1][:per], None, None
-            else:
-                x, s, e = run_flow(flow, z, batch)
-            zr, s_inv, e_inv = run_flow(flow, x, batch, inverse=True)
-            errs.append(np.abs(zr.astype(np.float64) - z))
-            if s is not None:
-                fwd_s, nfe_f = fwd_s + s, nfe_f + [e]
-            inv_s, nfe_i, count = inv_s + s_inv, nfe_i + [e_inv], count + len(z)
-        err = np.concatenate(errs)
+        def job(k: int, **kw) -> Solve:
+            return Solve(str(weights), dim, k, solver, report.guidance, report.seed, per, batch, cache=cache, **kw)
+
+        reuse = i == 0 and generated is not None and all(len(generated[k][1]) >= per for k in report.classes)
+        forward = None if reuse else run_all([job(k) for k in report.classes], workers)
+        xs = [generated[k][1][:per] for k in report.classes] if reuse else [f[0] for f in forward]
+        back = run_all([job(k, inverse=True, x=x) for k, x in zip(report.classes, xs)], workers)
+        err = np.concatenate([np.abs(zr.astype(np.float64) - latents(report.seed, k, per, dim))
+                              for k, (zr, _, _) in zip(report.classes, back)])
+        count = len(err)
+        fwd_s = None if forward is None else sum(f[1] for f in forward) / count
         report.roundtrip.append({
             "solver": solver.label, **solver.args(), "n": count, "max": float(err.max()), "mean": float(err.mean()),
-            "forward_s_per_sample": fwd_s / count if nfe_f else None,
-            "inverse_s_per_sample": inv_s / count,
-            "nfe_forward": float(np.mean(nfe_f)) if nfe_f else None, "nfe_inverse": float(np.mean(nfe_i))})
+            "forward_s_per_sample": fwd_s,
+            "inverse_s_per_sample": sum(b[1] for b in back) / count,
+            "nfe_forward": None if forward is None else float(np.mean([f[2] for f in forward])),
+            "nfe_inverse": float(np.mean([b[2] for b in back]))})
     report.seconds["roundtrip"] = round(time.perf_counter() - start, 2)
 
 
@@ -271,12 +359,14 @@ def measure_throughput(report: Report, weights: Path, dim: int, solver: Solver, 
 def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int = 1000,
            roundtrip_n: int = 1000, solvers: list[Solver] | None = None, threads: list[int] | None = None,
            batch: int = 256, throughput_batch: int = 256, seed: int = 0, guidance: float = 0.0,
-           log=None) -> Report:
+           workers: int = 1, cache: str | Path | None = None, log=None) -> Report:
     """Every measurement of this module on one weights file, judged by one classifier file.
 
     ``solvers[0]`` generates the samples (default: the flow's own default, rk4 with 32 steps);
     ``roundtrip_n = 0`` or ``threads = []`` skip those parts. Runs with the calling process's
-    torch thread count, except the throughput children.
+    torch thread count, except the throughput children and ``workers`` > 1 (the classes generated in
+    that many processes of one thread each). ``cache``: a folder keeping every class's samples and
+    inverses as they are made (:class:`Solve`), so a rerun of an interrupted measurement resumes.
     """
     from mmmi_dsl.builtins import weights as weight_files
     from mmmi_dsl.flows.classifier import load_classifier, reference_kind
@@ -284,6 +374,7 @@ def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int
     start = time.perf_counter()
     info = weight_files.inspect(weights)
     model, record = load_classifier(classifier_path)
+    _JUDGES[str(classifier_path)] = model
     if math.prod(model.shape) != info.dim:
         raise ValueError(f"the classifier judges images of {'x'.join(map(str, model.shape))} = "
                          f"{math.prod(model.shape)} values, the flow makes {info.dim}")
@@ -301,10 +392,12 @@ def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int
                     solver=solvers[0].label, guidance=guidance)
     say = log or (lambda _line: None)
     say(f"generating {n} samples for each of {len(classes)} classes ({solvers[0].label})")
-    generated = measure_classes(report, info.path, info.dim, model, reference_kind(record), solvers[0], batch)
+    cache = None if cache is None else str(cache)
+    generated = measure_classes(report, info.path, info.dim, classifier_path, reference_kind(record), solvers[0],
+                                batch, workers, cache)
     if roundtrip_n:
         say(f"round trip over {roundtrip_n} latents for {len(solvers)} solver(s)")
-        measure_roundtrip(report, info.path, info.dim, solvers, roundtrip_n, batch, generated)
+        measure_roundtrip(report, info.path, info.dim, solvers, roundtrip_n, batch, generated, workers, cache)
     if threads:
         say(f"throughput at {', '.join(map(str, threads))} thread(s), batch {throughput_batch}")
         measure_throughput(report, info.path, info.dim, solvers[0], throughput_batch, threads)

@@ -5,6 +5,7 @@ the machinery, not the quality."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -197,6 +198,16 @@ def test_report_is_deterministic_and_checks_its_inputs(tiny_files):
     assert (a.consistency, a.frechet) == (b.consistency, b.frechet) and not a.roundtrip and not a.throughput
     with pytest.raises(ValueError, match="class 10"):
         assess(unet, clf, **{**kw, "classes": [10]})
+    # two worker processes make the same samples (each class's latents are seeded apart), on a graded grid too
+    graded = {**kw, "classes": [1, 4], "solvers": [Solver("rk4", 3, grid_power=1.5)]}
+    one, two = assess(unet, clf, **graded), assess(unet, clf, **graded, workers=2, cache=unet.parent / "cache")
+    assert (one.consistency, one.frechet, one.solver) == (two.consistency, two.frechet, "rk4, 3 steps, grid power 1.5")
+    # the cache keeps each class's samples: a rerun reads them (the same report), other settings miss it
+    assert len(list((unet.parent / "cache").glob("forward-*.npz"))) == 2
+    again = assess(unet, clf, **graded, cache=unet.parent / "cache")
+    assert (again.consistency, again.frechet) == (one.consistency, one.frechet)
+    assess(unet, clf, **{**graded, "guidance": 0.5}, cache=unet.parent / "cache")
+    assert len(list((unet.parent / "cache").glob("forward-*.npz"))) == 4
     fashion_like = Classifier((1, 28, 28), (4,), features=4)
     bad = save_classifier(clf.with_name("f.safetensors"), fashion_like,
                           {"config": {"format": "mmmi_dsl.classifier/1", "shape": [1, 28, 28], "channels": [4],
@@ -219,3 +230,16 @@ def test_flow_quality_script_on_the_shipped_digits_flow(tmp_path, tiny_files, ca
     assert saved["arch"] == "mlp" and saved["consistency"] == r.consistency and saved["n"] == 5
     assert [s.label for s in script.solvers("rk4:16,dopri5,dopri5:1e-5")] == \
         ["rk4, 16 steps", "dopri5 (rtol 1e-07, atol 1e-08)", "dopri5 (rtol 1e-05, atol 1e-06)"]
+
+
+def test_flow_quality_solver_arguments():
+    """``rk4:28:1.5`` is a graded grid, ``rk4:32`` a uniform one, ``default`` the flow's own solver."""
+    from mmmi_dsl.builtins.flows import FASHION_SOLVER
+
+    script = _script("flow_quality")
+    assert script.solver("rk4:28:1.5") == Solver("rk4", 28, grid_power=1.5)
+    assert script.solver("rk4:32") == Solver("rk4", 32) and script.solver("default") is None
+    assert script.default_solver("fashion") == Solver("rk4", **FASHION_SOLVER)
+    assert script.default_solver("digits") == script.default_solver("my.safetensors") == Solver("rk4", 32)
+    with pytest.raises(argparse.ArgumentTypeError, match="GRID_POWER"):
+        script.solver("rk4:28:fine")

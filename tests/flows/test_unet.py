@@ -4,6 +4,7 @@ deterministic and resumable training, image training data, and the `fashion` flo
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import struct
 
@@ -226,12 +227,33 @@ def test_fashion_without_weights_is_a_clear_e0208(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
-def test_shipped_fashion_round_trips():
-    # four latents: each costs 2 x 128 evaluations of the UNet (about 2.6 s alone on one thread)
+def test_shipped_fashion_round_trips_at_its_default_grid():
+    """The default solver (rk4, 28 steps on the grid t_k = 1 - (1 - k/28)^1.5) inverts within 1e-3, and
+    the grid is what makes it: the same 28 steps spread uniformly are several times less exact (class 7:
+    1.7e-4 on 32 latents, where even 32 uniform steps give 2.7e-3; docs/flows.md, "Choosing the solver")."""
     z = torch.randn(4, 784, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         f = Fashion(784, **{"class": 7})
-        assert float((f.inverse(f(z)) - z).abs().max()) < 1e-3
+        assert (f.steps, f.grid_power) == (28, 1.5)
+        graded = float((f.inverse(f(z)) - z).abs().max())
+        uniform = Fashion(784, **{"class": 7}, grid_power=1.0)
+        flat = float((uniform.inverse(uniform(z)) - z).abs().max())
+    assert graded < 1e-3 and graded < flat / 3, (graded, flat)
+
+
+def test_time_grid_refines_toward_the_data_end():
+    """t_k = 1 - (1 - k/N)^p: exact ends, increasing, the last step (1/N)^p long; p = 1 is linspace itself;
+    the inverse walks the same times backwards."""
+    from mmmi_dsl.flows.cnf import CNF
+
+    flow = CNF.__new__(CNF)  # the grid needs only steps and grid_power
+    flow.steps, flow.grid_power = 8, 1.5
+    t = flow.time_grid(torch.float64)
+    assert t[0] == 0.0 and t[-1] == 1.0 and bool((t.diff() > 0).all())
+    assert abs(float(t[-1] - t[-2]) - (1 / 8) ** 1.5) < 1e-15
+    assert float(t.diff()[0]) > float(t.diff()[-1]) * 2
+    flow.grid_power = 1.0
+    assert torch.equal(flow.time_grid(torch.float32), torch.linspace(0, 1, 9))
 
 
 @pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
@@ -262,3 +284,33 @@ def test_auto_standardize_keeps_the_layout_for_a_cnf_with_convolutional_weights(
     sampler = Sampler(model, standardize="auto", chunk_size=8)
     assert sampler.standardized_as == {"x": "radius", "y": "whiten"}
     assert {k: v["standardize"] for k, v in sampler.flow_roundtrip(4).items()} == {"x": "radius", "y": "whiten"}
+
+
+def test_manifest_records_learned_flows_and_refuses_other_weights(tmp_path, capsys):
+    """A learned flow's images depend on its weights and solver, not only on the spec: the manifest
+    records both (weights SHA-256, method, steps, grid), and a resume or a verify with other weights
+    is refused, naming what changed, instead of mixing or mis-inverting images."""
+    from mmmi_dsl.cli import main
+
+    _random_unet(tmp_path / "u")
+    spec = tmp_path / "s.mmi"
+    spec.write_text("model s\ndim img = 1x8x8\nproto u : scalar\nproto n : vector[64]\ntarget theta = u\n"
+                    "latent z = 0.4 * u * ones(64) + n\n"
+                    "flow x = cnf(z, weights = \"u.safetensors\", steps = 4, grid_power = 1.5) : image[img]\n"
+                    "report I(theta; x)\n")
+    out, args = tmp_path / "d", ["--chunk-size", "64", "--no-progress"]
+    assert main(["generate", str(spec), "-n", "256", "-o", str(tmp_path / "d"), *args]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (record,) = manifest["fingerprint"]["learned_flows"]["x"]
+    assert record["steps"] == 4 and record["grid_power"] == 1.5 and record["method"] == "rk4"
+    assert record["weights_sha256"] == hashlib.sha256((tmp_path / "u.safetensors").read_bytes()).hexdigest()
+    _random_unet(out / "u")  # a dataset's spec reads its files from the dataset directory
+    assert main(["verify", str(out)]) == 0
+    assert "ok: I(theta; x)" in capsys.readouterr().out
+    _random_unet(out / "u", seed=1)  # the same file name, other weights
+    assert main(["verify", str(out)]) == 1
+    err = capsys.readouterr()
+    assert "learned_flows.x[0].weights_sha256" in err.out + err.err and "weights changed" in err.out + err.err
+    _random_unet(tmp_path / "u", seed=1)
+    assert main(["generate", str(spec), "-n", "256", "-o", str(out), *args]) == 1
+    assert "learned_flows.x[0].weights_sha256" in capsys.readouterr().err
