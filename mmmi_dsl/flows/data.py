@@ -1,16 +1,19 @@
 """Training data for learned flows (numpy and Pillow, no torch): images scaled to about [-1, 1].
 
 Kinds: ``digits`` (scikit-learn's 8x8 digits, pixel / 16 * 2 - 1), ``fashion-mnist`` (Debian's
-``dataset-fashion-mnist``, IDX files, pixel / 255 * 2 - 1), a ``.npz`` with arrays ``x``
-(n, C, H, W) (or (n, d)) and ``y`` (uint8 pixels are scaled / 255 * 2 - 1, floats used as given),
-a ``.npy`` array (n, ...) with optional labels, or a folder with one subfolder of PNGs per class
-(classes in sorted name order, pixel / 255 * 2 - 1).
+``dataset-fashion-mnist``, IDX files, pixel / 255 * 2 - 1; or the same four files, gzipped,
+xz-compressed or plain, in the folder the environment variable ``MMMI_FASHION_DIR`` names), a
+``.npz`` with arrays ``x`` (n, C, H, W) (or (n, d)) and ``y`` (uint8 pixels are scaled / 255 * 2 - 1,
+floats used as given), a ``.npy`` array (n, ...) with optional labels, or a folder with one
+subfolder of PNGs per class (classes in sorted name order, pixel / 255 * 2 - 1).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import lzma
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -23,6 +26,9 @@ from mmmi_dsl.errors import UsageError
 
 FASHION_PACKAGE = "dataset-fashion-mnist"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: a folder holding Fashion-MNIST's four IDX files instead of the Debian package (e.g. a copy carried
+#: to a machine without the package); each file as ``NAME.gz``, ``NAME.xz`` or ``NAME``
+FASHION_ENV = "MMMI_FASHION_DIR"
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
 KINDS = "digits, fashion-mnist, a .npz (arrays x, y), a .npy or a folder of class subfolders of PNGs"
@@ -59,12 +65,13 @@ def load_digits_array() -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX array (the MNIST format, gzipped or not): big-endian magic ``0 0 type ndim``, dims, data."""
-    opener = gzip.open if str(path).endswith(".gz") else open
+    """An IDX array (the MNIST format; gzipped, xz-compressed or plain): big-endian magic ``0 0 type ndim``,
+    dims, data."""
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(Path(path).suffix, open)
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, lzma.LZMAError) as err:
         raise DatasetError(f"cannot read `{path}`: {err}") from None
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in dtypes:
@@ -79,12 +86,27 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def fashion_files(split: str = "train") -> tuple[Path, Path]:
-    """(images, labels) IDX files of Fashion-MNIST's ``train`` or ``t10k`` split from the Debian package.
+    """(images, labels) IDX files of Fashion-MNIST's ``train`` or ``t10k`` split.
+
+    From the folder ``$MMMI_FASHION_DIR`` when that variable is set (``NAME.gz``, ``NAME.xz`` or
+    ``NAME`` there, the first found), else from the Debian package.
 
     Raises:
-        DatasetError: the package is not installed (the message says how to install it).
+        DatasetError: the files are not there (the message says how to install the package, or
+        which files the folder lacks).
     """
     names = (f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz")
+    folder = os.environ.get(FASHION_ENV)
+    if folder:
+        stems = [n.removesuffix(".gz") for n in names]
+        paths = [next((p for p in (Path(folder) / f"{s}{ext}" for ext in (".gz", ".xz", "")) if p.is_file()),
+                      Path(folder) / f"{s}.gz") for s in stems]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise DatasetError(f"Fashion-MNIST: {FASHION_ENV}={folder} has no `{missing[0].name}` (nor .xz or "
+                               f"uncompressed); it must hold the four IDX files of `{FASHION_PACKAGE}`, or unset it "
+                               f"to read the installed package")
+        return paths[0], paths[1]
     found = {}
     if shutil.which("dpkg"):
         listing = subprocess.run(["dpkg", "-L", FASHION_PACKAGE], capture_output=True, text=True, check=False)
@@ -93,7 +115,8 @@ def fashion_files(split: str = "train") -> tuple[Path, Path]:
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise DatasetError(f"Fashion-MNIST is not installed (no `{missing[0]}`): it comes from Debian's package "
-                           f"`{FASHION_PACKAGE}`; install it with `apt-get install {FASHION_PACKAGE}`")
+                           f"`{FASHION_PACKAGE}`; install it with `apt-get install {FASHION_PACKAGE}` (or point "
+                           f"{FASHION_ENV} at a folder with its four files)")
     return paths[0], paths[1]
 
 

@@ -178,6 +178,7 @@ def test_fashion_files_are_read_as_idx(tmp_path, monkeypatch):
     _idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
     monkeypatch.setattr(flow_data, "FASHION_DIR", tmp_path)
     monkeypatch.setattr(flow_data.shutil, "which", lambda name: None)
+    monkeypatch.delenv(flow_data.FASHION_ENV, raising=False)
     d = flow_data.load_fashion("train")
     assert d.x.shape == (5, 1, 28, 28) and d.shape == (1, 28, 28) and d.x.dtype == np.float32
     np.testing.assert_allclose(d.x[:, 0], images / 255 * 2 - 1, atol=1e-6)
@@ -185,6 +186,39 @@ def test_fashion_files_are_read_as_idx(tmp_path, monkeypatch):
     monkeypatch.setattr(flow_data, "FASHION_DIR", tmp_path / "absent")
     with pytest.raises(flow_data.DatasetError, match="apt-get install dataset-fashion-mnist"):
         flow_data.load_fashion("train")
+
+
+def test_fashion_folder_from_the_environment_takes_gz_xz_or_plain_files(tmp_path, monkeypatch):
+    """MMMI_FASHION_DIR replaces the Debian package (a copy carried to a GPU machine): each file
+    gzipped, xz-compressed or plain, the same arrays from each; a file missing there is named."""
+    import lzma
+
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, (4, 28, 28)), rng.integers(0, 10, 4)
+    (tmp_path / "gz").mkdir()
+    _idx(tmp_path / "gz" / "t10k-images-idx3-ubyte.gz", images)
+    _idx(tmp_path / "gz" / "t10k-labels-idx1-ubyte.gz", labels)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        raw = gzip.decompress((tmp_path / "gz" / f"{name}.gz").read_bytes())
+        (tmp_path / "xz").mkdir(exist_ok=True)
+        (tmp_path / "xz" / f"{name}.xz").write_bytes(lzma.compress(raw))
+        (tmp_path / "plain").mkdir(exist_ok=True)
+        (tmp_path / "plain" / name).write_bytes(raw)
+    monkeypatch.setattr(flow_data, "FASHION_DIR", tmp_path / "absent")  # the package is not consulted
+    arrays = []
+    for kind in ("gz", "xz", "plain"):
+        monkeypatch.setenv(flow_data.FASHION_ENV, str(tmp_path / kind))
+        d = flow_data.load_fashion("t10k")
+        assert d.source.endswith(f"({tmp_path / kind})")
+        arrays.append((d.x, d.y))
+    np.testing.assert_allclose(arrays[0][0][:, 0], images / 255 * 2 - 1, atol=1e-6)
+    assert all(np.array_equal(x, arrays[0][0]) and np.array_equal(y, labels) for x, y in arrays)
+    with pytest.raises(flow_data.DatasetError, match=r"MMMI_FASHION_DIR=.* has no `train-images-idx3-ubyte.gz`"):
+        flow_data.load_fashion("train")
+    (tmp_path / "xz" / "t10k-labels-idx1-ubyte.xz").write_bytes(b"not xz")
+    monkeypatch.setenv(flow_data.FASHION_ENV, str(tmp_path / "xz"))
+    with pytest.raises(flow_data.DatasetError, match="cannot read"):
+        flow_data.load_fashion("t10k")
 
 
 @pytest.mark.skipif(not flow_data.FASHION_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
