@@ -10,10 +10,14 @@ evaluations alone, with peak memory. Printed as markdown, written as JSON.
         --json benchmarks/results/fashion-quality.json
     python benchmarks/flow_quality.py digits --classifier benchmarks/data/digits-classifier.safetensors -n 200
     python benchmarks/flow_quality.py my.safetensors --classes 0,3 -n 100 --roundtrip-n 100 --threads 1
+    python benchmarks/flow_quality.py fashion --device cuda --threads '' --json q.json   # GPU, batch 256-4096
 
 WEIGHTS is a .safetensors file or the name of a shipped flow (digits, fashion). The
 measurements run on one torch thread (--gen-threads); throughput in fresh processes at each
-of --threads. Deterministic for a given --seed.
+of --threads. Deterministic for a given --seed. With --device cuda the flows and the judge run
+on the GPU (IEEE float32; the latents are still drawn with numpy on the CPU, so the numbers
+match the CPU's up to rounding) and the throughput is also measured there at --gpu-batches.
+The JSON is rewritten after each part, so an interrupted run keeps the parts it finished.
 """
 
 from __future__ import annotations
@@ -94,7 +98,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="a folder keeping each class's samples as they are made: "
                                                  "rerunning the same command resumes an interrupted measurement")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="write the report here as JSON")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the flows and the judge run (cuda: IEEE float32, one process)")
+    p.add_argument("--gpu-batches", type=ints, default=[256, 1024, 4096],
+                   help="with --device cuda: batch sizes of the GPU throughput ('' to skip; default 256,1024,4096)")
+    p.add_argument("--json", default=None, help="write the report here as JSON (after each part)")
     return p
 
 
@@ -105,7 +113,9 @@ def pct(v: float | None) -> str:
 def render(r: Report) -> str:
     """The report as markdown tables."""
     step = f" at step {r.steps_done:,}" if r.steps_done is not None else ""
-    out = [f"## Flow quality: `{r.weights}`{step} ({r.arch}, {r.solver}, guidance {r.guidance:g}, seed {r.seed})",
+    where = "" if r.device == "cpu" else f", on {r.device_info.get('name', r.device)}"
+    out = [f"## Flow quality: `{r.weights}`{step} ({r.arch}, {r.solver}, guidance {r.guidance:g}, seed {r.seed}"
+           f"{where})",
            "", f"Judge: `{r.classifier['path']}` (test accuracy {pct(r.classifier['test_accuracy'])}, "
            f"{r.classifier['features']} features).", "",
            f"Class consistency, {r.n} generated samples per class ({r.generate_seconds:.1f} s to generate), "
@@ -135,8 +145,18 @@ def render(r: Report) -> str:
             out.append(f"| {t['threads']} | {t['batch']} | {t['samples_per_s']:.3g} | {t['floor_samples_per_s']:.3g} | "
                        f"{t['fraction_of_floor']:.0%} | {t['net_eval_s']:.3g} | {t['rss_before_mib']:.0f}, "
                        f"{t['peak_rss_mib']:.0f} |")
+    if r.device_throughput:
+        out += ["", f"Throughput on {r.device_info.get('name', r.device)} through the flow's forward ({r.solver}), "
+                    "in the measuring process, timed between device synchronisations:", "",
+                "| batch | samples/s | floor: network alone | of floor | network eval (s) | peak GPU memory (MiB) |",
+                "|---|---|---|---|---|---|"]
+        for t in r.device_throughput:
+            peak = "-" if t["peak_gpu_mib"] is None else f"{t['peak_gpu_mib']:.0f}"
+            out.append(f"| {t['batch']} | {t['samples_per_s']:.4g} | {t['floor_samples_per_s']:.4g} | "
+                       f"{t['fraction_of_floor']:.0%} | {t['net_eval_s']:.3g} | {peak} |")
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items())
-    out += ["", f"Peak RSS of the measuring process {r.peak_rss_mib:.0f} MiB; time: {secs}."]
+    gpu = "" if r.peak_gpu_mib is None else f"; peak GPU memory {r.peak_gpu_mib:.0f} MiB before the throughput"
+    out += ["", f"Peak RSS of the measuring process {r.peak_rss_mib:.0f} MiB{gpu}; time: {secs}."]
     return "\n".join(out)
 
 
@@ -146,18 +166,27 @@ def default_classifier(weights: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Report:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device")
+    if args.device == "cuda" and args.workers > 1:
+        p.error("--workers runs CPU processes; with --device cuda leave it at 1")
     weights = weight_files.shipped(args.weights) if args.weights in weight_files.SHIPPED else Path(args.weights)
     torch.set_num_threads(args.gen_threads)
     chosen = [s or default_solver(args.weights) for s in args.solvers]
+
+    def save(report: Report) -> None:
+        if args.json:
+            write_atomic(Path(args.json), dumps_json(dataclasses.asdict(report)) + "\n")
+
     report = assess(weights, args.classifier or default_classifier(weights), classes=args.classes, n=args.n,
                     roundtrip_n=args.roundtrip_n, solvers=chosen, threads=args.threads, batch=args.batch,
                     throughput_batch=args.throughput_batch, seed=args.seed, guidance=args.guidance,
-                    workers=args.workers, cache=args.cache,
+                    workers=args.workers, cache=args.cache, device=args.device,
+                    device_batches=args.gpu_batches if args.device == "cuda" else None, on_part=save,
                     log=lambda line: print(line, file=sys.stderr, flush=True))
     print(render(report))
-    if args.json:
-        write_atomic(Path(args.json), dumps_json(dataclasses.asdict(report)) + "\n")
     return report
 
 

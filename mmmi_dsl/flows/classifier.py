@@ -93,13 +93,15 @@ def classifier_from_config(config: dict) -> Classifier:
 
 @torch.no_grad()
 def predict(model: Classifier, x: np.ndarray, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (n,), features (n, f) float64) of images ``x`` (n, ...) in the flows' units."""
+    """(labels (n,), features (n, f) float64) of images ``x`` (n, ...) in the flows' units, computed on
+    the model's device (numpy in and out)."""
     model.eval()
+    device = next(model.parameters()).device
     labels, feats = [], []
     for i in range(0, len(x), batch):
-        f = model.features(torch.as_tensor(np.ascontiguousarray(x[i:i + batch]), dtype=torch.float32))
-        labels.append(model.head(f).argmax(1).numpy())
-        feats.append(f.double().numpy())
+        f = model.features(torch.as_tensor(np.ascontiguousarray(x[i:i + batch]), dtype=torch.float32).to(device))
+        labels.append(model.head(f).argmax(1).cpu().numpy())
+        feats.append(f.double().cpu().numpy())
     if not labels:
         return np.zeros(0, np.int64), np.zeros((0, model.head.in_features))
     return np.concatenate(labels), np.concatenate(feats)

@@ -9,10 +9,14 @@
   time and network evaluations, so a default solver is chosen by the round trip, then speed;
 - throughput (samples per second through the flow's ``forward``) per thread count, each in a
   fresh process, beside the floor of the same network's evaluations timed alone in the same
-  process, and that process's peak resident memory.
+  process, and that process's peak resident memory; on a GPU (``device="cuda"``) per batch size
+  in the measuring process, timed between ``torch.cuda.synchronize()`` calls, with the peak of
+  ``torch.cuda.max_memory_allocated``.
 
 Latents are ``numpy.random.default_rng([seed, class]).standard_normal((n, d))`` (float32),
 the standardised N(0, I) latent a spec's flow reads, so the numbers are the same on every run.
+With ``device="cuda"`` the flows and the judge run on the GPU in IEEE float32 (no TF32), fed the
+same numpy latents and handing back numpy arrays: the numbers match the CPU's up to rounding.
 """
 
 from __future__ import annotations
@@ -85,9 +89,27 @@ class Solver:
                 "grid_power": self.grid_power}
 
 
-def build(weights: Path, dim: int, label: int, solver: Solver, guidance: float = 0.0) -> CNF:
-    """The cnf flow of ``weights`` for class ``label`` at ``solver``."""
-    return CNF(dim, weights=str(weights), guidance=guidance, **{"class": label}, **solver.args())
+def build(weights: Path, dim: int, label: int, solver: Solver, guidance: float = 0.0, device: str = "cpu") -> CNF:
+    """The cnf flow of ``weights`` for class ``label`` at ``solver``, on ``device``."""
+    return CNF(dim, weights=str(weights), guidance=guidance, **{"class": label}, **solver.args()).to(device)
+
+
+def ieee_float32() -> None:
+    """CUDA convolutions and matrix products in IEEE float32, not TF32 (cuDNN's default for
+    convolutions, whose 10-bit mantissa would swamp a round trip of 1e-4)."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9
+        conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def latents(seed: int, label: int, n: int, dim: int) -> np.ndarray:
@@ -108,13 +130,15 @@ class Counter:
 
 @torch.no_grad()
 def run_flow(flow: CNF, x: np.ndarray, batch: int, inverse: bool = False) -> tuple[np.ndarray, float, float]:
-    """(flow(x) or its inverse, seconds, network evaluations per batch) in batches of ``batch`` rows."""
+    """(flow(x) or its inverse, seconds, network evaluations per batch) in batches of ``batch`` rows, on
+    the flow's device (numpy in and out)."""
     counter = Counter(flow)
+    device = next(flow.net.parameters()).device
     out, batches = [], 0
     start = time.perf_counter()
     for i in range(0, len(x), batch):
-        t = torch.from_numpy(x[i:i + batch])
-        out.append((flow.inverse(t) if inverse else flow(t)).numpy())
+        t = torch.from_numpy(x[i:i + batch]).to(device)
+        out.append((flow.inverse(t) if inverse else flow(t)).cpu().numpy())
         batches += 1
     seconds = time.perf_counter() - start
     counter.handle.remove()
@@ -151,6 +175,10 @@ class Report:
     throughput: list[dict] = field(default_factory=list)
     peak_rss_mib: float = 0.0
     seconds: dict = field(default_factory=dict)
+    device: str = "cpu"
+    device_info: dict = field(default_factory=dict)
+    device_throughput: list[dict] = field(default_factory=list)
+    peak_gpu_mib: float | None = None
 
 
 def peak_rss_mib() -> float:
@@ -165,16 +193,16 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-_JUDGES: dict[str, Classifier] = {}  # this process's judges, loaded once
+_JUDGES: dict[tuple[str, str], Classifier] = {}  # this process's judges, loaded once per device
 
 
-def load_classifier_model(path) -> Classifier:
-    """The judge of ``path``, loaded once per process."""
+def load_classifier_model(path, device: str = "cpu") -> Classifier:
+    """The judge of ``path`` on ``device``, loaded once per process."""
     from mmmi_dsl.flows.classifier import load_classifier
 
-    key = str(path)
+    key = (str(path), str(device))
     if key not in _JUDGES:
-        _JUDGES[key] = load_classifier(path)[0]
+        _JUDGES[key] = load_classifier(path)[0].to(device)
     return _JUDGES[key]
 
 
@@ -183,8 +211,8 @@ class Solve:
     """One class's rows through its flow (``inverse`` False, from its seeded latents) or back (``x``).
 
     With ``cache`` (a folder) the result is kept in a file named by the SHA-256 of everything that
-    decides it (the weights' bytes, class, solver, guidance, the input), so an interrupted
-    measurement resumes where it stopped.
+    decides it (the weights' bytes, class, solver, guidance, the input; the device unless the CPU),
+    so an interrupted measurement resumes where it stopped.
     """
 
     weights: str
@@ -198,6 +226,7 @@ class Solve:
     inverse: bool = False
     x: np.ndarray | None = None
     cache: str | None = None
+    device: str = "cpu"
 
     def input(self) -> np.ndarray:
         return self.x if self.inverse else latents(self.seed, self.label, self.rows, self.dim)
@@ -207,6 +236,8 @@ class Solve:
 
         h = hashlib.sha256(Path(self.weights).read_bytes())
         h.update(repr((self.label, self.solver, self.guidance, self.inverse, data.shape)).encode())
+        if self.device != "cpu":  # the CPU's keys stay as they were
+            h.update(self.device.encode())
         h.update(np.ascontiguousarray(data).tobytes())
         return h.hexdigest()[:24]
 
@@ -219,8 +250,8 @@ def run_solve(job: Solve) -> tuple[np.ndarray, float, float]:
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as f:
             return f["out"], float(f["seconds"]), float(f["nfe"])
-    out, seconds, nfe = run_flow(build(Path(job.weights), job.dim, job.label, job.solver, job.guidance), data,
-                                 job.batch, inverse=job.inverse)
+    out, seconds, nfe = run_flow(build(Path(job.weights), job.dim, job.label, job.solver, job.guidance, job.device),
+                                 data, job.batch, inverse=job.inverse)
     if path is not None:
         import io
 
@@ -251,11 +282,12 @@ def run_all(jobs: list[Solve], workers: int = 1) -> list[tuple[np.ndarray, float
 def measure_classes(report: Report, weights: Path, dim: int, classifier: Path, reference: str,
                     solver: Solver, batch: int, workers: int = 1, cache: str | None = None
                     ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Class consistency and the Fréchet distances into ``report``; returns {class: (z, x)} generated."""
+    """Class consistency and the Fréchet distances into ``report`` (on ``report.device``); returns
+    {class: (z, x)} generated."""
     start = time.perf_counter()
-    jobs = [Solve(str(weights), dim, k, solver, report.guidance, report.seed, report.n, batch, cache=cache)
-            for k in report.classes]
-    judge = load_classifier_model(classifier)
+    jobs = [Solve(str(weights), dim, k, solver, report.guidance, report.seed, report.n, batch, cache=cache,
+                  device=report.device) for k in report.classes]
+    judge = load_classifier_model(classifier, report.device)
     generated, feats = {}, []
     for job, (x, _, _) in zip(jobs, run_all(jobs, workers)):
         generated[job.label] = (job.input(), x)
@@ -293,7 +325,8 @@ def measure_roundtrip(report: Report, weights: Path, dim: int, solvers: list[Sol
     per = max(1, math.ceil(n / len(report.classes)))
     for i, solver in enumerate(solvers):
         def job(k: int, **kw) -> Solve:
-            return Solve(str(weights), dim, k, solver, report.guidance, report.seed, per, batch, cache=cache, **kw)
+            return Solve(str(weights), dim, k, solver, report.guidance, report.seed, per, batch, cache=cache,
+                         device=report.device, **kw)
 
         reuse = i == 0 and generated is not None and all(len(generated[k][1]) >= per for k in report.classes)
         forward = None if reuse else run_all([job(k) for k in report.classes], workers)
@@ -356,10 +389,74 @@ def measure_throughput(report: Report, weights: Path, dim: int, solver: Solver, 
     report.seconds["throughput"] = round(time.perf_counter() - start, 2)
 
 
+@torch.no_grad()
+def device_throughput(flow: CNF, dim: int, batch: int, floor_evals: int = 8) -> dict:
+    """Samples per second of one batch through ``flow`` on its own device, in this process, beside the
+    floor of its network's evaluations timed alone (median of ``floor_evals`` after a warm-up), each
+    timing between synchronisations of the device; on CUDA also the peak memory allocated while it ran
+    (``torch.cuda.max_memory_allocated``, reset first)."""
+    device = next(flow.net.parameters()).device
+    cuda = device.type == "cuda"
+    z = torch.from_numpy(latents(0, flow.label, batch, dim)).to(device)
+    rows = 2 * batch if flow.guidance else batch
+    xt = torch.cat([z, z]) if flow.guidance else z
+    c = torch.full((rows,), flow.label, dtype=torch.long, device=device)
+    if cuda:
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device) / 2**20 if cuda else None
+    times = []
+    for j in range(floor_evals + 1):  # the first (warm-up) evaluation is not counted
+        t = torch.tensor(j / max(floor_evals, 1), device=device)
+        synchronize(device)
+        t0 = time.perf_counter()
+        flow.net(xt, t, c)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    counter = Counter(flow)
+    synchronize(device)
+    t0 = time.perf_counter()
+    flow(z)
+    synchronize(device)
+    seconds = time.perf_counter() - t0
+    counter.handle.remove()
+    per_eval = float(np.median(times[1:]))
+    floor_s = counter.calls * per_eval
+    return {"device": str(device), "batch": batch, "samples_per_s": batch / seconds, "nfe": counter.calls,
+            "seconds": seconds, "net_eval_s": per_eval, "floor_samples_per_s": batch / floor_s,
+            "fraction_of_floor": floor_s / seconds,
+            "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
+            "gpu_mib_before": before}
+
+
+def measure_device_throughput(report: Report, weights: Path, dim: int, solver: Solver, batches: list[int],
+                              floor_evals: int = 8, on_row=None) -> None:
+    """:func:`device_throughput` of the first class's flow on ``report.device`` at each batch size, into
+    ``report`` (one flow, warmed by the first batch's floor); ``on_row(report)`` after each."""
+    start = time.perf_counter()
+    flow = build(weights, dim, report.classes[0], solver, report.guidance, report.device)
+    for b in batches:
+        report.device_throughput.append(device_throughput(flow, dim, b, floor_evals))
+        report.seconds["device_throughput"] = round(time.perf_counter() - start, 2)
+        if on_row is not None:
+            on_row(report)
+
+
+def device_info(device: str) -> dict:
+    """What the measuring device is: its name, torch's and CUDA's versions, the float32 mode."""
+    info = {"device": device, "torch": torch.__version__}
+    if torch.device(device).type == "cuda":
+        info.update({"name": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
+                     "memory_mib": round(torch.cuda.get_device_properties(device).total_memory / 2**20),
+                     "float32": "ieee (no TF32)"})
+    return info
+
+
 def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int = 1000,
            roundtrip_n: int = 1000, solvers: list[Solver] | None = None, threads: list[int] | None = None,
            batch: int = 256, throughput_batch: int = 256, seed: int = 0, guidance: float = 0.0,
-           workers: int = 1, cache: str | Path | None = None, log=None) -> Report:
+           workers: int = 1, cache: str | Path | None = None, device: str = "cpu",
+           device_batches: list[int] | None = None, on_part=None, log=None) -> Report:
     """Every measurement of this module on one weights file, judged by one classifier file.
 
     ``solvers[0]`` generates the samples (default: the flow's own default, rk4 with 32 steps);
@@ -367,14 +464,25 @@ def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int
     torch thread count, except the throughput children and ``workers`` > 1 (the classes generated in
     that many processes of one thread each). ``cache``: a folder keeping every class's samples and
     inverses as they are made (:class:`Solve`), so a rerun of an interrupted measurement resumes.
+    ``device``: where the flows and the judge run (``cuda``: in IEEE float32, ``workers`` must be 1);
+    ``device_batches``: batch sizes of :func:`measure_device_throughput` there (None or []: skipped).
+    ``on_part(report)`` is called after each part (classes, round trip, each throughput), so a caller
+    can keep what is done when a later part fails.
     """
     from mmmi_dsl.builtins import weights as weight_files
     from mmmi_dsl.flows.classifier import load_classifier, reference_kind
 
     start = time.perf_counter()
+    device = str(device)
+    if torch.device(device).type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA device")
+        if workers > 1:
+            raise ValueError("workers > 1 run on the CPU; on a GPU use workers = 1")
+        ieee_float32()
     info = weight_files.inspect(weights)
     model, record = load_classifier(classifier_path)
-    _JUDGES[str(classifier_path)] = model
+    _JUDGES[(str(classifier_path), device)] = model.to(device)
     if math.prod(model.shape) != info.dim:
         raise ValueError(f"the classifier judges images of {'x'.join(map(str, model.shape))} = "
                          f"{math.prod(model.shape)} values, the flow makes {info.dim}")
@@ -389,18 +497,29 @@ def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int
                     classifier={"path": str(classifier_path), "test_accuracy": record.get("test_accuracy"),
                                 "features": record["config"]["features"], "command": record.get("command")},
                     classes=classes, class_names=[str(names[k]) for k in classes], n=n, seed=seed,
-                    solver=solvers[0].label, guidance=guidance)
+                    solver=solvers[0].label, guidance=guidance, device=device, device_info=device_info(device))
     say = log or (lambda _line: None)
+    done = on_part or (lambda _report: None)
+    cuda = torch.device(device).type == "cuda"
     say(f"generating {n} samples for each of {len(classes)} classes ({solvers[0].label})")
     cache = None if cache is None else str(cache)
     generated = measure_classes(report, info.path, info.dim, classifier_path, reference_kind(record), solvers[0],
                                 batch, workers, cache)
+    done(report)
     if roundtrip_n:
         say(f"round trip over {roundtrip_n} latents for {len(solvers)} solver(s)")
         measure_roundtrip(report, info.path, info.dim, solvers, roundtrip_n, batch, generated, workers, cache)
+        done(report)
+    if cuda:  # before the throughput's own peaks reset the counter
+        report.peak_gpu_mib = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     if threads:
         say(f"throughput at {', '.join(map(str, threads))} thread(s), batch {throughput_batch}")
         measure_throughput(report, info.path, info.dim, solvers[0], throughput_batch, threads)
+        done(report)
+    if device_batches:
+        say(f"throughput on {device} at batch {', '.join(map(str, device_batches))}")
+        measure_device_throughput(report, info.path, info.dim, solvers[0], device_batches, on_row=done)
     report.peak_rss_mib = round(peak_rss_mib(), 1)
     report.seconds["total"] = round(time.perf_counter() - start, 2)
+    done(report)
     return report

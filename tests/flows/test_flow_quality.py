@@ -243,3 +243,79 @@ def test_flow_quality_solver_arguments():
     assert script.default_solver("digits") == script.default_solver("my.safetensors") == Solver("rk4", 32)
     with pytest.raises(argparse.ArgumentTypeError, match="GRID_POWER"):
         script.solver("rk4:28:fine")
+
+
+# ---------------------------------------------------------------- on a device
+
+
+def test_device_cpu_is_the_cpu_path_and_times_the_device_throughput(tiny_files):
+    """``device="cpu"`` given explicitly is the default path (the same numbers); ``device_batches`` times
+    the flow in this process at each batch size beside its network alone; ``on_part`` sees each part."""
+    unet, clf = tiny_files
+    kw = {"classes": [2, 5], "n": 3, "roundtrip_n": 2, "threads": [], "solvers": [Solver("rk4", 3, grid_power=1.5)],
+          "batch": 2}
+    plain = assess(unet, clf, **kw)
+    parts = []
+    r = assess(unet, clf, **kw, device="cpu", device_batches=[3, 5],
+               on_part=lambda rep: parts.append((len(rep.consistency), len(rep.roundtrip), len(rep.device_throughput))))
+    assert (r.consistency, r.frechet, r.frechet_floor) == (plain.consistency, plain.frechet, plain.frechet_floor)
+    assert [t["max"] for t in r.roundtrip] == [t["max"] for t in plain.roundtrip]
+    assert plain.device == r.device == "cpu" and not plain.device_throughput and r.peak_gpu_mib is None
+    assert r.device_info["device"] == "cpu" and "name" not in r.device_info
+    assert parts == [(2, 0, 0), (2, 1, 0), (2, 1, 1), (2, 1, 2), (2, 1, 2)]
+    rows = r.device_throughput
+    assert [t["batch"] for t in rows] == [3, 5] and all(t["nfe"] == 12 and t["device"] == "cpu" for t in rows)
+    assert all(t["samples_per_s"] > 0 and 0 < t["fraction_of_floor"] < 1.5 for t in rows)
+    assert all(t["peak_gpu_mib"] is None and t["gpu_mib_before"] is None for t in rows)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="workers > 1"):
+            assess(unet, clf, **kw, device="cuda", workers=2)
+    else:
+        with pytest.raises(ValueError, match="no CUDA device"):
+            assess(unet, clf, **kw, device="cuda")
+
+
+def test_flow_quality_script_writes_its_json_after_each_part(tmp_path, tiny_files, monkeypatch):
+    """A part that fails leaves the JSON of the parts before it."""
+    import mmmi_dsl.flows.quality as quality
+
+    unet, clf = tiny_files
+    script = _script("flow_quality")
+    out = tmp_path / "q.json"
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("the round trip broke")
+
+    monkeypatch.setattr(quality, "measure_roundtrip", broken)
+    with pytest.raises(RuntimeError, match="broke"):
+        script.main([str(unet), "--classifier", str(clf), "--classes", "1", "-n", "2", "--roundtrip-n", "2",
+                     "--solvers", "rk4:2", "--threads", "", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["consistency"] and saved["roundtrip"] == [] and saved["device"] == "cpu"
+    assert saved["device_throughput"] == [] and saved["peak_gpu_mib"] is None
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as stop:
+            script.main([str(unet), "--classifier", str(clf), "--device", "cuda"])
+        assert stop.value.code == 2
+
+
+@pytest.mark.gpu
+def test_the_report_on_cuda_matches_the_cpu(tiny_files):
+    """The GPU runs the same latents through the same flow: the same labels and round trips up to
+    float32 rounding (IEEE, no TF32), and its throughput with peak GPU memory at each batch size."""
+    unet, clf = tiny_files
+    kw = {"classes": [0, 7], "n": 20, "roundtrip_n": 10, "threads": [], "solvers": [Solver("rk4", 8, grid_power=1.5)],
+          "batch": 8}
+    cpu = assess(unet, clf, **kw)
+    gpu = assess(unet, clf, **kw, device="cuda", device_batches=[256, 1024])
+    assert gpu.device == "cuda" and gpu.device_info["float32"].startswith("ieee") and gpu.peak_gpu_mib > 0
+    assert np.allclose(gpu.consistency, cpu.consistency, atol=0.051)  # a sample on a boundary may flip
+    assert gpu.frechet == pytest.approx(cpu.frechet, rel=0.05, abs=1e-3)
+    assert gpu.roundtrip[0]["max"] == pytest.approx(cpu.roundtrip[0]["max"], rel=0.2, abs=1e-6)
+    flow_cpu, flow_gpu = build(unet, 64, 7, kw["solvers"][0]), build(unet, 64, 7, kw["solvers"][0], device="cuda")
+    z = latents(0, 7, 64, 64)
+    assert np.abs(run_flow(flow_gpu, z, 64)[0] - run_flow(flow_cpu, z, 64)[0]).max() < 1e-4
+    rows = gpu.device_throughput
+    assert [t["batch"] for t in rows] == [256, 1024] and all(t["peak_gpu_mib"] > t["gpu_mib_before"] for t in rows)
+    # the floor synchronises after every evaluation and the solve does not, so it may pass 100 % a little
+    assert all(t["device"].startswith("cuda") and 0 < t["fraction_of_floor"] < 3 for t in rows)
