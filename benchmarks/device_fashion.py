@@ -268,7 +268,8 @@ class Plan:
               flush=True)
         if shutil.which("nvidia-smi"):
             subprocess.run(["nvidia-smi"], check=False)
-        self.phase("env", [self.args.python, "-c", ENV_PROBE], self.args.env_seconds)
+        result = self.phase("env", [self.args.python, "-c", ENV_PROBE], self.args.env_seconds)
+        result["cmd"] = f"{self.args.python} -c ENV_PROBE"  # the probe is in benchmarks/device_fashion.py
 
     def prepare_checkpoint(self) -> dict | None:
         """Copy ``--checkpoint`` into ``--work`` unless a checkpoint of a later step is there already (a

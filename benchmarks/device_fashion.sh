@@ -1,11 +1,13 @@
 #!/bin/bash
-# The lent GPU's one command (docs/flows.md, "On a lent GPU"), run in the repository root:
+# The lent GPU's one command (docs/flows.md, "On a lent GPU"); it runs in the repository root:
 #   bash benchmarks/device_fashion.sh [benchmarks/device_fashion.py's options]
 # installs the carried wheels (.whl/, if any) into $SITE (default /tmp/site), then runs the plan of
 # benchmarks/device_fashion.py into $OUT; everything printed is also in $OUT/log. PYTHON: default python3.
 set -o pipefail
 : "${OUT:?set OUT to the folder that comes back}"
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+cd "$(dirname "$0")/.." || exit 1
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 SITE=${SITE:-/tmp/site}
