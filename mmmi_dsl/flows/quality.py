@@ -96,14 +96,10 @@ def build(weights: Path, dim: int, label: int, solver: Solver, guidance: float =
 
 def ieee_float32() -> None:
     """CUDA convolutions and matrix products in IEEE float32, not TF32 (cuDNN's default for
-    convolutions, whose 10-bit mantissa would swamp a round trip of 1e-4)."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9
-        conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-    else:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    convolutions, whose 10-bit mantissa would swamp a round trip of 1e-4). The flags of old, which
+    torch >= 2.9 still honours; mixing them with its ``fp32_precision`` ones makes reading either raise."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def synchronize(device: torch.device) -> None:
@@ -448,7 +444,8 @@ def device_info(device: str) -> dict:
     if torch.device(device).type == "cuda":
         info.update({"name": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
                      "memory_mib": round(torch.cuda.get_device_properties(device).total_memory / 2**20),
-                     "float32": "ieee (no TF32)"})
+                     "float32": "tf32" if torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+                     else "ieee (no TF32)"})
     return info
 
 
