@@ -2,7 +2,8 @@
 
 Kinds: ``digits`` (scikit-learn's 8x8 digits, pixel / 16 * 2 - 1), ``fashion-mnist`` (Debian's
 ``dataset-fashion-mnist``, IDX files, pixel / 255 * 2 - 1; or the same four files, gzipped,
-xz-compressed or plain, in the folder the environment variable ``MMMI_FASHION_DIR`` names), a
+xz-compressed or plain, in the folder the environment variable ``MMMI_FASHION_DIR`` names; from
+either, each file must have the release's SHA-256, :data:`FASHION_SHA256`), a
 ``.npz`` with arrays ``x`` (n, C, H, W) (or (n, d)) and ``y`` (uint8 pixels are scaled / 255 * 2 - 1,
 floats used as given), a ``.npy`` array (n, ...) with optional labels, or a folder with one
 subfolder of PNGs per class (classes in sorted name order, pixel / 255 * 2 - 1).
@@ -29,6 +30,16 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: a folder holding Fashion-MNIST's four IDX files instead of the Debian package (e.g. a copy carried
 #: to a machine without the package); each file as ``NAME.gz``, ``NAME.xz`` or ``NAME``
 FASHION_ENV = "MMMI_FASHION_DIR"
+#: SHA-256 of each of Fashion-MNIST's four files decompressed (the whole IDX file, header included, so
+#: the same for ``.gz``, ``.xz`` and plain copies), as Debian's dataset-fashion-mnist
+#: 0.0~git20200523.55506a9-1 ships them (the upstream release's files): :func:`load_fashion` refuses
+#: anything else, from the package or from ``$MMMI_FASHION_DIR``
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
 KINDS = "digits, fashion-mnist, a .npz (arrays x, y), a .npy or a folder of class subfolders of PNGs"
@@ -64,15 +75,18 @@ def load_digits_array() -> tuple[np.ndarray, np.ndarray]:
     return (d.data / 16.0 * 2.0 - 1.0).astype(np.float32), d.target.astype(np.int64)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX array (the MNIST format; gzipped, xz-compressed or plain): big-endian magic ``0 0 type ndim``,
-    dims, data."""
+def idx_bytes(path: Path) -> bytes:
+    """The bytes of an IDX file, decompressed (``.gz``, ``.xz`` or plain)."""
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(Path(path).suffix, open)
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except (OSError, EOFError, lzma.LZMAError) as err:
         raise DatasetError(f"cannot read `{path}`: {err}") from None
+
+
+def parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    """The array of IDX bytes ``raw`` (read from ``path``): big-endian magic ``0 0 type ndim``, dims, data."""
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in dtypes:
         raise DatasetError(f"`{path}` is not an IDX file")
@@ -83,6 +97,11 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) != 4 + 4 * ndim + count * dtype.itemsize:
         raise DatasetError(f"`{path}`: {len(raw):,} bytes do not fit an IDX array of shape {dims}")
     return np.frombuffer(raw, dtype, count, 4 + 4 * ndim).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (the MNIST format; gzipped, xz-compressed or plain)."""
+    return parse_idx(idx_bytes(path), path)
 
 
 def fashion_files(split: str = "train") -> tuple[Path, Path]:
@@ -120,14 +139,40 @@ def fashion_files(split: str = "train") -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
+def read_fashion_file(path: Path) -> np.ndarray:
+    """One of Fashion-MNIST's IDX files, checked against :data:`FASHION_SHA256`.
+
+    Raises:
+        DatasetError: unreadable, or its decompressed bytes are not the release's (the folder and
+        the file are named).
+    """
+    raw = idx_bytes(path)
+    name = Path(path).name.removesuffix(".gz").removesuffix(".xz")
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != FASHION_SHA256.get(name):
+        where = f"{FASHION_ENV}={os.environ[FASHION_ENV]}" if os.environ.get(FASHION_ENV) else "the installed package"
+        raise DatasetError(f"Fashion-MNIST: `{Path(path).name}` in `{Path(path).parent}` ({where}) is not the "
+                           f"release's file: its {len(raw):,} decompressed bytes have SHA-256 {digest[:16]}..., "
+                           f"expected {str(FASHION_SHA256.get(name))[:16]}...; copy the four files of "
+                           f"`{FASHION_PACKAGE}` there unchanged")
+    return parse_idx(raw, path)
+
+
 def load_fashion(split: str = "train") -> TrainingData:
-    """Fashion-MNIST: x (n, 1, 28, 28) float32 = pixel / 255 * 2 - 1, y (n,) in 0..9 (60,000 train, 10,000 t10k)."""
+    """Fashion-MNIST: x (n, 1, 28, 28) float32 = pixel / 255 * 2 - 1, y (n,) in 0..9 (60,000 train, 10,000 t10k).
+
+    Each file is checked against :data:`FASHION_SHA256` (from the package or from ``$MMMI_FASHION_DIR``);
+    ``source`` names the folder, and the variable when it chose it.
+    """
     images, labels = fashion_files(split)
-    x, y = read_idx(images), read_idx(labels)
+    x, y = read_fashion_file(images), read_fashion_file(labels)
     if x.ndim != 3 or y.shape != (len(x),):
         raise DatasetError(f"`{images}` and `{labels}` are not matching image and label arrays")
     x = (x.astype(np.float32) / 255.0 * 2.0 - 1.0)[:, None]
-    return TrainingData(x, y.astype(np.int64), f"{FASHION_PACKAGE} {split} ({images.parent})", FASHION_CLASSES)
+    folder = os.environ.get(FASHION_ENV)
+    source = (f"{FASHION_PACKAGE} {split} ({images.parent})" if not folder else
+              f"Fashion-MNIST {split} ({FASHION_ENV}={images.parent}: {FASHION_PACKAGE}'s files by SHA-256)")
+    return TrainingData(x, y.astype(np.int64), source, FASHION_CLASSES)
 
 
 def load_image_folder(root: Path) -> TrainingData:

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +172,13 @@ def _idx(path, array: np.ndarray):
         f.write(head + array.astype(np.uint8).tobytes())
 
 
+def _accept(monkeypatch, folder):
+    """Let load_fashion take the tiny stand-ins in ``folder``: their SHA-256s in place of the release's."""
+    sums = {f.name.removesuffix(".gz").removesuffix(".xz"): hashlib.sha256(flow_data.idx_bytes(f)).hexdigest()
+            for f in Path(folder).iterdir()}
+    monkeypatch.setattr(flow_data, "FASHION_SHA256", {**flow_data.FASHION_SHA256, **sums})
+
+
 def test_fashion_files_are_read_as_idx(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (5, 28, 28)), rng.integers(0, 10, 5)
@@ -179,6 +187,7 @@ def test_fashion_files_are_read_as_idx(tmp_path, monkeypatch):
     monkeypatch.setattr(flow_data, "FASHION_DIR", tmp_path)
     monkeypatch.setattr(flow_data.shutil, "which", lambda name: None)
     monkeypatch.delenv(flow_data.FASHION_ENV, raising=False)
+    _accept(monkeypatch, tmp_path)
     d = flow_data.load_fashion("train")
     assert d.x.shape == (5, 1, 28, 28) and d.shape == (1, 28, 28) and d.x.dtype == np.float32
     np.testing.assert_allclose(d.x[:, 0], images / 255 * 2 - 1, atol=1e-6)
@@ -208,8 +217,9 @@ def test_fashion_folder_from_the_environment_takes_gz_xz_or_plain_files(tmp_path
     arrays = []
     for kind in ("gz", "xz", "plain"):
         monkeypatch.setenv(flow_data.FASHION_ENV, str(tmp_path / kind))
+        _accept(monkeypatch, tmp_path / kind)
         d = flow_data.load_fashion("t10k")
-        assert d.source.endswith(f"({tmp_path / kind})")
+        assert f"({flow_data.FASHION_ENV}={tmp_path / kind}:" in d.source
         arrays.append((d.x, d.y))
     np.testing.assert_allclose(arrays[0][0][:, 0], images / 255 * 2 - 1, atol=1e-6)
     assert all(np.array_equal(x, arrays[0][0]) and np.array_equal(y, labels) for x, y in arrays)
@@ -222,10 +232,39 @@ def test_fashion_folder_from_the_environment_takes_gz_xz_or_plain_files(tmp_path
 
 
 @pytest.mark.skipif(not flow_data.FASHION_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
-def test_installed_fashion_mnist():
-    d = flow_data.load_fashion("t10k")
+def test_installed_fashion_mnist(monkeypatch):
+    monkeypatch.delenv(flow_data.FASHION_ENV, raising=False)
+    d = flow_data.load_fashion("t10k")  # its files pass the SHA-256 check
     assert d.x.shape == (10_000, 1, 28, 28) and d.x.min() == -1.0 and d.x.max() == 1.0
     assert sorted(set(d.y.tolist())) == list(range(10))
+    assert d.source == f"dataset-fashion-mnist t10k ({flow_data.FASHION_DIR})"
+
+
+def test_a_fashion_file_that_is_not_the_release_s_is_refused(tmp_path, monkeypatch):
+    """The judge's reference data must be Fashion-MNIST itself: a tiny stand-in, or a real file with one
+    pixel changed, is refused from MMMI_FASHION_DIR and from the package alike, naming folder and file."""
+    rng = np.random.default_rng(2)
+    _idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (3, 28, 28)))
+    _idx(tmp_path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 3))
+    monkeypatch.setenv(flow_data.FASHION_ENV, str(tmp_path))
+    with pytest.raises(flow_data.DatasetError, match=r"`t10k-images-idx3-ubyte.gz` in `.*` \(MMMI_FASHION_DIR=.*\) "
+                                                      r"is not the release's file"):
+        flow_data.load_fashion("t10k")
+    monkeypatch.delenv(flow_data.FASHION_ENV)
+    monkeypatch.setattr(flow_data, "FASHION_DIR", tmp_path)
+    monkeypatch.setattr(flow_data.shutil, "which", lambda name: None)
+    with pytest.raises(flow_data.DatasetError, match=r"\(the installed package\) is not the release's file"):
+        flow_data.load_fashion("t10k")
+    real = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+    if real.is_file():  # the real labels with one changed: same size, same header, another hash
+        raw = bytearray(gzip.decompress(real.read_bytes()))
+        raw[-1] = (raw[-1] + 1) % 10
+        (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
+        _accept(monkeypatch, tmp_path)
+        monkeypatch.setitem(flow_data.FASHION_SHA256, "t10k-labels-idx1-ubyte",
+                            hashlib.sha256(gzip.decompress(real.read_bytes())).hexdigest())
+        with pytest.raises(flow_data.DatasetError, match="`t10k-labels-idx1-ubyte.gz` in .* is not the release's"):
+            flow_data.load_fashion("t10k")
 
 
 def test_png_folder_and_npz(tmp_path):
