@@ -7,29 +7,38 @@ it in OUT, in at most 8 files (the device tool's limit), each under 16 MiB.
         -n 2 --roundtrip-n 2 --classes 0,1 --gpu-batches '' --agree-n 2 --work /tmp/w \\
         --checkpoint /tmp/copy/checkpoint.safetensors --data /tmp/fashion   # the same plan, tiny, on a CPU
 
-Phases, each a child process under its own time budget (clipped to what is left of
-``--total-seconds``); one that fails or runs over is recorded and the next still runs:
+Phases, each a child process in its own process group (not its own session: whatever the device tool
+ends at the end of a call ends them too) under its own time budget, which with its stop grace is
+clipped to what is left of ``--total-seconds``; one that fails or runs over is recorded and the next
+still runs. On SIGTERM, SIGHUP or SIGINT, and at exit, the driver ends every phase's process group
+(SIGTERM, a few seconds, SIGKILL), so that nothing it started outlives it: a second call on a warm
+machine never finds a trainer of the first still writing the checkpoint.
 
-- ``env``: python, torch, CUDA and the GPU, the packages the others import, the data folder.
+- ``env``: python, torch, CUDA and the GPU, the packages the others import, the data folder (its
+  four files read and checked against Fashion-MNIST's SHA-256s).
 - ``train``: ``python -m mmmi_dsl.train`` with runs/fashion/run.sh's arguments (:data:`TRAIN_ARGS`),
   ``--device cuda --resume`` from a copy of ``--checkpoint`` in ``--work``, stopped by SIGTERM after
   ``--train-seconds`` (training writes a checkpoint before it exits). Then into OUT: the checkpoint
   split into 15 MiB parts (``cat checkpoint.safetensors.part-* > checkpoint.safetensors``), the EMA
   weights and their JSON, the newest sample grid.
+- ``agree`` (before ``quality``: it is short, and it is the correctness check): the same latents
+  through the shipped fashion flow on the CPU and on the device (max |x_device - x_cpu|, both round
+  trips).
 - ``quality``: benchmarks/flow_quality.py on the new weights (the shipped ones if training made
-  none) on the device: ``-n`` per class, ``--roundtrip-n`` at ``--solvers``, throughput at
-  ``--gpu-batches``; OUT/quality.json, rewritten after each part.
-- ``agree``: the same latents through the shipped fashion flow on the CPU and on the device
-  (max |x_device - x_cpu|, both round trips).
+  none) on the device, with the rest of the budget: ``-n`` per class, ``--roundtrip-n`` at
+  ``--solvers``, throughput at ``--gpu-batches``; OUT/quality.json, rewritten after each part; each
+  class's samples are cached in ``--work`` so that a second call on a warm machine resumes.
 
 OUT/summary.json (every phase's status, rc, seconds and command; the checkpoint's step, SHA-256 and
-parts) is rewritten after every phase; OUT/log is what the shell wrapper tees. Only the standard
-library is imported here; the phases import torch.
+parts) is rewritten after every phase; OUT/log is what the shell wrapper tees. At the end, temporary
+files are deleted from OUT and only the files meant to come back stay (:func:`keep_files`). Only the
+standard library is imported here; the phases import torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
 import os
@@ -52,7 +61,12 @@ CHECKPOINT = "checkpoint.safetensors"
 PART_BYTES = 15 * 2**20  # the device tool brings back files of at most 16 MiB
 MAX_FILES = 8
 DEFAULT_SOLVERS = "rk4:28:1.5,rk4:40:1.5,rk4:56:1.5"
+#: the shipped fashion flow's own solver (mmmi_dsl.builtins.flows.FASHION_SOLVER, as flow_quality writes
+#: it; tests/flows/test_device_fashion.py checks that they are the same)
+SHIPPED_SOLVER = "rk4:28:1.5"
 RESERVE_S = 15  # kept back from --total-seconds for packaging and the summary
+STOP_S = 5  # on a signal or at exit: seconds between a phase's SIGTERM and its SIGKILL
+PHASES = ("env", "train", "agree", "quality")
 
 
 def ints(text: str) -> str:
@@ -91,12 +105,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(ROOT / ".fashion"),
                    help="Fashion-MNIST's four IDX files (MMMI_FASHION_DIR for the phases)")
     p.add_argument("--python", default=sys.executable, help="the Python of the phases")
-    p.add_argument("--phases", default="env,train,quality,agree", help="which phases, in this order")
+    p.add_argument("--phases", default=",".join(PHASES), help="which phases, in this order")
     p.add_argument("--total-seconds", type=positive, default=480, help="the whole plan's wall-clock budget")
     p.add_argument("--env-seconds", type=positive, default=90)
     p.add_argument("--train-seconds", type=positive, default=240, help="training time before SIGTERM")
     p.add_argument("--stop-grace", type=positive, default=120, help="seconds to write the last checkpoint")
-    p.add_argument("--quality-seconds", type=positive, default=170)
+    p.add_argument("--quality-seconds", type=positive, default=None, help="default: the rest of the budget")
     p.add_argument("--agree-seconds", type=positive, default=60)
     p.add_argument("--checkpoint-every", type=int, default=2000)
     p.add_argument("--sample-every", type=int, default=2000)
@@ -155,32 +169,113 @@ def write_json(path: Path, obj) -> None:
 # ---------------------------------------------------------------- phases
 
 
+class Interrupted(Exception):
+    """SIGTERM, SIGHUP or SIGINT reached the driver (the device tool's timeout, say)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+#: the phases running now: {process group id: process}
+LIVE: dict[int, subprocess.Popen] = {}
+
+
+def end_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to ``proc``'s process group, up to ``grace`` seconds for ``proc`` to exit, then SIGKILL to
+    what is left of the group (children of its own included)."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+        if sig == signal.SIGTERM and proc.poll() is not None:
+            continue
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            pass
+    LIVE.pop(proc.pid, None)
+
+
+def end_all(grace: float = STOP_S) -> None:
+    """End every phase still running (at exit and on a signal)."""
+    for proc in list(LIVE.values()):
+        end_group(proc, grace)
+
+
+def on_signal(signum, frame):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # once: the cleanup is not interrupted again
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def own_group() -> dict:
+    """Popen's arguments for a child in a process group of its own, in our session."""
+    return {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+
+
 def run_phase(name: str, cmd: list[str], seconds: float, env: dict, *, stop_grace: float = 30) -> dict:
-    """Run ``cmd`` (its output to ours) for at most ``seconds``, then SIGTERM, then after ``stop_grace``
-    SIGKILL (to its process group). ``status``: ok, failed (rc != 0), stopped (SIGTERM at the budget)
-    or killed."""
-    print(f"\n== {name} ({seconds:.0f} s at most): {shlex.join(cmd)}", flush=True)
+    """Run ``cmd`` (its output to ours; its own process group) for at most ``seconds``, then SIGTERM,
+    then after ``stop_grace`` SIGKILL (to its process group). ``status``: ok, failed (rc != 0), stopped
+    (SIGTERM at the budget) or killed. Whatever of its group is left when it ends is killed; on
+    :class:`Interrupted` it is ended (:data:`STOP_S`) before the exception goes on."""
+    print(f"\n== {name} ({seconds:.0f} s at most, then {stop_grace:.0f} s to stop): {shlex.join(cmd)}", flush=True)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.STDOUT, **own_group())
     except OSError as err:
         print(f"== {name}: cannot start: {err}", flush=True)
         return {"status": "failed", "rc": None, "seconds": 0.0, "cmd": shlex.join(cmd), "error": str(err)}
+    LIVE[proc.pid] = proc
     status = None
     try:
-        rc = proc.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
-        status = "stopped"
         try:
-            rc = proc.wait(timeout=stop_grace)
+            rc = proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            rc, status = proc.wait(), "killed"
+            os.killpg(proc.pid, signal.SIGTERM)
+            status = "stopped"
+            try:
+                rc = proc.wait(timeout=stop_grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                rc, status = proc.wait(), "killed"
+    finally:
+        end_group(proc, STOP_S)
     status = status or ("ok" if rc == 0 else "failed")
     took = round(time.monotonic() - start, 1)
     print(f"== {name}: {status} (rc {rc}, {took} s)", flush=True)
     return {"status": status, "rc": rc, "seconds": took, "cmd": shlex.join(cmd)}
+
+
+def keep_files(files: dict[str, int], limit: int = MAX_FILES, each: int = 16 * 2**20,
+               total: int = 64 * 2**20) -> tuple[list[str], list[tuple[str, str]]]:
+    """Which of OUT's ``files`` ({name: bytes}) to keep so that at most ``limit`` come back, each at most
+    ``each`` bytes and ``total`` together: the intended ones (log, summary.json, the checkpoint's
+    parts, all or none, fashion.json, quality.json, fashion.safetensors, the newest samples-*.png) in
+    that order of importance (the EMA weights are in the checkpoint too); returns (kept, [(dropped,
+    why)]). Temporary files (``*.tmp``) and anything else are dropped."""
+    grids = sorted(n for n in files if n.startswith("samples-") and n.endswith(".png"))
+    parts = sorted(n for n in files if n.startswith(f"{CHECKPOINT}.part-"))
+    ranked = [["log"], ["summary.json"], parts, ["fashion.json"], ["quality.json"], ["fashion.safetensors"],
+              grids[-1:]]
+    kept, dropped, size = [], [], 0
+    for group in ranked:
+        group = [n for n in group if n in files]
+        if not group:
+            continue
+        big = [n for n in group if files[n] > each]
+        grow = sum(files[n] for n in group)
+        if big or len(kept) + len(group) > limit or size + grow > total:
+            why = f"over {each:,} bytes: {big}" if big else f"{limit} files or {total:,} bytes in all are the most"
+            dropped += [(n, why) for n in group]
+            continue
+        kept += group
+        size += grow
+    listed = {n for group in ranked for n in group}
+    dropped += [(n, "temporary" if n.endswith(".tmp") else "not one of the files meant to come back")
+                for n in files if n not in listed]
+    return kept, dropped
 
 
 ENV_PROBE = """
@@ -193,8 +288,9 @@ if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     info.update(gpu=p.name, gpu_memory_mib=p.total_memory // 2**20, cuda=torch.version.cuda)
 import mmmi_dsl.flows.train, mmmi_dsl.flows.quality  # what the phases import
-from mmmi_dsl.flows.data import fashion_files
+from mmmi_dsl.flows.data import fashion_files, load_fashion
 info["fashion_files"] = [str(p) for s in ("train", "t10k") for p in fashion_files(s)]
+info["fashion"] = [load_fashion(s).source for s in ("train", "t10k")]  # each file's SHA-256 checked
 print("ENV " + json.dumps(info))
 """
 
@@ -246,16 +342,26 @@ class Plan:
                                  and not p.name.endswith(".tmp")}
         write_json(self.out / "summary.json", self.summary)
 
-    def budget(self, seconds: float) -> float:
-        return min(seconds, self.deadline - time.monotonic() - RESERVE_S)
+    def budget(self, seconds: float | None, stop_grace: float) -> tuple[float, float]:
+        """(limit, grace) of a phase asking for ``seconds`` (None: all that is left) and ``stop_grace``:
+        limit + grace fit in what is left of ``--total-seconds`` less :data:`RESERVE_S`, the grace at
+        most a quarter of it."""
+        left = self.deadline - time.monotonic() - RESERVE_S
+        grace = max(0.0, min(stop_grace, left / 4))
+        return min(left if seconds is None else seconds, left - grace), grace
 
-    def phase(self, name: str, cmd: list[str], seconds: float, **kw) -> dict:
-        left = self.budget(seconds)
-        if left < 5:
-            result = {"status": "skipped", "why": f"{left:.0f} s left of --total-seconds"}
+    def phase(self, name: str, cmd: list[str], seconds: float | None, stop_grace: float = 30) -> dict:
+        limit, grace = self.budget(seconds, stop_grace)
+        if limit < 5:
+            result = {"status": "skipped", "why": f"{limit:.0f} s left of --total-seconds"}
             print(f"\n== {name}: skipped ({result['why']})", flush=True)
         else:
-            result = run_phase(name, cmd, left, self.env, **kw)
+            try:
+                result = run_phase(name, cmd, limit, self.env, stop_grace=grace)
+            except Interrupted as sig:
+                self.summary["phases"][name] = {"status": "interrupted", "signal": str(sig), "cmd": shlex.join(cmd)}
+                raise
+            result.update(limit_s=round(limit, 1), grace_s=round(grace, 1))
         self.summary["phases"][name] = result
         self.save()
         return result
@@ -267,7 +373,10 @@ class Plan:
         print(f"== data folder {data}: {sorted(p.name for p in data.glob('*')) if data.is_dir() else 'absent'}",
               flush=True)
         if shutil.which("nvidia-smi"):
-            subprocess.run(["nvidia-smi"], check=False)
+            try:
+                subprocess.run(["nvidia-smi"], check=False, timeout=30)
+            except subprocess.TimeoutExpired:
+                print("== nvidia-smi did not answer within 30 s", flush=True)
         result = self.phase("env", [self.args.python, "-c", ENV_PROBE], self.args.env_seconds)
         result["cmd"] = f"{self.args.python} -c ENV_PROBE"  # the probe is in benchmarks/device_fashion.py
 
@@ -340,15 +449,15 @@ class Plan:
         a = self.args
         new = self.work / "fashion.safetensors"
         weights = str(new) if new.is_file() else "fashion"
-        solvers = a.solvers if new.is_file() else "default," + a.solvers
+        solvers = quality_solvers(a.solvers, new.is_file())
         cmd = [a.python, str(ROOT / "benchmarks" / "flow_quality.py"), weights, "--device", a.device, "-n", str(a.n),
                "--roundtrip-n", str(a.roundtrip_n), "--solvers", solvers, "--threads", "", "--gpu-batches",
-               a.gpu_batches, "--json", str(self.out / "quality.json")]
+               a.gpu_batches, "--cache", str(self.work / "quality-cache"), "--json", str(self.out / "quality.json")]
         if a.classes:
             cmd += ["--classes", a.classes]
         (self.out / "quality.json").unlink(missing_ok=True)
         result = self.phase("quality", cmd, a.quality_seconds)
-        result["weights"] = weights
+        result.update(weights=weights, solvers=solvers)
 
     def agree_phase(self) -> None:
         a = self.args
@@ -361,22 +470,52 @@ class Plan:
         if target.is_file():
             result.update(json.loads(target.read_text()))
 
+    def finish(self) -> None:
+        """Temporary files out of OUT, and only the files meant to come back (:func:`keep_files`)."""
+        files = {p.name: p.stat().st_size for p in sorted(self.out.iterdir()) if p.is_file()}
+        files.setdefault("log", 0)  # the wrapper's tee writes it
+        kept, dropped = keep_files(files)
+        for name, why in dropped:
+            (self.out / name).unlink(missing_ok=True)
+            print(f"== dropped {name} from OUT ({why})", flush=True)
+        self.summary["files"] = {n: files[n] for n in kept}
+        if dropped:
+            self.summary["dropped"] = dict(dropped)
+        write_json(self.out / "summary.json", self.summary)
+
     def run(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
         self.save()
-        phases = [p.strip() for p in self.args.phases.split(",") if p.strip()]
-        for name in phases:
-            getattr(self, f"{name}_phase")()
-        files = self.summary["files"] = {p.name: p.stat().st_size for p in sorted(self.out.iterdir()) if p.is_file()}
-        files.setdefault("log", 0)  # the wrapper's tee writes it
-        big = [n for n, size in files.items() if size > 16 * 2**20]
-        if len(files) > MAX_FILES or big:
-            print(f"== WARNING: {len(files)} files in OUT (at most {MAX_FILES} come back); over 16 MiB: {big}",
-                  flush=True)
-        write_json(self.out / "summary.json", self.summary)
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+        atexit.unregister(end_all)  # once, however many plans this process runs
+        atexit.register(end_all)
+        rc = None
+        try:
+            for name in [p.strip() for p in self.args.phases.split(",") if p.strip()]:
+                getattr(self, f"{name}_phase")()
+        except Interrupted as sig:
+            print(f"\n== {sig}: the running phase was ended; stopping here", flush=True)
+            self.summary["interrupted"] = str(sig)
+            rc = 128 + sig.signum
+        finally:
+            end_all()
+            for sig in handlers:
+                signal.signal(sig, signal.SIG_IGN)  # the last second's listing is not cut short
+        self.finish()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         statuses = {k: v["status"] for k, v in self.summary["phases"].items()}
-        print(f"\n== done: {statuses}; files in {self.out}: {', '.join(files)}", flush=True)
-        return 0 if all(s == "ok" for s in statuses.values()) else 1
+        print(f"\n== done: {statuses}; files in {self.out}: {', '.join(self.summary['files'])}", flush=True)
+        return rc if rc is not None else 0 if all(s == "ok" for s in statuses.values()) else 1
+
+
+def quality_solvers(solvers: str, new_weights: bool) -> str:
+    """flow_quality's ``--solvers``: ``solvers`` once each; for the shipped weights their own solver
+    (:data:`SHIPPED_SOLVER`) first, so that it generates, and not measured twice."""
+    chosen = [v.strip() for v in solvers.split(",") if v.strip()]
+    if not new_weights:
+        chosen = [SHIPPED_SOLVER, *(SHIPPED_SOLVER if v == "default" else v for v in chosen)]
+    return ",".join(dict.fromkeys(chosen))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,9 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.out:
         p.error("--out (or $OUT) is required")
-    unknown = [x for x in args.phases.split(",") if x.strip() and x.strip() not in ("env", "train", "quality", "agree")]
+    unknown = [x for x in args.phases.split(",") if x.strip() and x.strip() not in PHASES]
     if unknown:
-        p.error(f"--phases: unknown phase {unknown[0]!r} (env, train, quality, agree)")
+        p.error(f"--phases: unknown phase {unknown[0]!r} ({', '.join(PHASES)})")
     return Plan(args).run()
 
 

@@ -1,15 +1,18 @@
 """benchmarks/device_fashion.py, the one prepared session of a lent GPU: its training arguments are
 runs/fashion/run.sh's, the checkpoint comes back in parts that join to the same bytes, each phase
-is stopped at its budget and a failed one does not stop the next; the whole plan at tiny size on
-the CPU (slow), and the GPU against the CPU (gpu)."""
+is stopped at its budget (its grace clipped to the plan's) and a failed one does not stop the next,
+a signal ends every phase's process group, only the intended files stay in OUT; the whole plan at
+tiny size on the CPU (slow), and the GPU against the CPU (gpu)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,21 +83,115 @@ def test_a_phase_is_stopped_at_its_budget_and_killed_after_its_grace(driver):
 
 
 def test_a_failed_phase_does_not_stop_the_next_and_the_summary_keeps_each(tmp_path, driver, capsys):
-    """With a Python that fails every phase, each is still run and recorded; the plan's budget skips the
-    ones it has no time for; the exit status says something failed."""
+    """With a Python that fails every phase, each is still run and recorded, in the plan's order (agree
+    before quality); the plan's budget skips the ones it has no time for; the exit status says
+    something failed; temporary and stray files are deleted from OUT."""
     args = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--python", "/bin/false",
-            "--checkpoint", str(tmp_path / "none.safetensors"), "--phases", "env,train,quality,agree"]
+            "--checkpoint", str(tmp_path / "none.safetensors")]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".quality.json.x1y2.tmp").write_text("{")  # a quality JSON killed mid-write
+    (tmp_path / "out" / "stray.txt").write_text("")
     assert driver.main(args) == 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert {k: v["status"] for k, v in summary["phases"].items()} == \
         {"env": "failed", "train": "failed", "quality": "failed", "agree": "failed"}
+    printed = capsys.readouterr().out
+    assert [printed.index(f"== {name} (") for name in ("env", "train", "agree", "quality")] == \
+        sorted(printed.index(f"== {name} (") for name in ("env", "train", "agree", "quality"))
     assert summary["phases"]["quality"]["weights"] == "fashion"  # no new weights: the shipped ones
-    assert "checkpoint" not in summary and "starts from step 0" in capsys.readouterr().out
-    assert driver.main([*args[:-1], "env,agree", "--total-seconds", "16"]) == 1
+    assert summary["phases"]["quality"]["solvers"] == driver.DEFAULT_SOLVERS  # its own solver once
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.json"]
+    assert set(summary["dropped"]) == {".quality.json.x1y2.tmp", "stray.txt"}
+    assert "checkpoint" not in summary and "starts from step 0" in printed
+    assert driver.main([*args, "--phases", "env,agree", "--total-seconds", "16"]) == 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [v["status"] for v in summary["phases"].values()] == ["skipped", "skipped"]
     with pytest.raises(SystemExit):
-        driver.main([*args[:-1], "env,gpu"])
+        driver.main([*args, "--phases", "env,gpu"])
+
+
+def test_each_phase_s_limit_and_grace_fit_in_what_is_left(tmp_path, driver):
+    plan = driver.Plan(driver.parser().parse_args(["--out", str(tmp_path)]))
+    plan.deadline = time.monotonic() + driver.RESERVE_S + 100
+    for seconds, grace, most in ((240, 120, 75), (None, 30, 75), (10, 30, 10), (50, 5, 50)):
+        limit, g = plan.budget(seconds, grace)
+        assert limit + g <= 100 and g <= grace and limit <= (seconds or 100), (seconds, grace, limit, g)
+        assert abs(limit - most) < 1 and limit > 0
+    plan.deadline = time.monotonic() + driver.RESERVE_S + 2
+    assert plan.budget(240, 120)[0] < 5  # skipped
+
+
+def test_out_keeps_the_intended_files_and_drops_the_least_needed(driver):
+    mib = 2**20
+    intended = {"log": 1, "summary.json": 1, "checkpoint.safetensors.part-aa": 15 * mib,
+                "checkpoint.safetensors.part-ab": 2 * mib, "fashion.json": 1, "quality.json": 1,
+                "fashion.safetensors": 5 * mib, "samples-0036000.png": 1}
+    kept, dropped = driver.keep_files({**intended, "samples-0034000.png": 1, ".quality.json.ab.tmp": 1,
+                                       "summary.json.tmp": 1})
+    assert sorted(kept) == sorted(intended)
+    assert dict(dropped).keys() == {"samples-0034000.png", ".quality.json.ab.tmp", "summary.json.tmp"}
+    assert dict(dropped)[".quality.json.ab.tmp"] == "temporary"
+    three = {**intended, "checkpoint.safetensors.part-ac": 1}  # nine files: the grid goes first
+    kept, dropped = driver.keep_files(three)
+    assert len(kept) == 8 and [n for n, _ in dropped] == ["samples-0036000.png"]
+    kept, dropped = driver.keep_files({**three, "fashion.safetensors": 17 * mib})  # over 16 MiB
+    assert "fashion.safetensors" not in kept and "samples-0036000.png" in kept and len(kept) == 8
+    parts = {f"checkpoint.safetensors.part-a{c}": mib for c in "abcdefg"}  # too many parts: none, not some
+    kept, _ = driver.keep_files({**intended, **{k: v for k, v in intended.items() if "part" not in k}, **parts})
+    assert not any("part" in n for n in kept) and "fashion.safetensors" in kept
+
+
+def test_the_shipped_solver_is_measured_once_and_first(driver):
+    from mmmi_dsl.builtins.flows import FASHION_SOLVER
+    from mmmi_dsl.flows.quality import Solver
+
+    from .test_flow_quality import _script
+
+    assert _script("flow_quality").solver(driver.SHIPPED_SOLVER) == Solver("rk4", **FASHION_SOLVER)
+    assert driver.quality_solvers(driver.DEFAULT_SOLVERS, False) == driver.DEFAULT_SOLVERS
+    assert driver.quality_solvers("rk4:40:1.5, default,rk4:40:1.5", False) == "rk4:28:1.5,rk4:40:1.5"
+    assert driver.quality_solvers("rk4:40:1.5,rk4:28:1.5,rk4:40:1.5", True) == "rk4:40:1.5,rk4:28:1.5"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_signal_to_the_wrapper_ends_every_phase_and_their_children(tmp_path):
+    """SIGTERM to device_fashion.sh (the device tool's timeout): the driver ends the running phase's
+    process group, a grandchild included, records the interruption, and exits 143; the phase ran in
+    its own process group but in the wrapper's session (the tool's end-of-call cleanup reaches it)."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/bash\nsleep 300 &\necho $$ $! > {tmp_path}/pids\nwait\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SITE": str(tmp_path / "site")}
+    proc = subprocess.Popen(["bash", str(ROOT / "benchmarks" / "device_fashion.sh"), "--python", str(fake),
+                             "--phases", "env,agree", "--work", str(tmp_path / "work")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(200):
+            if (tmp_path / "pids").is_file() and len((tmp_path / "pids").read_text().split()) == 2:
+                break
+            time.sleep(0.05)
+        phase, grandchild = (int(v) for v in (tmp_path / "pids").read_text().split())
+        assert os.getsid(phase) == os.getsid(proc.pid) and os.getpgid(phase) == phase != os.getpgid(proc.pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not _alive(phase) and not _alive(grandchild)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGTERM" and summary["phases"]["env"]["status"] == "interrupted"
+    assert "agree" not in summary["phases"]
+    log = (out / "log").read_text()
+    assert "SIGTERM: the running phase was ended; stopping here" in log and "== done:" in log
 
 
 @pytest.mark.slow
