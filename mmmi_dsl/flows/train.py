@@ -44,7 +44,7 @@ from mmmi_dsl.flows.cnf import FORMAT, net_from_config
 from mmmi_dsl.flows.data import load_digits_array, load_training_data
 
 __all__ = ["RunFiles", "Schedule", "architecture", "build_parser", "load_digits_array", "main", "save_weights",
-           "train", "train_flow"]
+           "segment", "train", "train_flow"]
 
 #: The UNet's defaults (about 1.3 M parameters on 1x28x28).
 UNET_DEFAULTS = {"channels": 32, "mults": [1, 2, 2], "res_blocks": 1, "attention": 1, "heads": 4, "groups": 8,
@@ -119,12 +119,30 @@ def _bar(steps: int, start: int, progress: bool):
                 unit="step", mininterval=30.0 if quiet else 0.1)
 
 
+def segment(first: int, last: int, device: torch.device | None) -> dict:
+    """One process's part of a run: steps ``first``..``last`` on ``device`` (None: not recorded), its
+    precision (``float32``, or ``bf16 autocast`` on CUDA: from there the run is not the CPU's and not
+    bit-reproducible), torch's version, and the GPU's name on CUDA."""
+    if device is None:
+        return {"steps": [int(first), int(last)], "device": None, "precision": None, "torch": None}
+    cuda = device.type == "cuda"
+    entry = {"steps": [int(first), int(last)], "device": device.type,
+             "precision": "bf16 autocast" if cuda else "float32", "torch": torch.__version__}
+    if cuda:
+        entry["gpu"] = torch.cuda.get_device_name(device)
+    return entry
+
+
 def train(data: np.ndarray, labels: np.ndarray, config: dict, schedule: Schedule, *, device: str = "cpu",
           run: RunFiles | None = None, progress: bool = True, fingerprint: dict | None = None,
           on_save: Callable[[dict, dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
           shape: tuple[int, ...] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Fit ``v(x, t, c)`` of ``config`` by conditional flow matching; returns the EMA weights and the config.
+
+    The config's ``segments`` lists each process's part of the run (:func:`segment`), in the
+    checkpoint too, appended on every resume; a checkpoint without the list (older ones) starts it
+    with its own steps, their device unrecorded (None).
 
     Args:
         data: (n, ...) samples, flattened to (n, dim); labels: (n,) integers in 0..n_classes-1.
@@ -155,7 +173,7 @@ def train(data: np.ndarray, labels: np.ndarray, config: dict, schedule: Schedule
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=s.steps,
                                                 pct_start=max(0.05, 2.0 / s.steps))
     fingerprint = {"config": config, "schedule": asdict(s), **(fingerprint or {})}
-    start, loss_avg, seconds = 0, None, 0.0
+    start, loss_avg, seconds, segments = 0, None, 0.0, []
     if run is not None and run.resume and run.checkpoint.is_file():
         tensors, meta = ckpt.read_checkpoint(run.checkpoint)
         for key, value in fingerprint.items():
@@ -164,6 +182,7 @@ def train(data: np.ndarray, labels: np.ndarray, config: dict, schedule: Schedule
                                  f"({meta['fingerprint'].get(key)!r}, now {value!r})")
         start = ckpt.restore(tensors, meta, net=net, avg=avg, opt=opt, sched=sched, gen=gen)
         loss_avg, seconds = meta["loss_avg"], float(meta["seconds"])
+        segments = list(meta.get("segments") or ([segment(0, start, None)] if start else []))
     x_all, y_all = torch.from_numpy(data), torch.from_numpy(labels)
     n_classes = config["n_classes"]
     end = s.steps if run is None or run.stop_after is None else max(start, min(s.steps, run.stop_after))
@@ -179,11 +198,13 @@ def train(data: np.ndarray, labels: np.ndarray, config: dict, schedule: Schedule
                      "path": "linear x_t = (1-t) z + t x, target x - z; t=0 noise, t=1 data"})
         if s.grad_clip:
             done["grad_clip"] = float(s.grad_clip)
+        done["segments"] = segments + ([segment(start, step, dev)] if step > start else [])
         return {k: v.detach().cpu().clone().contiguous() for k, v in avg.state_dict().items()}, done
 
     def save(step: int) -> None:
         state, done = result(step)
-        info = {"loss_avg": loss_avg, "seconds": done["train_seconds"], "fingerprint": fingerprint}
+        info = {"loss_avg": loss_avg, "seconds": done["train_seconds"], "fingerprint": fingerprint,
+                "segments": done["segments"]}
         ckpt.save_checkpoint(run.checkpoint, net=net, avg=avg, opt=opt, sched=sched, gen=gen, step=step, info=info)
         if on_save is not None:
             on_save(state, done)

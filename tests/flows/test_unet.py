@@ -148,6 +148,44 @@ def test_resume_gives_the_uninterrupted_weights(tmp_path):
         train(x, y, config, other, run=RunFiles(tmp_path / "run", resume=True), progress=False)
 
 
+def test_each_segment_of_a_run_is_recorded(tmp_path):
+    """The checkpoint and the weights' config list each process's steps, device, precision and torch,
+    appended on resume; a checkpoint from before the list starts it with its steps, device unrecorded."""
+    from safetensors.torch import save
+
+    from mmmi_dsl.flows import checkpoint as ckpt
+
+    x, y = _digits()
+    config = architecture("unet", 64, 10, (1, 8, 8), **TINY)
+    schedule = Schedule(steps=9, batch_size=8, lr=1e-3, seed=1)
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    cpu = {"device": "cpu", "precision": "float32", "torch": torch.__version__}
+    _, cfg = train(x, y, config, schedule, run=RunFiles(tmp_path / "run", stop_after=3), progress=False)
+    assert cfg["segments"] == [{"steps": [0, 3], **cpu}] and cfg["device"] == "cpu"
+    tensors, meta = ckpt.read_checkpoint(path)
+    assert meta["segments"] == cfg["segments"]
+    del meta["segments"]  # as a checkpoint written before segments were recorded
+    path.write_bytes(save(tensors, metadata={ckpt.KEY: json.dumps(meta)}))
+    _, cfg = train(x, y, config, schedule, run=RunFiles(tmp_path / "run", resume=True, stop_after=6), progress=False)
+    unknown = {"steps": [0, 3], "device": None, "precision": None, "torch": None}
+    assert cfg["segments"] == [unknown, {"steps": [3, 6], **cpu}]
+    saved = []
+    _, cfg = train(x, y, config, schedule, run=RunFiles(tmp_path / "run", resume=True), progress=False,
+                   on_save=lambda s, c: saved.append(c))
+    assert cfg["segments"] == [unknown, {"steps": [3, 6], **cpu}, {"steps": [6, 9], **cpu}]
+    assert saved[-1]["segments"] == cfg["segments"] == ckpt.read_checkpoint(path)[1]["segments"]
+    _, cfg = train(x, y, config, schedule, run=RunFiles(tmp_path / "run", resume=True), progress=False)
+    assert len(cfg["segments"]) == 3  # a resume with no step left adds none
+
+
+@pytest.mark.gpu
+def test_a_cuda_segment_says_bf16_and_the_gpu():
+    from mmmi_dsl.flows.train import segment
+
+    entry = segment(5, 9, torch.device("cuda"))
+    assert entry["precision"] == "bf16 autocast" and entry["steps"] == [5, 9] and entry["gpu"]
+
+
 def test_train_flow_command_resumes(tmp_path, capsys):
     common = ["--data", "digits", "--arch", "unet", "--channels", "8", "--mults", "1,2", "--groups", "4",
               "--heads", "2", "--t-dim", "16", "--steps", "10", "--batch-size", "8", "--no-progress",
@@ -163,6 +201,9 @@ def test_train_flow_command_resumes(tmp_path, capsys):
     assert ca["data_sha256"] == cb["data_sha256"] and len(ca["data_sha256"]) == 64
     assert ca["command"].startswith("python -m mmmi_dsl.train --data digits --arch unet")
     assert ca["image_shape"] == [1, 8, 8] and ca["steps_done"] == 10 and np.isfinite(ca["final_loss"])
+    assert [seg["steps"] for seg in ca["segments"]] == [[0, 10]]
+    assert [seg["steps"] for seg in cb["segments"]] == [[0, 4], [4, 10]]
+    assert json.loads((tmp_path / "part.json").read_text())["segments"] == cb["segments"]
     assert (tmp_path / "whole-run" / "samples-0000010.png").is_file()
 
 
