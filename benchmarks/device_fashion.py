@@ -474,7 +474,12 @@ class Plan:
         """Temporary files out of OUT, and only the files meant to come back (:func:`keep_files`)."""
         files = {p.name: p.stat().st_size for p in sorted(self.out.iterdir()) if p.is_file()}
         files.setdefault("log", 0)  # the wrapper's tee writes it
-        kept, dropped = keep_files(files)
+        parts = set(self.summary.get("checkpoint", {}).get("parts", []))
+        unfinished = [n for n in files if n.startswith(f"{CHECKPOINT}.part-") and n not in parts]
+        if unfinished or not parts.issubset(files):  # a split cut short (a signal): no parts rather than some
+            unfinished = [n for n in files if n.startswith(f"{CHECKPOINT}.part-")]
+        kept, dropped = keep_files({n: v for n, v in files.items() if n not in unfinished})
+        dropped += [(n, "not the parts of summary.json's checkpoint") for n in unfinished]
         for name, why in dropped:
             (self.out / name).unlink(missing_ok=True)
             print(f"== dropped {name} from OUT ({why})", flush=True)

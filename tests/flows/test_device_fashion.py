@@ -91,6 +91,7 @@ def test_a_failed_phase_does_not_stop_the_next_and_the_summary_keeps_each(tmp_pa
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / ".quality.json.x1y2.tmp").write_text("{")  # a quality JSON killed mid-write
     (tmp_path / "out" / "stray.txt").write_text("")
+    (tmp_path / "out" / "checkpoint.safetensors.part-aa").write_text("")  # a split cut short, say
     assert driver.main(args) == 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert {k: v["status"] for k, v in summary["phases"].items()} == \
@@ -101,7 +102,7 @@ def test_a_failed_phase_does_not_stop_the_next_and_the_summary_keeps_each(tmp_pa
     assert summary["phases"]["quality"]["weights"] == "fashion"  # no new weights: the shipped ones
     assert summary["phases"]["quality"]["solvers"] == driver.DEFAULT_SOLVERS  # its own solver once
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.json"]
-    assert set(summary["dropped"]) == {".quality.json.x1y2.tmp", "stray.txt"}
+    assert set(summary["dropped"]) == {".quality.json.x1y2.tmp", "stray.txt", "checkpoint.safetensors.part-aa"}
     assert "checkpoint" not in summary and "starts from step 0" in printed
     assert driver.main([*args, "--phases", "env,agree", "--total-seconds", "16"]) == 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
