@@ -243,3 +243,12 @@ def test_flow_quality_solver_arguments():
     assert script.default_solver("digits") == script.default_solver("my.safetensors") == Solver("rk4", 32)
     with pytest.raises(argparse.ArgumentTypeError, match="GRID_POWER"):
         script.solver("rk4:28:fine")
+
+
+def test_solver_grid_script_on_the_digits_flow(tmp_path):
+    """benchmarks/solver_grid.py: one row per class and grid; more steps on the same grid invert better."""
+    rows = _script("solver_grid").main(["digits", "--classes", "3", "-n", "4", "--grids", "u4,u16,1.5x16",
+                                        "--json", str(tmp_path / "g.json")])
+    assert [(r["grid_power"], r["steps"]) for r in rows] == [(1.0, 4), (1.0, 16), (1.5, 16)]
+    assert rows[1]["max"] < rows[0]["max"] and all(0 < r["mean"] <= r["max"] for r in rows)
+    assert json.loads((tmp_path / "g.json").read_text()) == rows

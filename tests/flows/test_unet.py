@@ -314,3 +314,8 @@ def test_manifest_records_learned_flows_and_refuses_other_weights(tmp_path, caps
     _random_unet(tmp_path / "u", seed=1)
     assert main(["generate", str(spec), "-n", "256", "-o", str(out), *args]) == 1
     assert "learned_flows.x[0].weights_sha256" in capsys.readouterr().err
+    # a manifest from before the record: a resume cannot tell, and says so
+    del manifest["fingerprint"]["learned_flows"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["generate", str(spec), "-n", "256", "-o", str(out), *args]) == 1
+    assert "written before mmmic recorded its learned flows" in capsys.readouterr().err
