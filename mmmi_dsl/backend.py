@@ -350,13 +350,19 @@ class Sampler(torch.nn.Module):
                 result[pmi_column(a, b)] = torch.from_numpy(col)
         return result
 
+    def learned_steps(self, name: str) -> list:
+        """Modality ``name``'s learned flow steps (the :class:`~mmmi_dsl.flows.cnf.CNF` ones), in order."""
+        from mmmi_dsl.flows.cnf import CNF
+
+        return [f for f in self.flows[_key(name)].steps if isinstance(f, CNF)]
+
     def learned_flows(self) -> dict[str, list[dict]]:
-        """Per modality with a learned flow (one with weights), each such step's ``identity()``: its
-        weights' SHA-256 and solver, what decides its images besides the spec (modalities without
-        one are left out)."""
+        """Per modality with a learned flow, each such step's ``learned_identity()``: its weights'
+        SHA-256 and solver, what decides its images besides the spec (modalities without one are
+        left out)."""
         out = {}
         for name in self.model.flows:
-            steps = [f.identity() for f in self.flows[_key(name)].steps if hasattr(f, "identity")]
+            steps = [f.learned_identity() for f in self.learned_steps(name)]
             if steps:
                 out[name] = steps
         return out

@@ -51,6 +51,24 @@ def learned(steps: int = 32, grid_power: float = 1.0) -> tuple[Arg, ...]:
     )
 
 
+def _time_grid(size: int, args: dict) -> str | None:
+    """A fixed-step grid ``t_k = 1 - (1 - k/steps)^grid_power`` must be strictly increasing in float32,
+    the coarsest dtype a flow runs in (a large power makes the last times round to 1)."""
+    import numpy as np
+
+    if args["method"] not in FIXED_STEP or args["grid_power"] == 1:
+        return None
+    steps, power = int(args["steps"]), float(args["grid_power"])
+    t = (1.0 - (1.0 - np.linspace(0.0, 1.0, steps + 1)) ** power).astype(np.float32)
+    t[-1] = 1.0
+    if np.all(np.diff(t) > 0):
+        return None
+    k = int(np.argmin(np.diff(t) > 0))
+    return (f"with {steps} steps and grid_power = {power:g} the times t_{k} and t_{k + 1} are the same float32 "
+            f"number ({t[k]:.9g}): the last steps are too short to tell apart; use a smaller grid_power or "
+            "fewer steps")
+
+
 LEARNED = learned()
 #: the shipped fashion weights' solver (rk4 on a grid refined toward t = 1; docs/flows.md, "Choosing the solver")
 FASHION_SOLVER = {"steps": 28, "grid_power": 1.5}
@@ -106,12 +124,14 @@ FLOWS: dict[str, Builtin] = {b.name: b for b in (
               min_size=2, rule=_coupling_memory),
     Builtin("cnf", "flow", "a learned class-conditional ODE flow from your safetensors weights",
             keywords=(Arg("weights", "file", help="a .safetensors file relative to the spec"), *LEARNED),
-            implementation="mmmi_dsl.flows.cnf:CNF", weights="weights", standardize="whiten"),
+            implementation="mmmi_dsl.flows.cnf:CNF", weights="weights", standardize="whiten",
+            rule=_time_grid),
     Builtin("digits", "flow", "the shipped 8x8 handwritten-digits flow (a cnf), image[1x8x8]",
-            keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Digits", weights="shipped:digits",
+            keywords=LEARNED, implementation="mmmi_dsl.flows.cnf:Digits", weights="shipped:digits", rule=_time_grid,
             standardize="whiten"),
     # convolutional: one scale per modality keeps where templates put a cause (whitening would erase it)
     Builtin("fashion", "flow", "the shipped Fashion-MNIST flow (a convolutional cnf), image[1x28x28]",
             keywords=learned(**FASHION_SOLVER), implementation="mmmi_dsl.flows.cnf:Fashion", weights="shipped:fashion",
+            rule=_time_grid,
             standardize="radius"),
 )}

@@ -284,6 +284,10 @@ def identity_difference(old: dict, new: dict) -> str | None:
     for key in IDENTITY:
         if old.get(key) != new.get(key):
             where, a, b = first_difference(old.get(key), new.get(key), key)
+            if where == "fingerprint.learned_flows" and a is None:
+                return ("it was written before mmmic recorded its learned flows' weights and solver "
+                        "(fingerprint.learned_flows), so a resume cannot tell whether its images came from the "
+                        "same flows as these")
             return f"{where} is {short(a)} there, {short(b)} here"
     return None
 

@@ -61,19 +61,41 @@ class FlowMismatch(DatasetError):
     its files cannot be mapped back here."""
 
 
-def check_learned_flows(recorded: dict | None, here: dict) -> None:
-    """Refuse to invert a dataset whose learned flows (weights' SHA-256, solver) differ from the ones
-    built here. ``recorded`` None: a manifest from before mmmic recorded them (nothing to compare).
+def match_learned_flows(recorded: dict | None, sampler) -> str:
+    """Make ``sampler``'s learned flows solve as the manifest's record says, after checking that they
+    are the same flows (the same weights' SHA-256, class and guidance); returns a note for the
+    report ("" when all was recorded).
+
+    ``recorded`` None on a manifest from before mmmic recorded them: nothing can be compared, and the
+    note says the installed flows were used.
 
     Raises:
-        FlowMismatch: naming the first field that differs (``learned_flows.x1[0].weights_sha256``).
+        FlowMismatch: another flow or other weights, naming the first field that differs.
     """
-    if recorded is None or recorded == here:
-        return
-    where, old, new = first_difference(recorded, here, "learned_flows")
-    hint = ("; the flow's weights changed since it was written: map it back with the weights (or the mmmic "
-            "version) that wrote it" if where.endswith("weights_sha256") else "")
-    raise FlowMismatch(f"its {where} is {short(old)} in the manifest, {short(new)} here{hint}")
+    here = sampler.learned_flows()
+    if recorded is None:
+        return ("" if not here else "written before mmmic recorded its learned flows' weights: inverted with "
+                "the installed ones (" + ", ".join(f"{n}: {s[0]['flow']} {s[0]['weights_sha256'][:12]}"
+                                                   for n, s in here.items()) + ")")
+    from mmmi_dsl.flows.cnf import CNF
+
+    def which(steps):  # what makes a flow this flow; the solver may differ and is taken from the record
+        return [{k: v for k, v in s.items() if k not in CNF.SOLVER_KEYS} for s in steps or []]
+
+    for name in sorted(set(recorded) | set(here)):
+        old, new = which(recorded.get(name)), which(here.get(name))
+        if old != new:
+            where, a, b = first_difference(old, new, f"learned_flows.{name}")
+            hint = ""
+            if where.endswith("weights_sha256"):
+                builtin = (recorded.get(name) or [{}])[0].get("flow")
+                hint = ("; the weights file changed since: map it back with the file it was written with"
+                        if builtin == "cnf" else f"; the shipped {builtin} weights changed since: map it back "
+                        "with the mmmic version that wrote it")
+            raise FlowMismatch(f"its {where} is {short(a)} in the manifest, {short(b)} here{hint}")
+        for step, record in zip(sampler.learned_steps(name), recorded[name]):
+            step.use_solver(record)
+    return ""
 
 
 class Recovery:
@@ -90,6 +112,8 @@ class Recovery:
         rng = np.random.default_rng(SUBSAMPLE_SEED)
         self.rows = np.arange(n) if n <= subsample else np.sort(rng.choice(n, subsample, replace=False))
         self._sampler = None
+        self._refused: FlowMismatch | None = None
+        self.note = ""  # what the report should say about how the flows were matched
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
 
     def sampler(self):
@@ -101,8 +125,14 @@ class Recovery:
 
             fp = self.manifest["fingerprint"]
             dtype = torch.float64 if fp.get("dtype") == "float64" else torch.float32
+            if self._refused is not None:
+                raise self._refused
             sampler = Sampler(self.model, device="cpu", dtype=dtype, standardize=fp.get("standardize", "auto"))
-            check_learned_flows(fp.get("learned_flows"), sampler.learned_flows())
+            try:
+                self.note = match_learned_flows(fp.get("learned_flows"), sampler)
+            except FlowMismatch as err:
+                self._refused = err
+                raise
             self._sampler = sampler
         return self._sampler
 

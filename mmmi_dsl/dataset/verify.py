@@ -325,7 +325,8 @@ def _check_directions(root: Path, manifest: dict, query: str, exact: float, side
     p, q = (sum(rec.model.size_of(v) for v in side) for side in sides)
     check = MICheck(query=query, plugin=test.plugin, bias=test.bias, exact=exact, se=test.se,
                     tolerance=DIRECTION_SIGMAS * test.se + 1e-3 * (1 + abs(exact)), n=test.m, p=p, q=q,
-                    method="directions", how=how, total=manifest["n"], correlations=test.correlations)
+                    method="directions", how=f"{how} ({rec.note})" if rec.note else how, total=manifest["n"],
+                    correlations=test.correlations)
     if check.ok:
         report.add("ok", check.describe(), check)
     else:

@@ -119,7 +119,7 @@ def _prepare(out_dir: Path, manifest: dict, job: tuple[int, int], overwrite: boo
         if overwrite and (diff or path.name == manifest_name(job)):
             _remove(out_dir, path, [s for s in old["shards"] if s["index"] % k == i or s["index"] >= n_shards])
         elif diff:
-            raise DatasetError(f"{path} belongs to another dataset: {diff}; "
+            raise DatasetError(f"{path} holds a run this one cannot continue: {diff}; "
                                "choose another directory or overwrite it")
         elif not overwrite:
             keep.update({s["index"]: s for s in old["shards"] if s["index"] % k == i and on_disk(out_dir, s)})

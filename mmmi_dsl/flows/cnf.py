@@ -123,7 +123,8 @@ class CNF(Flow):
             use ``steps`` steps; adaptive ones (``dopri5`` ...) use ``rtol``/``atol``.
         steps: number of fixed steps over ``[0, 1]``.
         grid_power: the fixed steps' times ``t_k = 1 - (1 - k / steps) ** grid_power`` (1: uniform;
-            1.5 makes the last step about 1.5 / steps^1.5 long, resolving the stiff field near the data).
+            above 1 the last step is ``(1 / steps) ** grid_power`` long, resolving the stiff field near
+            the data).
         rtol, atol: tolerances of adaptive methods.
     """
 
@@ -214,13 +215,24 @@ class CNF(Flow):
         t = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
         return odeint(self.velocity, x, t, method=self.method, rtol=self.rtol, atol=self.atol)[-1]
 
-    def identity(self) -> dict:
+    #: the keys of :meth:`learned_identity` that say how the ODE is solved (the rest say which flow it is)
+    SOLVER_KEYS = ("method", "steps", "grid_power", "rtol", "atol")
+
+    def learned_identity(self) -> dict:
         """What decides this flow's images besides the spec: its weights' SHA-256 and its solver, as a
-        dataset's manifest records them (a resume or verify with other weights is refused)."""
+        dataset's manifest records them (a resume with other weights or another solver is refused)."""
         return {"flow": self.builtin or type(self).__name__, "weights_sha256": self.weights_sha256,
                 "class": self.label, "guidance": self.guidance, "method": self.method,
                 **({"steps": self.steps, "grid_power": self.grid_power} if self.method in FIXED_STEP
                    else {"rtol": self.rtol, "atol": self.atol})}
+
+    def use_solver(self, record: dict) -> None:
+        """Solve as ``record`` (a :meth:`learned_identity`) says: how a dataset written under another
+        default solver is mapped back exactly as it was drawn."""
+        self.method = str(record.get("method", self.method))
+        self.steps = int(record.get("steps", self.steps))
+        self.grid_power = float(record.get("grid_power", 1.0 if "steps" in record else self.grid_power))
+        self.rtol, self.atol = float(record.get("rtol", self.rtol)), float(record.get("atol", self.atol))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self._integrate(z, 0.0, 1.0)

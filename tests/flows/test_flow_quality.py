@@ -319,3 +319,12 @@ def test_the_report_on_cuda_matches_the_cpu(tiny_files):
     assert [t["batch"] for t in rows] == [256, 1024] and all(t["peak_gpu_mib"] > t["gpu_mib_before"] for t in rows)
     # the floor synchronises after every evaluation and the solve does not, so it may pass 100 % a little
     assert all(t["device"].startswith("cuda") and 0 < t["fraction_of_floor"] < 3 for t in rows)
+
+
+def test_solver_grid_script_on_the_digits_flow(tmp_path):
+    """benchmarks/solver_grid.py: one row per class and grid; more steps on the same grid invert better."""
+    rows = _script("solver_grid").main(["digits", "--classes", "3", "-n", "4", "--grids", "u4,u16,1.5x16",
+                                        "--json", str(tmp_path / "g.json")])
+    assert [(r["grid_power"], r["steps"]) for r in rows] == [(1.0, 4), (1.0, 16), (1.5, 16)]
+    assert rows[1]["max"] < rows[0]["max"] and all(0 < r["mean"] <= r["max"] for r in rows)
+    assert json.loads((tmp_path / "g.json").read_text()) == rows

@@ -356,8 +356,7 @@ def test_shipped_fashion_round_trips_at_its_default_grid():
 
 
 def test_time_grid_refines_toward_the_data_end():
-    """t_k = 1 - (1 - k/N)^p: exact ends, increasing, the last step (1/N)^p long; p = 1 is linspace itself;
-    the inverse walks the same times backwards."""
+    """t_k = 1 - (1 - k/N)^p: exact ends, increasing, the last step (1/N)^p long; p = 1 is linspace itself."""
     from mmmi_dsl.flows.cnf import CNF
 
     flow = CNF.__new__(CNF)  # the grid needs only steps and grid_power
@@ -368,6 +367,31 @@ def test_time_grid_refines_toward_the_data_end():
     assert float(t.diff()[0]) > float(t.diff()[-1]) * 2
     flow.grid_power = 1.0
     assert torch.equal(flow.time_grid(torch.float32), torch.linspace(0, 1, 9))
+
+
+def test_inverse_walks_the_forward_grid_backwards(tmp_path):
+    """Both directions evaluate the field at every time of the graded grid, exactly as given."""
+    _random_unet(tmp_path / "u")
+    f = CNF(64, weights=str(tmp_path / "u.safetensors"), steps=4, grid_power=1.5)
+    seen: list[list[float]] = []
+    field = f.velocity
+
+    def recorded(t, x):
+        seen[-1].append(float(t))
+        return field(t, x)
+
+    f.velocity = recorded
+    z = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        seen.append([])
+        x = f(z)
+        seen.append([])
+        f.inverse(x)
+    grid = set(f.time_grid(torch.float32).tolist())
+    forward, backward = seen
+    assert grid <= set(forward) and grid <= set(backward)
+    assert forward == sorted(forward) and backward == sorted(backward, reverse=True)
+    assert len(forward) == len(backward) == 4 * 4  # rk4: four evaluations a step
 
 
 @pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
@@ -424,7 +448,36 @@ def test_manifest_records_learned_flows_and_refuses_other_weights(tmp_path, caps
     _random_unet(out / "u", seed=1)  # the same file name, other weights
     assert main(["verify", str(out)]) == 1
     err = capsys.readouterr()
-    assert "learned_flows.x[0].weights_sha256" in err.out + err.err and "weights changed" in err.out + err.err
+    assert "learned_flows.x[0].weights_sha256" in err.out + err.err and "weights file changed" in err.out + err.err
     _random_unet(tmp_path / "u", seed=1)
     assert main(["generate", str(spec), "-n", "256", "-o", str(out), *args]) == 1
     assert "learned_flows.x[0].weights_sha256" in capsys.readouterr().err
+    # a manifest from before the record: a resume cannot tell, and says so
+    del manifest["fingerprint"]["learned_flows"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["generate", str(spec), "-n", "256", "-o", str(out), *args]) == 1
+    assert "written before mmmic recorded its learned flows" in capsys.readouterr().err
+
+
+def test_verify_maps_a_dataset_back_with_its_recorded_solver(tmp_path):
+    """A dataset drawn under another default solver is inverted as it was drawn (the record's steps and
+    grid); other weights are refused; a manifest without a record says the installed flows were used."""
+    from mmmi_dsl import loads
+    from mmmi_dsl.backend import Sampler
+    from mmmi_dsl.dataset.oracle import FlowMismatch, match_learned_flows
+
+    _random_unet(tmp_path / "u")
+    model = loads("model f\ndim img = 1x8x8\nproto n : vector[64]\nlatent z = n\n"
+                  "flow x = cnf(z, weights = \"u.safetensors\", steps = 4, grid_power = 1.5) : image[img]\n",
+                  base_dir=tmp_path)
+    sampler = Sampler(model, chunk_size=8)
+    (step,) = sampler.learned_steps("x")
+    record = sampler.learned_flows()
+    assert match_learned_flows(record, sampler) == "" and (step.steps, step.grid_power) == (4, 1.5)
+    older = {"x": [{**record["x"][0], "steps": 32, "grid_power": 1.0}]}
+    assert match_learned_flows(older, sampler) == "" and (step.steps, step.grid_power) == (32, 1.0)
+    with pytest.raises(FlowMismatch, match=r"learned_flows\.x\[0\]\.weights_sha256 .* the weights file changed"):
+        match_learned_flows({"x": [{**record["x"][0], "weights_sha256": "0" * 64}]}, sampler)
+    with pytest.raises(FlowMismatch, match=r"learned_flows\.x\[0\]\.class is 1 in the manifest, 0 here"):
+        match_learned_flows({"x": [{**record["x"][0], "class": 1}]}, sampler)
+    assert "written before mmmic recorded" in match_learned_flows(None, sampler)

@@ -26,6 +26,8 @@ DIGITS_SPEC = "proto u : vector[64]\nlatent z = u\nflow x = {call} : image[1x8x8
     ("digits(z, guidance = 1e308)", "E0206", 31, "`guidance` must be in 0..100"),
     ("digits(z, guidance = -1)", "E0206", 31, "`guidance` must be in 0..100"),
     ("digits(z, rtol = 1e-300)", "E0206", 27, "`rtol` must be in [1e-12, 1)"),
+    ("digits(z, steps = 28, grid_power = 6)", "E0203", 10, "t_27 and t_28 are the same float32 number"),
+    ("digits(z, grid_power = 0)", "E0206", 33, "`grid_power` must be in 0.1..10"),
     ("digits(z, atol = 1)", "E0206", 27, "`atol` must be in [1e-12, 1)"),
     ("digits(z, steps = 2.5)", "E0206", 28, "`steps` must be an integer"),
     ('digits(z, steps = "many")', "E0209", 28, "`steps` is a number, not a string"),
