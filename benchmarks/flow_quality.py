@@ -58,11 +58,22 @@ def solver(text: str) -> Solver | None:
     try:
         if method in FIXED_STEP:
             steps, _, power = arg.partition(":")
-            return Solver(method, int(steps or 32), grid_power=float(power or 1.0))
-        return Solver(method, rtol=float(arg), atol=float(arg) / 10) if arg else Solver(method)
+            chosen = Solver(method, int(steps or 32), grid_power=float(power or 1.0))
+        else:
+            chosen = Solver(method, rtol=float(arg), atol=float(arg) / 10) if arg else Solver(method)
     except ValueError:
         raise argparse.ArgumentTypeError(f"solver {text!r}: expected METHOD:STEPS[:GRID_POWER] or METHOD:RTOL") \
             from None
+    from mmmi_dsl.builtins import FLOWS
+
+    cnf = FLOWS["cnf"]
+    try:  # the bounds a spec's cnf(...) would check, the time grid's too
+        problem = cnf.size_problem(1, cnf.complete({"weights": "w", **chosen.args()}))
+    except ValueError as err:
+        problem = str(err)
+    if problem:
+        raise argparse.ArgumentTypeError(f"solver {text!r}: {problem}")
+    return chosen
 
 
 def default_solver(name: str) -> Solver:

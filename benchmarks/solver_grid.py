@@ -35,22 +35,25 @@ def grid(text: str) -> tuple[float, int]:
         raise argparse.ArgumentTypeError(f"grid {text!r}: expected uN or PxN (e.g. u32, 1.5x28)") from None
 
 
+def grids(text: str) -> list[tuple[float, int]]:
+    return [grid(g) for g in text.split(",") if g.strip()]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("weights")
     ap.add_argument("--classes", default="7", help="classes, comma-separated")
     ap.add_argument("-n", type=int, default=32, help="latents per class")
-    ap.add_argument("--grids", default="u32,1.5x28", help="grids, comma-separated: uN or PxN")
+    ap.add_argument("--grids", type=grids, default=grids("u32,1.5x28"), help="grids, comma-separated: uN or PxN")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    grids = [grid(g) for g in a.grids.split(",") if g.strip()]
     path = weight_files.shipped(a.weights) if a.weights in weight_files.SHIPPED else Path(a.weights)
     dim = weight_files.inspect(path).dim
     torch.set_num_threads(1)
     rows = []
     for label in (int(c) for c in a.classes.split(",")):
         z = torch.randn(a.n, dim, generator=torch.Generator().manual_seed(label))
-        for power, steps in grids:
+        for power, steps in a.grids:
             flow = CNF(dim, weights=str(path), **{"class": label}, steps=steps, grid_power=power)
             start = time.perf_counter()
             with torch.no_grad():

@@ -63,7 +63,8 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N``; a :class:`UsageError` if CUDA is asked for but absent."""
+    """``cpu``, ``cuda`` or ``cuda:N``; a :class:`UsageError` if CUDA is asked for but absent. Asking
+    for CUDA turns TF32 off for the process (:func:`mmmi_dsl.flows.base.ieee_float32`)."""
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as err:
@@ -72,6 +73,10 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError(f"device {name!r}: CUDA is not available on this machine (use cpu)")
     if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"device {name!r}: only cpu and cuda are supported")
+    if dev.type == "cuda":  # flows are bijections to the solver's accuracy only in IEEE float32, not TF32
+        from mmmi_dsl.flows.base import ieee_float32
+
+        ieee_float32()
     return dev
 
 

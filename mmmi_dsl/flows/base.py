@@ -15,6 +15,15 @@ import torch
 from mmmi_dsl.builtins import FLOWS
 
 
+def ieee_float32() -> None:
+    """CUDA convolutions and matrix products in IEEE float32, not TF32 (cuDNN's default for
+    convolutions, whose 10-bit mantissa would swamp a learned flow's round trip of 1e-4). Process-wide:
+    torch's legacy flags, which torch >= 2.9 still honours (mixing them with its ``fp32_precision``
+    ones makes reading either raise)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class Flow(torch.nn.Module):
     """Base class: ``forward(z) -> x``, (n, size) -> (n, out_size), and ``inverse(x) -> z`` back.
 

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from mmmi_dsl.flows.base import ieee_float32
 from mmmi_dsl.flows.classifier import Classifier, predict, reference_data
 from mmmi_dsl.flows.cnf import CNF
 
@@ -92,14 +93,6 @@ class Solver:
 def build(weights: Path, dim: int, label: int, solver: Solver, guidance: float = 0.0, device: str = "cpu") -> CNF:
     """The cnf flow of ``weights`` for class ``label`` at ``solver``, on ``device``."""
     return CNF(dim, weights=str(weights), guidance=guidance, **{"class": label}, **solver.args()).to(device)
-
-
-def ieee_float32() -> None:
-    """CUDA convolutions and matrix products in IEEE float32, not TF32 (cuDNN's default for
-    convolutions, whose 10-bit mantissa would swamp a round trip of 1e-4). The flags of old, which
-    torch >= 2.9 still honours; mixing them with its ``fp32_precision`` ones makes reading either raise."""
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def synchronize(device: torch.device) -> None:
@@ -202,13 +195,14 @@ def load_classifier_model(path, device: str = "cpu") -> Classifier:
     return _JUDGES[key]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Solve:
     """One class's rows through its flow (``inverse`` False, from its seeded latents) or back (``x``).
 
     With ``cache`` (a folder) the result is kept in a file named by the SHA-256 of everything that
-    decides it (the weights' bytes, class, solver, guidance, the input; the device unless the CPU),
-    so an interrupted measurement resumes where it stopped.
+    decides it (the weights' bytes, class, solver, guidance, batch, device, the input, and the
+    versions of mmmic, torch and torchdiffeq), so an interrupted measurement resumes where it
+    stopped. The seconds and evaluations of a cached part are those measured when it was made.
     """
 
     weights: str
@@ -230,10 +224,13 @@ class Solve:
     def key(self, data: np.ndarray) -> str:
         import hashlib
 
+        import torchdiffeq
+
+        from mmmi_dsl.version import __version__
+
         h = hashlib.sha256(Path(self.weights).read_bytes())
-        h.update(repr((self.label, self.solver, self.guidance, self.inverse, data.shape)).encode())
-        if self.device != "cpu":  # the CPU's keys stay as they were
-            h.update(self.device.encode())
+        h.update(repr((self.label, self.solver, self.guidance, self.inverse, data.shape, self.batch, self.device,
+                       __version__, torch.__version__, torchdiffeq.__version__)).encode())
         h.update(np.ascontiguousarray(data).tobytes())
         return h.hexdigest()[:24]
 
@@ -456,7 +453,8 @@ def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int
            device_batches: list[int] | None = None, on_part=None, log=None) -> Report:
     """Every measurement of this module on one weights file, judged by one classifier file.
 
-    ``solvers[0]`` generates the samples (default: the flow's own default, rk4 with 32 steps);
+    ``solvers[0]`` generates the samples (default: ``cnf``'s own, rk4 with 32 uniform steps; the
+    script's ``default`` gives a shipped flow's);
     ``roundtrip_n = 0`` or ``threads = []`` skip those parts. Runs with the calling process's
     torch thread count, except the throughput children and ``workers`` > 1 (the classes generated in
     that many processes of one thread each). ``cache``: a folder keeping every class's samples and

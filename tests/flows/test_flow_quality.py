@@ -198,14 +198,31 @@ def test_report_is_deterministic_and_checks_its_inputs(tiny_files):
     assert (a.consistency, a.frechet) == (b.consistency, b.frechet) and not a.roundtrip and not a.throughput
     with pytest.raises(ValueError, match="class 10"):
         assess(unet, clf, **{**kw, "classes": [10]})
-    # two worker processes make the same samples (each class's latents are seeded apart), on a graded grid too
+    # two worker processes (one thread each) make the same samples as this process on one thread (each
+    # class's latents are seeded apart), on a graded grid too
     graded = {**kw, "classes": [1, 4], "solvers": [Solver("rk4", 3, grid_power=1.5)]}
-    one, two = assess(unet, clf, **graded), assess(unet, clf, **graded, workers=2, cache=unet.parent / "cache")
-    assert (one.consistency, one.frechet, one.solver) == (two.consistency, two.frechet, "rk4, 3 steps, grid power 1.5")
-    # the cache keeps each class's samples: a rerun reads them (the same report), other settings miss it
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = assess(unet, clf, **graded)
+    finally:
+        torch.set_num_threads(threads)
+    two = assess(unet, clf, **graded, workers=2, cache=unet.parent / "cache")
+    assert two.solver == "rk4, 3 steps, grid power 1.5"
+    assert two.consistency == one.consistency and two.frechet == pytest.approx(one.frechet, rel=1e-9)
+    # the cache keeps each class's samples: a rerun reads them and never runs the flow; other settings miss it
     assert len(list((unet.parent / "cache").glob("forward-*.npz"))) == 2
-    again = assess(unet, clf, **graded, cache=unet.parent / "cache")
-    assert (again.consistency, again.frechet) == (one.consistency, one.frechet)
+    import mmmi_dsl.flows.quality as quality
+
+    def unused(*_a, **_k):
+        raise AssertionError("the cached classes were run again")
+
+    real, quality.run_flow = quality.run_flow, unused
+    try:
+        again = assess(unet, clf, **graded, cache=unet.parent / "cache")
+    finally:
+        quality.run_flow = real
+    assert (again.consistency, again.frechet) == (two.consistency, two.frechet)
     assess(unet, clf, **{**graded, "guidance": 0.5}, cache=unet.parent / "cache")
     assert len(list((unet.parent / "cache").glob("forward-*.npz"))) == 4
     fashion_like = Classifier((1, 28, 28), (4,), features=4)
@@ -243,6 +260,10 @@ def test_flow_quality_solver_arguments():
     assert script.default_solver("digits") == script.default_solver("my.safetensors") == Solver("rk4", 32)
     with pytest.raises(argparse.ArgumentTypeError, match="GRID_POWER"):
         script.solver("rk4:28:fine")
+    with pytest.raises(argparse.ArgumentTypeError, match="grid_power` must be in 0.1..10"):
+        script.solver("rk4:28:20")
+    with pytest.raises(argparse.ArgumentTypeError, match="same float32 number"):
+        script.solver("rk4:28:6")
 
 
 # ---------------------------------------------------------------- on a device
