@@ -120,22 +120,24 @@ def fashion_files(split: str = "train") -> tuple[Path, Path]:
         stems = [n.removesuffix(".gz") for n in names]
         paths = [next((p for p in (Path(folder) / f"{s}{ext}" for ext in (".gz", ".xz", "")) if p.is_file()),
                       Path(folder) / f"{s}.gz") for s in stems]
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise DatasetError(f"Fashion-MNIST: {FASHION_ENV}={folder} has no `{missing[0].name}` (nor .xz or "
-                               f"uncompressed); it must hold the four IDX files of `{FASHION_PACKAGE}`, or unset it "
-                               f"to read the installed package")
-        return paths[0], paths[1]
-    found = {}
-    if shutil.which("dpkg"):
-        listing = subprocess.run(["dpkg", "-L", FASHION_PACKAGE], capture_output=True, text=True, check=False)
-        found = {Path(line).name: Path(line) for line in listing.stdout.splitlines() if line.strip()}
-    paths = [found.get(n, FASHION_DIR / n) for n in names]
+
+        def absent(p: Path) -> str:
+            return (f"Fashion-MNIST: {FASHION_ENV}={folder} has no `{p.name}` (nor .xz or uncompressed); it must "
+                    f"hold the four IDX files of `{FASHION_PACKAGE}`, or unset it to read the installed package")
+    else:
+        found = {}
+        if shutil.which("dpkg"):
+            listing = subprocess.run(["dpkg", "-L", FASHION_PACKAGE], capture_output=True, text=True, check=False)
+            found = {Path(line).name: Path(line) for line in listing.stdout.splitlines() if line.strip()}
+        paths = [found.get(n, FASHION_DIR / n) for n in names]
+
+        def absent(p: Path) -> str:
+            return (f"Fashion-MNIST is not installed (no `{p}`): it comes from Debian's package "
+                    f"`{FASHION_PACKAGE}`; install it with `apt-get install {FASHION_PACKAGE}` (or point "
+                    f"{FASHION_ENV} at a folder with its four files)")
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise DatasetError(f"Fashion-MNIST is not installed (no `{missing[0]}`): it comes from Debian's package "
-                           f"`{FASHION_PACKAGE}`; install it with `apt-get install {FASHION_PACKAGE}` (or point "
-                           f"{FASHION_ENV} at a folder with its four files)")
+        raise DatasetError(absent(missing[0]))
     return paths[0], paths[1]
 
 
