@@ -64,13 +64,9 @@ def solver(text: str) -> Solver | None:
     except ValueError:
         raise argparse.ArgumentTypeError(f"solver {text!r}: expected METHOD:STEPS[:GRID_POWER] or METHOD:RTOL") \
             from None
-    from mmmi_dsl.builtins import FLOWS
+    from mmmi_dsl.builtins.flows import solver_problem
 
-    cnf = FLOWS["cnf"]
-    try:  # the bounds a spec's cnf(...) would check, the time grid's too
-        problem = cnf.size_problem(1, cnf.complete({"weights": "w", **chosen.args()}))
-    except ValueError as err:
-        problem = str(err)
+    problem = solver_problem(chosen.args())  # the bounds a spec's cnf(...) would check, the time grid's too
     if problem:
         raise argparse.ArgumentTypeError(f"solver {text!r}: {problem}")
     return chosen

@@ -51,22 +51,46 @@ def learned(steps: int = 32, grid_power: float = 1.0) -> tuple[Arg, ...]:
     )
 
 
+def time_grid(steps: int, grid_power: float):
+    """A fixed-step solver's times over [0, 1], (steps + 1,) float64: ``t_k = 1 - (1 - k/steps)^grid_power``
+    with exact ends (the one definition; the cnf flow casts it to its dtype)."""
+    import numpy as np
+
+    t = 1.0 - (1.0 - np.linspace(0.0, 1.0, int(steps) + 1)) ** float(grid_power)
+    t[-1] = 1.0
+    return t
+
+
 def _time_grid(size: int, args: dict) -> str | None:
-    """A fixed-step grid ``t_k = 1 - (1 - k/steps)^grid_power`` must be strictly increasing in float32,
-    the coarsest dtype a flow runs in (a large power makes the last times round to 1)."""
+    """A graded grid (:func:`time_grid`) must be strictly increasing in float32, the coarsest dtype a
+    flow runs in (a large power makes the last times round to 1)."""
     import numpy as np
 
     if args["method"] not in FIXED_STEP or args["grid_power"] == 1:
         return None
     steps, power = int(args["steps"]), float(args["grid_power"])
-    t = (1.0 - (1.0 - np.linspace(0.0, 1.0, steps + 1)) ** power).astype(np.float32)
-    t[-1] = 1.0
+    t = time_grid(steps, power).astype(np.float32)
     if np.all(np.diff(t) > 0):
         return None
     k = int(np.argmin(np.diff(t) > 0))
     return (f"with {steps} steps and grid_power = {power:g} the times t_{k} and t_{k + 1} are the same float32 "
             f"number ({t[k]:.9g}): the last steps are too short to tell apart; use a smaller grid_power or "
             "fewer steps")
+
+
+#: the arguments of a learned flow that say how its ODE is solved (the rest say which flow it is)
+SOLVER_KEYS = ("method", "steps", "grid_power", "rtol", "atol")
+
+
+def solver_problem(solver: dict) -> str | None:
+    """Why a solver setting (some of :data:`SOLVER_KEYS`, e.g. read from a manifest or a command line)
+    is not one a spec's ``cnf(...)`` may ask for (bounds, time grid), or None."""
+    cnf = FLOWS["cnf"]
+    try:
+        return cnf.size_problem(1, cnf.complete({"weights": "w", **{k: solver[k] for k in SOLVER_KEYS
+                                                                   if k in solver}}))
+    except ValueError as err:
+        return str(err)
 
 
 LEARNED = learned()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmmi_dsl.builtins.flows import SOLVER_KEYS, solver_problem
 from mmmi_dsl.dataset.format import DatasetError, first_difference, short
 from mmmi_dsl.dataset.stats import plugin_bias
 from mmmi_dsl.errors import MmmicError
@@ -77,10 +78,8 @@ def match_learned_flows(recorded: dict | None, sampler) -> str:
         return ("" if not here else "written before mmmic recorded its learned flows' weights: inverted with "
                 "the installed ones (" + ", ".join(f"{n}: {s[0]['flow']} {s[0]['weights_sha256'][:12]}"
                                                    for n, s in here.items()) + ")")
-    from mmmi_dsl.flows.cnf import CNF
-
     def which(steps):  # what makes a flow this flow; the solver may differ and is taken from the record
-        return [{k: v for k, v in s.items() if k not in CNF.SOLVER_KEYS} for s in steps or []]
+        return [{k: v for k, v in s.items() if k not in SOLVER_KEYS} for s in steps or []]
 
     for name in sorted(set(recorded) | set(here)):
         old, new = which(recorded.get(name)), which(here.get(name))
@@ -93,7 +92,11 @@ def match_learned_flows(recorded: dict | None, sampler) -> str:
                         if builtin == "cnf" else f"; the shipped {builtin} weights changed since: map it back "
                         "with the mmmic version that wrote it")
             raise FlowMismatch(f"its {where} is {short(a)} in the manifest, {short(b)} here{hint}")
-        for step, record in zip(sampler.learned_steps(name), recorded[name]):
+        for i, (step, record) in enumerate(zip(sampler.learned_steps(name), recorded[name])):
+            problem = solver_problem(record)
+            if problem:
+                raise FlowMismatch(f"its learned_flows.{name}[{i}] records a solver this installation refuses: "
+                                   f"{problem}")
             step.use_solver(record)
     return ""
 

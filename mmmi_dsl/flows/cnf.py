@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from mmmi_dsl.builtins import weights
-from mmmi_dsl.builtins.flows import FIXED_STEP, METHODS
+from mmmi_dsl.builtins.flows import FIXED_STEP, METHODS, SOLVER_KEYS, time_grid
 from mmmi_dsl.builtins.weights import FORMAT, WEIGHTS_DIR
 from mmmi_dsl.flows.base import Flow
 
@@ -191,14 +191,11 @@ class CNF(Flow):
         return vc + self.guidance * (vc - vu)
 
     def time_grid(self, dtype=torch.float32, device=None) -> torch.Tensor:
-        """The fixed-step solver's times from 0 to 1, (steps + 1,): ``1 - (1 - k/steps)^grid_power``,
-        computed in float64 (a uniform grid is ``torch.linspace`` itself)."""
+        """The fixed-step solver's times from 0 to 1, (steps + 1,): :func:`mmmi_dsl.builtins.flows.time_grid`
+        (float64) in ``dtype`` (a uniform grid is ``torch.linspace`` itself)."""
         if self.grid_power == 1.0:
             return torch.linspace(0.0, 1.0, self.steps + 1, dtype=dtype, device=device)
-        s = torch.linspace(0.0, 1.0, self.steps + 1, dtype=torch.float64)
-        t = 1.0 - (1.0 - s) ** self.grid_power
-        t[-1] = 1.0
-        return t.to(dtype=dtype, device=device)
+        return torch.from_numpy(time_grid(self.steps, self.grid_power)).to(dtype=dtype, device=device)
 
     def _integrate(self, x: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
         from torchdiffeq import odeint
@@ -215,8 +212,7 @@ class CNF(Flow):
         t = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
         return odeint(self.velocity, x, t, method=self.method, rtol=self.rtol, atol=self.atol)[-1]
 
-    #: the keys of :meth:`learned_identity` that say how the ODE is solved (the rest say which flow it is)
-    SOLVER_KEYS = ("method", "steps", "grid_power", "rtol", "atol")
+    SOLVER_KEYS = SOLVER_KEYS  # the keys of learned_identity() that say how the ODE is solved
 
     def learned_identity(self) -> dict:
         """What decides this flow's images besides the spec: its weights' SHA-256 and its solver, as a

@@ -481,3 +481,8 @@ def test_verify_maps_a_dataset_back_with_its_recorded_solver(tmp_path):
     with pytest.raises(FlowMismatch, match=r"learned_flows\.x\[0\]\.class is 1 in the manifest, 0 here"):
         match_learned_flows({"x": [{**record["x"][0], "class": 1}]}, sampler)
     assert "written before mmmic recorded" in match_learned_flows(None, sampler)
+    # a recorded solver is a manifest's value: checked as a spec's cnf(...) would be, never run as given
+    for bad, why in [({"steps": 10 ** 9}, "`steps` must be in 1..10,000"), ({"grid_power": 6.0, "steps": 28},
+                                                                              "same float32 number")]:
+        with pytest.raises(FlowMismatch, match=why):
+            match_learned_flows({"x": [{**record["x"][0], **bad}]}, sampler)
