@@ -349,3 +349,27 @@ def test_solver_grid_script_on_the_digits_flow(tmp_path):
     assert [(r["grid_power"], r["steps"]) for r in rows] == [(1.0, 4), (1.0, 16), (1.5, 16)]
     assert rows[1]["max"] < rows[0]["max"] and all(0 < r["mean"] <= r["max"] for r in rows)
     assert json.loads((tmp_path / "g.json").read_text()) == rows
+
+
+@pytest.mark.skipif(not weights.SHIPPED["fashion"].is_file(), reason="the fashion weights are not installed")
+def test_solver_grid_on_a_specs_own_latents_takes_the_tail_along_the_template(tmp_path):
+    """``--spec``: the latents are the spec's (standardised as ``generate`` does), and the ones kept
+    are those farthest along the leading eigenvector of their exact covariance, which for
+    fashion_views' all-ones template is ones / 28: the same as projecting on it directly."""
+    spec = str(ROOT / "specs" / "fashion_views.mmi")
+    rows = _script("solver_grid").main(["--spec", spec, "--modality", "x1", "-n", "2", "--draws", "50",
+                                        "--grids", "u1,u2", "--json", str(tmp_path / "g.json")])
+    assert [(r["class"], r["steps"], r["n"]) for r in rows] == [(1, 1, 2), (1, 2, 2)]
+    from mmmi_dsl.spec import spec_from_text
+
+    model = spec_from_text((ROOT / "specs" / "fashion_views.mmi").read_text())
+    sampler = model.sampler(chunk_size=50)
+    z = sampler._standardized("x1", sampler._gaussians(0)[2]["z1"]).double()
+    along = (z @ torch.full((784,), 1 / 28, dtype=torch.float64)).abs().sort(descending=True).values[:2]
+    assert np.allclose(np.abs(rows[0]["along"]), along.numpy(), atol=2e-3), (rows[0]["along"], along)
+    assert all(r["max"] == max(r["max_per_latent"]) for r in rows)
+    assert json.loads((tmp_path / "g.json").read_text()) == rows
+    for bad in (["fashion", "--spec", spec, "--modality", "x1"], ["--spec", spec], ["fashion", "--modality", "x1"]):
+        with pytest.raises(SystemExit) as err:
+            _script("solver_grid").main(bad)
+        assert err.value.code == 2
