@@ -48,6 +48,14 @@ def grids(text: str) -> list[tuple[float, int]]:
     return [grid(g) for g in text.split(",") if g.strip()]
 
 
+def leading_direction(sampler, model, modality: str) -> torch.Tensor:
+    """The leading eigenvector (d,) float32 of the standardised latent's exact covariance
+    S Sigma S^T (S the sampler's standardisation of ``modality``; Sigma from the engine)."""
+    w, v = torch.linalg.eigh(torch.as_tensor(sampler.analysis.covariance([model.flows[modality].latent])))
+    root = sampler._standardized(modality, (v * w.clamp(min=0).sqrt()).T.float()).double()  # (S L)^T
+    return torch.linalg.eigh(root.T @ root).eigenvectors[:, -1].float()
+
+
 def spec_tail(spec: str, modality: str, n: int, draws: int):
     """The learned flow of ``modality`` in ``spec`` and the ``n`` of ``draws`` standardised latents
     with the largest |projection| on the leading eigenvector of their exact covariance S Sigma S^T
@@ -61,10 +69,7 @@ def spec_tail(spec: str, modality: str, n: int, draws: int):
     steps = [s for s in sampler.flows[_key(modality)].steps if isinstance(s, CNF)]
     if len(steps) != 1:
         raise SystemExit(f"{spec}: modality {modality!r} has {len(steps)} learned flows; expected one")
-    w, v = torch.linalg.eigh(torch.as_tensor(sampler.analysis.covariance([model.flows[modality].latent])))
-    root = sampler._standardized(modality, (v * w.clamp(min=0).sqrt()).T.to(z.dtype)).double()  # (S L)^T
-    direction = torch.linalg.eigh(root.T @ root).eigenvectors[:, -1].float()  # of S Sigma S^T, exact
-    along = z @ direction
+    along = z @ leading_direction(sampler, model, modality)
     pick = torch.argsort(along.abs(), descending=True)[:n]
     return steps[0], z[pick], along[pick]
 
