@@ -1,13 +1,13 @@
 """The round trip of a generated dataset's learned flow on every tuple: ``|f^-1(x) - z|``, with ``x``
 the saved image and ``z`` the standardised latent it was drawn from (recomputed from the seed):
 
-    OMP_NUM_THREADS=1 python benchmarks/dataset_roundtrip.py out/fashion_views specs/fashion_views.mmi x1 \\
-        --json x1.json
+    OMP_NUM_THREADS=1 python benchmarks/dataset_roundtrip.py out/fashion_views x1 --json x1.json
 
-Per latent the largest component error; the max, quantiles and the ten worst rows, each with how
-far its latent lies along the leading eigenvector of the standardised latent's exact covariance
-(benchmarks/solver_grid.py). Reads a complete single-shard-or-more dataset written by ``mmmic generate``
-with the spec's defaults (no ``--set``), one ODE solve per tuple.
+The model is the manifest's (its spec at its parameters), solved as the manifest records (its
+weights are checked, its solver used, as ``mmmic verify`` does). Per latent the largest component
+error; the max, quantiles and the ten worst rows, each with how far its latent lies along the
+leading eigenvector of the standardised latent's exact covariance (benchmarks/solver_grid.py).
+A complete, float (not ``--uint8``) dataset drawn on the CPU; one ODE solve per tuple.
 """
 
 from __future__ import annotations
@@ -22,40 +22,47 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from solver_grid import leading_direction  # noqa: E402
+from solver_grid import drawn_latents, leading_direction, the_cnf  # noqa: E402
 
-from mmmi_dsl.backend import _key  # noqa: E402
-from mmmi_dsl.spec import spec_from_text  # noqa: E402
+from mmmi_dsl.dataset.format import DatasetError, read_manifest  # noqa: E402
+from mmmi_dsl.dataset.oracle import match_learned_flows, rebuild  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset")
-    ap.add_argument("spec")
     ap.add_argument("modality")
     ap.add_argument("--batch", type=int, default=50, help="images per inverse call")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    if a.batch < 1:
+        ap.error("--batch must be at least 1")
     torch.set_num_threads(1)
     root = Path(a.dataset)
-    manifest = json.loads((root / "manifest.json").read_text())
-    model = spec_from_text(Path(a.spec).read_text(), file=a.spec)
-    if manifest["spec"] != Path(a.spec).read_text():
-        ap.error(f"{a.dataset} was not generated from {a.spec} as it is now")
-    sampler = model.sampler(chunk_size=manifest["chunk_size"], seed=manifest["seed"],
-                            standardize=manifest["fingerprint"]["standardize"])
-    n, latent = manifest["n"], model.flows[a.modality].latent
-    C = manifest["chunk_size"]
-    z = torch.cat([sampler._gaussians(c)[2][latent] for c in range((n + C - 1) // C)])[:n]
-    z = sampler._standardized(a.modality, z).float()
-    x = torch.cat([torch.from_numpy(np.load(root / s["files"][a.modality])) for s in manifest["shards"]])
-    x = x.reshape(n, -1).float()
-    flow = sampler.flows[_key(a.modality)]
+    try:
+        manifest = read_manifest(root / "manifest.json")
+    except DatasetError as err:
+        ap.error(str(err))
+    fp = manifest["fingerprint"]
+    if not manifest["complete"] or fp.get("uint8") is not None or fp.get("device_type", "cpu") != "cpu":
+        ap.error(f"{root}: needs a complete float dataset drawn on the CPU")
+    model = rebuild(root, manifest)
+    if a.modality not in model.flows or a.modality not in manifest["variables"]:
+        ap.error(f"{root} has no saved modality {a.modality!r}")
+    sampler = model.sampler(chunk_size=manifest["chunk_size"], seed=manifest["seed"], dtype=fp["dtype"],
+                            standardize=fp["standardize"])
+    match_learned_flows(fp.get("learned_flows"), sampler)  # its weights checked, its solver used
+    flow = the_cnf(sampler, a.modality)
+    n = manifest["n"]
+    z = drawn_latents(sampler, model, a.modality, n)
+    shards = sorted(manifest["shards"], key=lambda s: s["index"])
+    x = torch.cat([torch.from_numpy(np.load(root / s["files"][a.modality])) for s in shards])
+    x = x.reshape(n, -1).to(sampler.dtype)
     start = time.perf_counter()
     with torch.no_grad():
         err = torch.cat([(flow.inverse(x[i:i + a.batch]) - z[i:i + a.batch]).abs().amax(1)
                          for i in range(0, n, a.batch)])
-    along = z @ leading_direction(sampler, model, a.modality)
+    along = z.float() @ leading_direction(sampler, model, a.modality)
     worst = torch.argsort(err, descending=True)[:10]
     report = {"dataset": str(root), "modality": a.modality, "n": n, "max": float(err.max()),
               "mean_of_row_max": float(err.mean()),

@@ -12,12 +12,12 @@ WEIGHTS is a .safetensors file or a shipped flow's name (digits, fashion). docs/
 
 ``--spec SPEC --modality NAME`` measures on the latents a spec gives that modality's learned flow
 instead (its class and weights are the spec's; WEIGHTS is then not read): ``--draws`` tuples are
-drawn as ``mmmic generate`` draws them (seed 0, standardised as there), and the ``-n`` of them
+drawn as ``mmmic generate`` draws them (seed 0, its chunks, standardised as there), and the ``-n`` of them
 farthest along the leading eigenvector of the standardised latent's exact covariance (for a template spec, the
 template) are round-tripped, the tail where a fixed-step solver is least exact:
 
     OMP_NUM_THREADS=1 python benchmarks/solver_grid.py --spec specs/fashion_views.mmi --modality x1 \
-        -n 16 --draws 1000 --grids 1.5x28,1.5x36,1.25x40 --json benchmarks/results/fashion-solver-spec.json
+        -n 16 --draws 1000 --grids 1.5x28,1.5x36,1.25x40 --json benchmarks/results/fashion-solver-spec-x1-step35380.json
 """
 
 from __future__ import annotations
@@ -56,22 +56,41 @@ def leading_direction(sampler, model, modality: str) -> torch.Tensor:
     return torch.linalg.eigh(root.T @ root).eigenvectors[:, -1].float()
 
 
+def drawn_latents(sampler, model, modality: str, n: int) -> torch.Tensor:
+    """The standardised latents (n, d), in the sampler's dtype, that ``modality``'s flow reads for tuples 0..n-1, chunk
+    by chunk as ``mmmic generate`` draws them with this sampler (its seed and chunk size)."""
+    C = sampler.chunk_size
+    latent = model.flows[modality].latent
+    z = torch.cat([sampler._gaussians(c)[2][latent] for c in range((n + C - 1) // C)])[:n]
+    return sampler._standardized(modality, z).to(sampler.dtype)
+
+
+def the_cnf(sampler, modality: str) -> CNF:
+    """``modality``'s flow when it is one learned CNF step (what these scripts round-trip), else exit."""
+    from mmmi_dsl.backend import _key
+
+    steps = list(sampler.flows[_key(modality)].steps)
+    if len(steps) != 1 or not isinstance(steps[0], CNF):
+        raise SystemExit(f"modality {modality!r}: its flow is {[type(s).__name__ for s in steps]}; "
+                         "these scripts round-trip a flow that is one learned CNF")
+    return steps[0]
+
+
 def spec_tail(spec: str, modality: str, n: int, draws: int):
     """The learned flow of ``modality`` in ``spec`` and the ``n`` of ``draws`` standardised latents
     with the largest |projection| on the leading eigenvector of their exact covariance S Sigma S^T
     (S the standardisation), (n, d), with those projections."""
-    from mmmi_dsl.backend import _key
     from mmmi_dsl.spec import spec_from_text
 
     model = spec_from_text(Path(spec).read_text(), file=spec)
-    sampler = model.sampler(chunk_size=draws)
-    z = sampler._standardized(modality, sampler._gaussians(0)[2][model.flows[modality].latent]).float()
-    steps = [s for s in sampler.flows[_key(modality)].steps if isinstance(s, CNF)]
-    if len(steps) != 1:
-        raise SystemExit(f"{spec}: modality {modality!r} has {len(steps)} learned flows; expected one")
+    if modality not in model.flows:
+        raise SystemExit(f"{spec} has no modality {modality!r}")
+    sampler = model.sampler()
+    flow = the_cnf(sampler, modality)
+    z = drawn_latents(sampler, model, modality, draws)
     along = z @ leading_direction(sampler, model, modality)
     pick = torch.argsort(along.abs(), descending=True)[:n]
-    return steps[0], z[pick], along[pick]
+    return flow, z[pick], along[pick]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -87,8 +106,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     a = ap.parse_args(argv)
     if (a.spec is None) == (a.weights is None) or (a.spec is None) != (a.modality is None):
         ap.error("give WEIGHTS, or --spec with --modality")
-    if a.n < 1 or a.draws < a.n:
-        ap.error("-n must be at least 1 and --draws at least -n")
+    if a.n < 1 or (a.spec is not None and a.draws < a.n):
+        ap.error("-n must be at least 1, and --draws at least -n")
     torch.set_num_threads(1)
     if a.spec is not None:
         return spec_grids(a)
