@@ -51,9 +51,10 @@ def grids(text: str) -> list[tuple[float, int]]:
 def leading_direction(sampler, model, modality: str) -> torch.Tensor:
     """The leading eigenvector (d,) float32 of the standardised latent's exact covariance
     S Sigma S^T (S the sampler's standardisation of ``modality``; Sigma from the engine)."""
-    w, v = torch.linalg.eigh(torch.as_tensor(sampler.analysis.covariance([model.flows[modality].latent])))
-    root = sampler._standardized(modality, (v * w.clamp(min=0).sqrt()).T.float()).double()  # (S L)^T
-    return torch.linalg.eigh(root.T @ root).eigenvectors[:, -1].float()
+    cov = torch.as_tensor(sampler.analysis.covariance([model.flows[modality].latent])).float()
+    rows = sampler._standardized(modality, cov)  # Sigma S^T (Sigma symmetric)
+    s_cov = sampler._standardized(modality, rows.T.contiguous()).double()  # S Sigma S^T
+    return torch.linalg.eigh((s_cov + s_cov.T) / 2).eigenvectors[:, -1].float()
 
 
 def drawn_latents(sampler, model, modality: str, n: int) -> torch.Tensor:
