@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from solver_grid import drawn_latents, leading_direction, the_cnf  # noqa: E402
+from solver_grid import leading_direction, the_cnf  # noqa: E402
 
 from mmmi_dsl.dataset.format import DatasetError, read_manifest  # noqa: E402
-from mmmi_dsl.dataset.oracle import match_learned_flows, rebuild  # noqa: E402
+from mmmi_dsl.dataset.oracle import Recovery  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -46,15 +46,17 @@ def main(argv: list[str] | None = None) -> dict:
     fp = manifest["fingerprint"]
     if not manifest["complete"] or fp.get("uint8") is not None or fp.get("device_type", "cpu") != "cpu":
         ap.error(f"{root}: needs a complete float dataset drawn on the CPU")
-    model = rebuild(root, manifest)
+    recovery = Recovery(root, manifest)
+    model = recovery.model
     if a.modality not in model.flows or a.modality not in manifest["variables"]:
         ap.error(f"{root} has no saved modality {a.modality!r}")
-    sampler = model.sampler(chunk_size=manifest["chunk_size"], seed=manifest["seed"], dtype=fp["dtype"],
-                            standardize=fp["standardize"])
-    match_learned_flows(fp.get("learned_flows"), sampler)  # its weights checked, its solver used
+    try:
+        sampler = recovery.sampler()  # as verify rebuilds it: its weights checked, its solver, seed and chunk
+    except DatasetError as err:
+        ap.error(f"{root}: {err}")
     flow = the_cnf(sampler, a.modality)
     n = manifest["n"]
-    z = drawn_latents(sampler, model, a.modality, n)
+    z = sampler.flow_inputs(a.modality, 0, n)
     shards = sorted(manifest["shards"], key=lambda s: s["index"])
     x = torch.cat([torch.from_numpy(np.load(root / s["files"][a.modality])) for s in shards])
     x = x.reshape(n, -1).to(sampler.dtype)

@@ -60,10 +60,10 @@ TRAIN_ARGS = ("--data", "fashion-mnist", "--arch", "unet", "--channels", "32", "
 CHECKPOINT = "checkpoint.safetensors"
 PART_BYTES = 15 * 2**20  # the device tool brings back files of at most 16 MiB
 MAX_FILES = 8
-DEFAULT_SOLVERS = "rk4:40:1.25,rk4:48:1.25,rk4:56:1.5"
+DEFAULT_SOLVERS = "rk4:48:1.25,rk4:40:1.25,rk4:64:1.25"
 #: the shipped fashion flow's own solver (mmmi_dsl.builtins.flows.FASHION_SOLVER, as flow_quality writes
 #: it; tests/flows/test_device_fashion.py checks that they are the same)
-SHIPPED_SOLVER = "rk4:40:1.25"
+SHIPPED_SOLVER = "rk4:48:1.25"
 RESERVE_S = 15  # kept back from --total-seconds for packaging and the summary
 STOP_S = 5  # on a signal or at exit: seconds between a phase's SIGTERM and its SIGKILL
 PHASES = ("env", "train", "agree", "quality")

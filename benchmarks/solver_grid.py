@@ -27,6 +27,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mmmi_dsl.builtins import weights as weight_files
@@ -51,19 +52,9 @@ def grids(text: str) -> list[tuple[float, int]]:
 def leading_direction(sampler, model, modality: str) -> torch.Tensor:
     """The leading eigenvector (d,) float32 of the standardised latent's exact covariance
     S Sigma S^T (S the sampler's standardisation of ``modality``; Sigma from the engine)."""
-    cov = torch.as_tensor(sampler.analysis.covariance([model.flows[modality].latent])).float()
-    rows = sampler._standardized(modality, cov)  # Sigma S^T (Sigma symmetric)
-    s_cov = sampler._standardized(modality, rows.T.contiguous()).double()  # S Sigma S^T
-    return torch.linalg.eigh((s_cov + s_cov.T) / 2).eigenvectors[:, -1].float()
-
-
-def drawn_latents(sampler, model, modality: str, n: int) -> torch.Tensor:
-    """The standardised latents (n, d), in the sampler's dtype, that ``modality``'s flow reads for tuples 0..n-1, chunk
-    by chunk as ``mmmic generate`` draws them with this sampler (its seed and chunk size)."""
-    C = sampler.chunk_size
-    latent = model.flows[modality].latent
-    z = torch.cat([sampler._gaussians(c)[2][latent] for c in range((n + C - 1) // C)])[:n]
-    return sampler._standardized(modality, z).to(sampler.dtype)
+    S = sampler.standardization(modality)
+    s_cov = S @ sampler.analysis.covariance([model.flows[modality].latent]) @ S.T
+    return torch.from_numpy(np.linalg.eigh((s_cov + s_cov.T) / 2)[1][:, -1]).float()
 
 
 def the_cnf(sampler, modality: str) -> CNF:
@@ -88,7 +79,7 @@ def spec_tail(spec: str, modality: str, n: int, draws: int):
         raise SystemExit(f"{spec} has no modality {modality!r}")
     sampler = model.sampler()
     flow = the_cnf(sampler, modality)
-    z = drawn_latents(sampler, model, modality, draws)
+    z = sampler.flow_inputs(modality, 0, draws)
     along = z @ leading_direction(sampler, model, modality)
     pick = torch.argsort(along.abs(), descending=True)[:n]
     return flow, z[pick], along[pick]

@@ -54,7 +54,7 @@ def auto_standardize(flow: ir.Flow, built=None) -> str:
             asked.append(own or FLOWS[s.name].standardize)
     return max(asked, key=("none", "radius", "scale", "whiten").index, default="none")
 MAX_CHUNK = 1024
-CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 drawn per chunk
+CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 per chunk: its draws, outputs and the widest flow call's working set
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -185,6 +185,9 @@ class Sampler(torch.nn.Module):
         self._named_protos = [p for p in self.proto_order if p in read]
         per_sample = sum(p.size for p in model.protos.values()) + sum(model.size_of(v) for v in self.gaussians)
         per_sample += sum(math.prod(f.shape) for f in model.flows.values())  # an injective flow outputs more
+        #: floats per sample the widest flow call holds besides its input and output (one flow runs at a time)
+        self.working_floats = max((chain.working_floats for chain in self.flows.values()), default=0)
+        per_sample += self.working_floats
         fitting = 2 ** int(math.log2(max(1, CHUNK_FLOATS // per_sample)))  # a power of two, ~CHUNK_FLOATS floats
         self.chunk_size = int(chunk_size or max(1, min(MAX_CHUNK, fitting)))
         self.variables = self._variables()
@@ -386,12 +389,11 @@ class Sampler(torch.nn.Module):
     def _roundtrip(self, n: int) -> dict[str, dict]:
         key = ("roundtrip", n)
         if key not in self._cache:
-            _, _, z = self._gaussians(0)
             report = {}
             with torch.no_grad():
                 for name, f in self.model.flows.items():
                     flow = self.flows[_key(name)]
-                    zs = self._standardized(name, z[f.latent][:min(n, flow.roundtrip_rows or n)])
+                    zs = self.flow_inputs(name, 0, min(n, flow.roundtrip_rows or n))
                     err = (flow.inverse(flow(zs)) - zs).abs()
                     err = torch.where(torch.isnan(err), torch.full_like(err, math.inf), err)
                     report[name] = {"chain": " -> ".join(s.name for s in f.steps),
@@ -418,13 +420,25 @@ class Sampler(torch.nn.Module):
                 "(--dtype float64), or give its latent a smaller coefficient"))
         return problems
 
+    def flow_inputs(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """What modality ``name``'s flow reads for samples ``start..stop-1`` of this sampler's draw:
+        their latent, standardised, (stop - start, size), drawn chunk by chunk as :meth:`sample_range`
+        draws them (so the same rows, bit for bit)."""
+        C, latent = self.chunk_size, self.model.flows[name].latent
+        parts = [self._gaussians(c)[2][latent][max(start - c * C, 0):stop - c * C]
+                 for c in range(start // C, -(-stop // C))]
+        z = torch.cat(parts) if parts else torch.zeros((0, self.model.size_of(latent)), dtype=self.dtype)
+        return self._standardized(name, z)
+
     def invert(self, name: str, x, batch: int = 4096) -> np.ndarray:
         """The standardised latents modality ``name``'s samples came from: ``f^-1(x)``, (n, size).
 
         They are an invertible linear map of the modality's latent, so any MI computed
-        on them is the latent's (used as an oracle by the estimator benchmark).
+        on them is the latent's (used as an oracle by the estimator benchmark). At most ``batch``
+        rows a call, fewer for a flow whose working set is large (a UNet's: ~CHUNK_FLOATS a call).
         """
         flow = self.flows[_key(name)]
+        batch = max(1, min(batch, CHUNK_FLOATS // max(1, flow.out_size + flow.working_floats)))
         rows = []
         with torch.no_grad():
             for start in range(0, len(x), batch):

@@ -95,7 +95,7 @@ def solver_problem(solver: dict) -> str | None:
 
 LEARNED = learned()
 #: the shipped fashion weights' solver (rk4 on a grid refined toward t = 1; docs/flows.md, "Choosing the solver")
-FASHION_SOLVER = {"steps": 40, "grid_power": 1.25}
+FASHION_SOLVER = {"steps": 48, "grid_power": 1.25}
 
 
 #: ``convention`` of the flows BMI (Beyond Normal, the ``benchmark-mi`` package) defines differently.

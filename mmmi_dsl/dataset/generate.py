@@ -70,10 +70,15 @@ BATCH_BYTES, BATCH_FILE_BYTES = 32 << 20, 64 << 10
 def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tuple[int, int]:
     """Shard and batch sizes, multiples of the chunk: ~256 MiB per shard and ~32 MiB per batch, more
     when there are many files, so that the mean file gets ~2 MiB per shard and ~64 KiB per batch
-    (decay at N = 1,000, 1,001 files: ~2 GiB shards, ~64 MiB batches)."""
+    (decay at N = 1,000, 1,001 files: ~2 GiB shards, ~64 MiB batches). A sample's bytes count its
+    flows' working set too (``sampler.working_floats``), so an expensive flow gets smaller shards
+    and batches: fashion_views, 32 tuples a batch and 288 a shard (a minute and ten of work)."""
     import numpy as np
 
     per_sample = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in sampler.variables.values())
+    work = int(getattr(sampler, "working_floats", 0))  # a ChunkSampler need not have it
+    if work:
+        per_sample += work * sampler.dtype.itemsize
     c = sampler.chunk_size
 
     def round_to_chunks(x: float) -> int:

@@ -120,7 +120,8 @@ class Recovery:
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
 
     def sampler(self):
-        """The model's sampler as the dataset was written (dtype, standardisation), for its flows."""
+        """The model's sampler as the dataset was written (seed, chunk size, dtype, standardisation,
+        its flows' solvers), so its :meth:`~mmmi_dsl.backend.Sampler.flow_inputs` are the dataset's."""
         if self._sampler is None:
             import torch
 
@@ -130,7 +131,8 @@ class Recovery:
             dtype = torch.float64 if fp.get("dtype") == "float64" else torch.float32
             if self._refused is not None:
                 raise self._refused
-            sampler = Sampler(self.model, device="cpu", dtype=dtype, standardize=fp.get("standardize", "auto"))
+            sampler = Sampler(self.model, device="cpu", dtype=dtype, standardize=fp.get("standardize", "auto"),
+                              seed=self.manifest["seed"], chunk_size=self.manifest["chunk_size"])
             try:
                 self.note = match_learned_flows(fp.get("learned_flows"), sampler)
             except FlowMismatch as err:

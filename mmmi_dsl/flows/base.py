@@ -37,6 +37,9 @@ class Flow(torch.nn.Module):
     roundtrip_rows: int | None = None
     #: what ``standardize="auto"`` applies before this flow, when not its definition's (None)
     standardize: str | None = None
+    #: floats per sample that one call holds at once besides its input and output (a network's
+    #: activations, a solver's stages); the sampler sizes its chunks by the widest flow's
+    working_floats: int = 0
 
     def __init__(self, size: int, **kwargs):
         super().__init__()
@@ -67,6 +70,7 @@ class Chain(Flow):
         self.steps = torch.nn.ModuleList(steps)
         limits = [f.roundtrip_rows for f in steps if f.roundtrip_rows is not None]
         self.roundtrip_rows = min(limits) if limits else None
+        self.working_floats = max((int(getattr(f, "working_floats", 0) or 0) for f in steps), default=0)
 
     def forward(self, z):
         for f in self.steps:

@@ -57,6 +57,8 @@ class VelocityNet(nn.Module):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]
         layers.append(nn.Linear(hidden, dim))
         self.mlp = nn.Sequential(*layers)
+        #: floats per sample a pass holds at once: its input row and two hidden layers
+        self.working_floats = dim + 1 + 2 * t_freqs + c_dim + 2 * hidden
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -162,6 +164,9 @@ class CNF(Flow):
         if weights.arch(config) == "unet":  # each latent: 2 x 128 UNet passes (~2.6 s on one CPU thread at 28x28)
             self.roundtrip_rows = UNET_ROUNDTRIP_ROWS
             self.standardize = "radius"  # one scale per modality: keeps where a template puts a cause
+        # a pass with guidance runs the network on 2n rows; a fixed-step solver keeps ~5 states of (n, dim)
+        rows = 2 if self.guidance else 1
+        self.working_floats = rows * int(getattr(self.net, "working_floats", 0) or 0) + (rows + 5) * dim
         self._copies: dict = {}  # (dtype, device) -> a copy of net in that dtype (not a submodule)
 
     def build_net(self, config: dict) -> nn.Module:

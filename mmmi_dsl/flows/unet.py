@@ -98,30 +98,37 @@ class UNet(nn.Module):
         self.class_emb = nn.Embedding(n_classes + 1, t_dim)
         self.stem = nn.Conv2d(self.shape[0], channels, 3, padding=1)
         widths = [channels * m for m in mults]
-        skips, c = [channels], channels
+        pixels = [(self.shape[1] >> i) * (self.shape[2] >> i) for i in range(len(widths))]
+        skips, c = [(channels, pixels[0])], channels  # (channels, pixels) of each map kept for the way up
         down = []
         for i, w in enumerate(widths):
             blocks = []
             for _ in range(res_blocks):
                 blocks.append(ResBlock(c, w, t_dim, groups))
                 c = w
-                skips.append(c)
+                skips.append((c, pixels[i]))
             last = i == len(widths) - 1
             down.append(Level(blocks, None if last else nn.Conv2d(c, c, 3, stride=2, padding=1)))
             if not last:
-                skips.append(c)
+                skips.append((c, pixels[i + 1]))
+        #: floats per sample one pass holds at once: the skip maps, and twice the widest block input
+        #: (it and its first convolution's output); the attention's (h w)^2 scores are small beside them
+        self.working_floats = sum(ch * px for ch, px in skips)
         self.down = nn.ModuleList(down)
         self.mid1 = ResBlock(c, c, t_dim, groups)
         self.attn = Attention(c, heads, groups) if attention else None
         self.mid2 = ResBlock(c, c, t_dim, groups)
-        up = []
+        up, widest = [], 0
         for i, w in reversed(list(enumerate(widths))):
             blocks = []
             for _ in range(res_blocks + 1):
-                blocks.append(ResBlock(c + skips.pop(), w, t_dim, groups))
+                skip, _ = skips.pop()
+                blocks.append(ResBlock(c + skip, w, t_dim, groups))
+                widest = max(widest, (c + skip) * pixels[i])
                 c = w
             up.append(Level(blocks, nn.Conv2d(c, c, 3, padding=1) if i > 0 else None))
         self.up = nn.ModuleList(up)
+        self.working_floats += 2 * widest
         self.out_norm = nn.GroupNorm(groups, c)
         self.out = nn.Conv2d(c, self.shape[0], 3, padding=1)
         nn.init.zeros_(self.out.weight)

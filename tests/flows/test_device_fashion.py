@@ -150,7 +150,7 @@ def test_the_shipped_solver_is_measured_once_and_first(driver):
 
     assert _script("flow_quality").solver(driver.SHIPPED_SOLVER) == Solver("rk4", **FASHION_SOLVER)
     assert driver.quality_solvers(driver.DEFAULT_SOLVERS, False) == driver.DEFAULT_SOLVERS
-    assert driver.quality_solvers("rk4:40:1.5, default,rk4:40:1.5", False) == "rk4:40:1.25,rk4:40:1.5"
+    assert driver.quality_solvers("rk4:40:1.5, default,rk4:40:1.5", False) == "rk4:48:1.25,rk4:40:1.5"
     assert driver.quality_solvers("rk4:40:1.5,rk4:40:1.25,rk4:40:1.5", True) == "rk4:40:1.5,rk4:40:1.25"
 
 

@@ -363,8 +363,8 @@ def test_solver_grid_on_a_specs_own_latents_takes_the_tail_along_the_template(tm
     from mmmi_dsl.spec import spec_from_text
 
     model = spec_from_text((ROOT / "specs" / "fashion_views.mmi").read_text())
-    sampler = model.sampler(chunk_size=50)
-    z = sampler._standardized("x1", sampler._gaussians(0)[2]["z1"]).double()
+    sampler = model.sampler()  # generate's chunks (32 tuples each here)
+    z = sampler.flow_inputs("x1", 0, 50).double()
     along = (z @ torch.full((784,), 1 / 28, dtype=torch.float64)).abs().sort(descending=True).values[:2]
     assert np.allclose(np.abs(rows[0]["along"]), along.numpy(), atol=2e-3), (rows[0]["along"], along)
     assert all(r["max"] == max(r["max_per_latent"]) for r in rows)

@@ -16,6 +16,7 @@ import torch
 pytest.importorskip("torchdiffeq")
 pytest.importorskip("safetensors")
 
+from mmmi_dsl import load
 from mmmi_dsl.builtins import weights
 from mmmi_dsl.errors import SpecError
 from mmmi_dsl.flows import cnf
@@ -24,10 +25,12 @@ from mmmi_dsl.flows.cnf import CNF, Fashion, net_from_config
 from mmmi_dsl.flows.train import RunFiles, Schedule, architecture, main, save_weights, train
 from mmmi_dsl.flows.unet import UNet
 
+from ..conftest import ROOT
+
 TINY = {"channels": 8, "mults": [1, 2], "groups": 4, "heads": 2, "t_dim": 16, "t_freqs": 4}
 FASHION_MISSING = not weights.SHIPPED["fashion"].is_file()
 NO_FASHION_WEIGHTS = "the fashion weights are not installed; train them (docs/flows.md)"
-
+SPECS = ROOT / "specs"
 
 
 CONFIGS = [
@@ -342,18 +345,18 @@ def test_fashion_without_weights_is_a_clear_e0208(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
 def test_shipped_fashion_round_trips_at_its_default_grid_on_a_specs_latents():
-    """The default solver (rk4, 40 steps on the grid t_k = 1 - (1 - k/40)^1.25) inverts within 1e-3 on
+    """The default solver (rk4, 48 steps on the grid t_k = 1 - (1 - k/48)^1.25) inverts within 1e-3 on
     the latents a spec gives it, not only on N(0, I): ``fashion_views``' radius-standardised trouser
     latent carries its all-ones template, up to 12.6 standard deviations along it in 1,000 draws. There
-    the old default (28 steps at p = 1.5) missed 1e-3 (1.3e-3 on the 16 most extreme of 1,000 draws,
-    the new default 1.5e-4; docs/flows.md, "Choosing the solver"); on these two latents, 12 standard
-    deviations out, 6.2e-4 against 1.0e-4."""
+    session 7's default (28 steps at p = 1.5) missed 1e-3 (1.3e-3 on the 16 most extreme of 1,000
+    draws; docs/flows.md, "Choosing the solver"); on these two latents, 12 standard deviations out,
+    6.2e-4 at 28 steps, 1.2e-4 at session 8's 40 and 3.0e-5 at the default's 48 (one thread)."""
     g = torch.Generator().manual_seed(0)
     along = torch.tensor([12.0, -12.0])[:, None] * torch.ones(784) / 28  # 12 along the unit template direction
     z = torch.randn(2, 784, generator=g) * 0.99 + along  # the noise, as radius scales it
     with torch.no_grad():
         f = Fashion(784, **{"class": 1})
-        assert (f.steps, f.grid_power) == (40, 1.25)
+        assert (f.steps, f.grid_power) == (48, 1.25)
         default = float((f.inverse(f(z)) - z).abs().max())
         old = Fashion(784, **{"class": 1}, steps=28, grid_power=1.5)
         before = float((old.inverse(old(z)) - z).abs().max())
@@ -425,7 +428,32 @@ def test_generate_checks_a_convolutional_flow_on_few_latents():
     sampler = Sampler(model, chunk_size=64)
     sampler.flows["x"].steps[0].steps = 1  # one rk4 step per solve: this test counts latents, not accuracy
     rows = {name: r["n"] for name, r in sampler._roundtrip(256).items()}
-    assert rows == {"x": UNET_ROUNDTRIP_ROWS, "y": 64}
+    assert rows == {"x": UNET_ROUNDTRIP_ROWS, "y": 256}  # y's 256 from four chunks of 64
+
+
+def test_a_unets_working_set_is_its_skip_maps_and_twice_its_widest_block_input():
+    """The default UNet (32 channels, mults 1, 2, 2 on 1x28x28, one block a level) keeps for the way up
+    32 x 784 (stem) + 32 x 784 + 32 x 196 (level 0 and its downsampling) + 64 x 196 + 64 x 49 + 64 x 49
+    = 75,264 floats a sample; its widest block input is 64 + 32 channels at 28 x 28, counted twice."""
+    assert UNet().working_floats == 75_264 + 2 * 96 * 784
+
+
+@pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
+def test_a_convolutional_flow_gets_small_chunks_batches_and_shards():
+    """A chunk, a batch and a shard are sized with the flows' working set counted: fashion_views'
+    UNet holds ~230,000 floats a tuple, so 32 tuples a chunk (~7.4 M floats, within the chunk's 8 M)
+    instead of 1,024 (whose 100 MB activations cost half of generate's time in page faults), a
+    progress step every 32 and a shard every 288. Guidance runs the network on twice the rows: half
+    the chunk. The MLP of digits_views leaves its chunk at 1,024."""
+    from mmmi_dsl.backend import CHUNK_FLOATS
+    from mmmi_dsl.dataset.generate import default_sizes
+
+    views = load(SPECS / "fashion_views.mmi").sampler()
+    assert views.chunk_size == 32 and views.chunk_size * views.working_floats <= CHUNK_FLOATS
+    assert default_sizes(views, None, None) == (288, 32)
+    plain, guided = Fashion(784, **{"class": 1}), Fashion(784, **{"class": 1}, guidance=1.0)
+    assert (plain.working_floats, guided.working_floats) == (225_792 + 6 * 784, 2 * 225_792 + 7 * 784)
+    assert load(SPECS / "digits_views.mmi").sampler().chunk_size == 1024
 
 
 def test_auto_standardize_keeps_the_layout_for_a_cnf_with_convolutional_weights(tmp_path):
