@@ -63,6 +63,20 @@ def test_verify_inverts_the_flows_of_a_small_dataset(small, mmmic):
         assert re.search(r"= [0-9.]+ \+- [0-9.]+ nats vs exact [0-9.]+", c.describe())
 
 
+def test_the_recovered_sampler_draws_the_datasets_own_latents(small):
+    """verify's sampler is built with the manifest's seed and chunk (64 here, not the default 1,024):
+    its ``flow_inputs`` are the latents the files were drawn from, so the inverted files equal them."""
+    from mmmi_dsl.dataset.format import read_manifest
+    from mmmi_dsl.dataset.oracle import Recovery
+
+    manifest = read_manifest(small / "manifest.json")
+    sampler = Recovery(small, manifest).sampler()
+    assert (sampler.chunk_size, sampler.seed) == (manifest["chunk_size"], manifest["seed"]) == (64, 0)
+    files = sorted(manifest["shards"], key=lambda s: s["index"])
+    x1 = np.concatenate([np.load(small / s["files"]["x1"]) for s in files])
+    assert np.allclose(sampler.invert("x1", x1), sampler.flow_inputs("x1", 0, 200).numpy(), atol=1e-5)
+
+
 def test_verify_inverts_at_most_the_subsample_asked_for(small, mmmic):
     """`--subsample M` (for learned image flows: an ODE solve per tuple): M seeded tuples of 200."""
     r = mmmic("verify", small, "--subsample", 50)
