@@ -16,7 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 #: (script, takes --quick); scripts without it are fast already or skipped under --quick
 SCRIPTS = [("bench_parse.py", False), ("bench_lower.py", True), ("bench_mi.py", True),
-           ("bench_generate.py", True), ("bench_flows.py", True), ("bench_symbolic.py", False)]
+           ("bench_generate.py", True), ("bench_flows.py", True), ("bench_unet_chunk.py", True),
+           ("bench_symbolic.py", False)]
 QUICK_SKIPS = {"bench_symbolic.py"}
 
 
