@@ -54,7 +54,13 @@ def auto_standardize(flow: ir.Flow, built=None) -> str:
             asked.append(own or FLOWS[s.name].standardize)
     return max(asked, key=("none", "radius", "scale", "whiten").index, default="none")
 MAX_CHUNK = 1024
-CHUNK_FLOATS = 8_000_000  # ~32 MiB of float32 per chunk: its draws, outputs and the widest flow call's working set
+#: ~32 MiB of float32 per chunk: its draws and outputs; and, apart, its widest flow call's working set
+CHUNK_FLOATS = 8_000_000
+
+
+def _power_of_two(n: int) -> int:
+    """The largest power of two <= n (1 for n < 2)."""
+    return 2 ** int(math.log2(max(1, n)))
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -187,9 +193,10 @@ class Sampler(torch.nn.Module):
         per_sample += sum(math.prod(f.shape) for f in model.flows.values())  # an injective flow outputs more
         #: floats per sample the widest flow call holds besides its input and output (one flow runs at a time)
         self.working_floats = max((chain.working_floats for chain in self.flows.values()), default=0)
-        per_sample += self.working_floats
-        fitting = 2 ** int(math.log2(max(1, CHUNK_FLOATS // per_sample)))  # a power of two, ~CHUNK_FLOATS floats
-        self.chunk_size = int(chunk_size or max(1, min(MAX_CHUNK, fitting)))
+        #: rows of one flow call whose working set is ~CHUNK_FLOATS floats (a UNet's: 32), else MAX_CHUNK
+        self.flow_rows = min(MAX_CHUNK, _power_of_two(CHUNK_FLOATS // max(1, self.working_floats)))
+        fitting = _power_of_two(CHUNK_FLOATS // per_sample)  # ~CHUNK_FLOATS floats drawn and output
+        self.chunk_size = int(chunk_size or min(MAX_CHUNK, fitting, self.flow_rows))
         self.variables = self._variables()
 
     # ----------------------------------------------------------- structure
@@ -424,11 +431,14 @@ class Sampler(torch.nn.Module):
         """What modality ``name``'s flow reads for samples ``start..stop-1`` of this sampler's draw:
         their latent, standardised, (stop - start, size), drawn chunk by chunk as :meth:`sample_range`
         draws them (so the same rows, bit for bit)."""
+        if not 0 <= start <= stop:
+            raise ValueError(f"samples {start}..{stop - 1}: need 0 <= start <= stop")
         C, latent = self.chunk_size, self.model.flows[name].latent
-        parts = [self._gaussians(c)[2][latent][max(start - c * C, 0):stop - c * C]
-                 for c in range(start // C, -(-stop // C))]
-        z = torch.cat(parts) if parts else torch.zeros((0, self.model.size_of(latent)), dtype=self.dtype)
-        return self._standardized(name, z)
+        parts = [self._standardized(name, self._gaussians(c)[2][latent])[max(start - c * C, 0):stop - c * C]
+                 for c in range(start // C, -(-stop // C))]  # whole chunks standardised, as _outputs does
+        if not parts:
+            return torch.zeros((0, self.model.size_of(latent)), dtype=self.dtype, device=self.device)
+        return torch.cat(parts)
 
     def invert(self, name: str, x, batch: int = 4096) -> np.ndarray:
         """The standardised latents modality ``name``'s samples came from: ``f^-1(x)``, (n, size).
@@ -438,7 +448,7 @@ class Sampler(torch.nn.Module):
         rows a call, fewer for a flow whose working set is large (a UNet's: ~CHUNK_FLOATS a call).
         """
         flow = self.flows[_key(name)]
-        batch = max(1, min(batch, CHUNK_FLOATS // max(1, flow.out_size + flow.working_floats)))
+        batch = min(batch, _power_of_two(CHUNK_FLOATS // max(1, flow.out_size + flow.working_floats)))
         rows = []
         with torch.no_grad():
             for start in range(0, len(x), batch):

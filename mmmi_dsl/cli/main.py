@@ -15,7 +15,7 @@ import traceback
 
 from mmmi_dsl.cli import bench, data, pictures, solve, spec, suite
 from mmmi_dsl.errors import MmmicError, SpecError
-from mmmi_dsl.process import skip_pydantic_plugins
+from mmmi_dsl.process import keep_freed_memory, skip_pydantic_plugins
 from mmmi_dsl.version import __version__
 
 #: The command families, in the order ``mmmic --help`` lists them.
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args.one_shot = argv is None
     if args.one_shot:  # nothing has built a pydantic validator yet (mmmi_dsl.process)
         skip_pydantic_plugins()
+        keep_freed_memory()
     try:
         return _run(args)
     finally:

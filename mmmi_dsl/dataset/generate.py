@@ -70,15 +70,17 @@ BATCH_BYTES, BATCH_FILE_BYTES = 32 << 20, 64 << 10
 def default_sizes(sampler, shard_size: int | None, batch_size: int | None) -> tuple[int, int]:
     """Shard and batch sizes, multiples of the chunk: ~256 MiB per shard and ~32 MiB per batch, more
     when there are many files, so that the mean file gets ~2 MiB per shard and ~64 KiB per batch
-    (decay at N = 1,000, 1,001 files: ~2 GiB shards, ~64 MiB batches). A sample's bytes count its
-    flows' working set too (``sampler.working_floats``), so an expensive flow gets smaller shards
-    and batches: fashion_views, 32 tuples a batch and 288 a shard (a minute and ten of work)."""
+    (decay at N = 1,000, 1,001 files: ~2 GiB shards, ~64 MiB batches). Where a flow's working set
+    caps the chunk (``sampler.flow_rows`` below MAX_CHUNK: a UNet), a sample's bytes count that
+    working set too, so the batches (the progress bar's steps) and the shards (what a resume keeps)
+    hold minutes of work, not hours: fashion_views, 32 tuples a batch and 288 a shard."""
     import numpy as np
 
+    from mmmi_dsl.backend import MAX_CHUNK
+
     per_sample = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in sampler.variables.values())
-    work = int(getattr(sampler, "working_floats", 0))  # a ChunkSampler need not have it
-    if work:
-        per_sample += work * sampler.dtype.itemsize
+    if getattr(sampler, "flow_rows", MAX_CHUNK) < MAX_CHUNK:  # a ChunkSampler need not have it
+        per_sample += sampler.working_floats * sampler.dtype.itemsize
     c = sampler.chunk_size
 
     def round_to_chunks(x: float) -> int:

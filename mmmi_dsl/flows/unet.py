@@ -111,8 +111,8 @@ class UNet(nn.Module):
             down.append(Level(blocks, None if last else nn.Conv2d(c, c, 3, stride=2, padding=1)))
             if not last:
                 skips.append((c, pixels[i + 1]))
-        #: floats per sample one pass holds at once: the skip maps, and twice the widest block input
-        #: (it and its first convolution's output); the attention's (h w)^2 scores are small beside them
+        #: floats per sample one pass holds at once (an upper bound): every skip map, and twice the widest
+        #: block input (it and its normalised copy); the attention's (h w)^2 scores are small beside them
         self.working_floats = sum(ch * px for ch, px in skips)
         self.down = nn.ModuleList(down)
         self.mid1 = ResBlock(c, c, t_dim, groups)

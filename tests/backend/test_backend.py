@@ -100,15 +100,21 @@ def test_batch_size_never_changes_a_byte(batch):
         assert np.concatenate([p[k] for p in parts]).tobytes() == whole[k].tobytes()
 
 
-def test_flow_inputs_are_the_rows_a_modality_was_drawn_from_across_chunks():
+@pytest.mark.parametrize("how,d", [("scale", 3), ("whiten", 40)])
+def test_flow_inputs_are_the_rows_a_modality_was_drawn_from_across_chunks(how, d):
     """``flow_inputs(name, a, b)`` draws samples a..b-1 chunk by chunk as ``sample_range`` does: with
-    identity flows they are the data themselves, bit for bit, over three chunks and from mid-chunk."""
-    model = load(SPECS / "two_views.mmi", {"d": "3"})
-    s = Sampler(model, standardize="scale", chunk_size=16, seed=5)
-    out = s.sample_range(5, 40)
-    for name in model.flows:
-        assert torch.equal(s.flow_inputs(name, 5, 40), torch.from_numpy(out[name]).reshape(35, -1))
-    assert s.flow_inputs("x1", 7, 7).shape == (0, 3)
+    identity flows they are the data themselves, bit for bit, over three chunks, from mid-chunk and to
+    a chunk's end (whitening standardises whole chunks, as the sampler does: a matrix product's bits
+    depend on its rows)."""
+    model = load(SPECS / "two_views.mmi", {"d": str(d)})
+    s = Sampler(model, standardize=how, chunk_size=16, seed=5)
+    for a, b in ((5, 40), (16, 48), (0, 3)):
+        out = s.sample_range(a, b)
+        for name in model.flows:
+            assert torch.equal(s.flow_inputs(name, a, b), torch.from_numpy(out[name]).reshape(b - a, -1)), (a, b)
+    assert s.flow_inputs("x1", 7, 7).shape == s.flow_inputs("x1", 16, 16).shape == (0, d)
+    with pytest.raises(ValueError):
+        s.flow_inputs("x1", 9, 8)
 
 
 def test_seed_changes_data_and_chunk_seeds_differ():

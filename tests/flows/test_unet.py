@@ -440,20 +440,38 @@ def test_a_unets_working_set_is_its_skip_maps_and_twice_its_widest_block_input()
 
 @pytest.mark.skipif(FASHION_MISSING, reason=NO_FASHION_WEIGHTS)
 def test_a_convolutional_flow_gets_small_chunks_batches_and_shards():
-    """A chunk, a batch and a shard are sized with the flows' working set counted: fashion_views'
-    UNet holds ~230,000 floats a tuple, so 32 tuples a chunk (~7.4 M floats, within the chunk's 8 M)
-    instead of 1,024 (whose 100 MB activations cost half of generate's time in page faults), a
-    progress step every 32 and a shard every 288. Guidance runs the network on twice the rows: half
-    the chunk. The MLP of digits_views leaves its chunk at 1,024."""
+    """A flow call's working set caps the chunk: fashion_views' UNet holds ~230,000 floats a tuple, so
+    32 tuples a chunk (~7.4 M floats, within CHUNK_FLOATS) instead of 1,024 (whose 100 MB activations
+    cost half of generate's time in page faults), and fashion_decay's ten 32 too; counted in a tuple's
+    bytes, a progress step every 32 and a shard every 288. Guidance runs the network on twice the rows.
+    The MLP of the digits specs caps nothing: their chunks, batches and shards are as before."""
     from mmmi_dsl.backend import CHUNK_FLOATS
     from mmmi_dsl.dataset.generate import default_sizes
 
     views = load(SPECS / "fashion_views.mmi").sampler()
-    assert views.chunk_size == 32 and views.chunk_size * views.working_floats <= CHUNK_FLOATS
+    assert views.chunk_size == views.flow_rows == 32 and views.chunk_size * views.working_floats <= CHUNK_FLOATS
     assert default_sizes(views, None, None) == (288, 32)
+    assert load(SPECS / "fashion_decay.mmi").sampler().chunk_size == 32
     plain, guided = Fashion(784, **{"class": 1}), Fashion(784, **{"class": 1}, guidance=1.0)
     assert (plain.working_floats, guided.working_floats) == (225_792 + 6 * 784, 2 * 225_792 + 7 * 784)
-    assert load(SPECS / "digits_views.mmi").sampler().chunk_size == 1024
+    digits = load(SPECS / "digits_views.mmi").sampler()
+    assert (digits.chunk_size, digits.flow_rows, default_sizes(digits, None, None)) == (1024, 1024, (520192, 64512))
+
+
+def test_a_fixed_step_solve_one_step_a_call_is_the_whole_grids_bit_for_bit(tmp_path):
+    """The CNF calls the solver once per step (no (steps + 1, n, dim) trajectory kept): the same bits
+    as one call on the whole grid, both ways, on a uniform and a graded grid."""
+    from torchdiffeq import odeint
+
+    _random_unet(tmp_path / "u")
+    z = torch.randn(8, 64, generator=torch.Generator().manual_seed(2))
+    for power in (1.0, 1.25):
+        f = CNF(64, weights=str(tmp_path / "u.safetensors"), **{"class": 2}, steps=6, grid_power=power)
+        with torch.no_grad():
+            t = f.time_grid()
+            x = odeint(f.velocity, z, t, method="rk4")[-1]
+            back = odeint(f.velocity, x, t.flip(0) if power != 1.0 else torch.linspace(1.0, 0.0, 7), method="rk4")[-1]
+            assert torch.equal(f(z), x) and torch.equal(f.inverse(x), back), power
 
 
 def test_auto_standardize_keeps_the_layout_for_a_cnf_with_convolutional_weights(tmp_path):
