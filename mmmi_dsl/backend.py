@@ -178,7 +178,7 @@ class Sampler(torch.nn.Module):
             self.flows[_key(name)] = build_flow(f, size).to(self.device)
             how = auto_standardize(f, self.flows[_key(name)]) if self.standardize == "auto" else self.standardize
             self.standardized_as[name] = how
-            self._standardizers[name] = self._standardizer(f.latent, how)
+            self._standardizers[name] = _standardizer(self.analysis, f.latent, how, self.dtype, self.device)
         # per modality, what _outputs applies: its standardiser and flow (None: identity steps only, nothing to call)
         self._modalities = []
         for name, f in model.flows.items():
@@ -235,50 +235,6 @@ class Sampler(torch.nn.Module):
         nu = self.analysis.laws.df(group)
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, int(chunk), 1 + int(group)])))
         return np.sqrt(nu / rng.chisquare(nu, size=self.chunk_size))
-
-    def _standardizer(self, latent: str, how: str) -> tuple:
-        """The per-block invertible map applied before the flow.
-
-        ``scale``: each component to unit variance; ``radius``: one scale for the whole modality,
-        ``z / sqrt(tr Σ / d)`` (E||z||² = d, the radius of N(0, I_d)), which keeps the spatial layout
-        of templates; ``whiten``: ``Σ^{-1/2} z`` (exactly N(0, I)), which erases it.
-        """
-        if how == "none":
-            return ("none",)
-        f: Form = self.analysis.form(latent)
-        var = sum(a * a for a in f.identity.values()) + np.sum(f.loadings ** 2, axis=1)
-        var = var + sum(np.sum(d ** 2, axis=1) for d in f.dense.values()) if f.dense else var
-        if how == "scale":
-            if np.any(var <= 0):
-                raise self._singular(latent, "a component has zero variance", how)
-            return ("scale", torch.as_tensor(1.0 / np.sqrt(var), dtype=self.dtype, device=self.device))
-        if how == "radius":
-            mean_var = float(np.mean(var))
-            if mean_var <= 0:
-                raise self._singular(latent, "it has zero variance", how)
-            return ("scale", torch.as_tensor(np.full(len(var), 1.0 / math.sqrt(mean_var)), dtype=self.dtype,
-                                             device=self.device))
-        # whiten: Σ^{-1/2} z
-        if not f.dense:
-            fvar = sum(a * a for a in f.identity.values())
-            u, s, _ = np.linalg.svd(f.loadings, full_matrices=False)  # (d, K)
-            if fvar <= 0:
-                raise self._singular(latent, "it has no noise term", how)
-            coef = 1.0 / np.sqrt(fvar + s ** 2) - 1.0 / math.sqrt(fvar)
-            return ("whiten-lowrank", 1.0 / math.sqrt(fvar),
-                    torch.as_tensor(u, dtype=self.dtype, device=self.device),
-                    torch.as_tensor(coef, dtype=self.dtype, device=self.device))
-        cov = self.analysis.covariance([latent])
-        w, v = np.linalg.eigh(cov)
-        if w[0] <= 1e-12 * max(w[-1], 1e-300):
-            raise self._singular(latent, "its covariance is singular", how)
-        inv_sqrt = (v / np.sqrt(w)[None, :]) @ v.T
-        return ("whiten-dense", torch.as_tensor(inv_sqrt, dtype=self.dtype, device=self.device))
-
-    def _singular(self, latent: str, why: str, how: str) -> SpecError:
-        v = self.model.variables.get(latent)
-        return SpecError([Diagnostic("E0203", f"cannot {how} `{latent}`: {why}",
-                                     v.span if v else None, "", "use --standardize none")])
 
     def _variables(self) -> dict[str, tuple[tuple[int, ...], str]]:
         np_dtype = "float32" if self.dtype == torch.float32 else "float64"
@@ -514,8 +470,53 @@ class Sampler(torch.nn.Module):
         return self.sample_tensors(0, n)
 
 
+def _standardizer(analysis: Analysis, latent: str, how: str, dtype: torch.dtype, device: torch.device) -> tuple:
+    """The per-block invertible map applied before a flow (:func:`_standardized` applies it).
+
+    ``scale``: each component to unit variance; ``radius``: one scale for the whole modality,
+    ``z / sqrt(tr Σ / d)`` (E||z||² = d, the radius of N(0, I_d)), which keeps the spatial layout
+    of templates; ``whiten``: ``Σ^{-1/2} z`` (exactly N(0, I)), which erases it.
+    """
+    if how == "none":
+        return ("none",)
+    f: Form = analysis.form(latent)
+    var = sum(a * a for a in f.identity.values()) + np.sum(f.loadings ** 2, axis=1)
+    var = var + sum(np.sum(d ** 2, axis=1) for d in f.dense.values()) if f.dense else var
+    if how == "scale":
+        if np.any(var <= 0):
+            raise _singular(analysis.model, latent, "a component has zero variance", how)
+        return ("scale", torch.as_tensor(1.0 / np.sqrt(var), dtype=dtype, device=device))
+    if how == "radius":
+        mean_var = float(np.mean(var))
+        if mean_var <= 0:
+            raise _singular(analysis.model, latent, "it has zero variance", how)
+        return ("scale", torch.as_tensor(np.full(len(var), 1.0 / math.sqrt(mean_var)), dtype=dtype,
+                                         device=device))
+    # whiten: Σ^{-1/2} z
+    if not f.dense:
+        fvar = sum(a * a for a in f.identity.values())
+        u, s, _ = np.linalg.svd(f.loadings, full_matrices=False)  # (d, K)
+        if fvar <= 0:
+            raise _singular(analysis.model, latent, "it has no noise term", how)
+        coef = 1.0 / np.sqrt(fvar + s ** 2) - 1.0 / math.sqrt(fvar)
+        return ("whiten-lowrank", 1.0 / math.sqrt(fvar),
+                torch.as_tensor(u, dtype=dtype, device=device),
+                torch.as_tensor(coef, dtype=dtype, device=device))
+    cov = analysis.covariance([latent])
+    w, v = np.linalg.eigh(cov)
+    if w[0] <= 1e-12 * max(w[-1], 1e-300):
+        raise _singular(analysis.model, latent, "its covariance is singular", how)
+    inv_sqrt = (v / np.sqrt(w)[None, :]) @ v.T
+    return ("whiten-dense", torch.as_tensor(inv_sqrt, dtype=dtype, device=device))
+
+def _singular(model: ir.Model, latent: str, why: str, how: str) -> SpecError:
+    v = model.variables.get(latent)
+    return SpecError([Diagnostic("E0203", f"cannot {how} `{latent}`: {why}",
+                                 v.span if v else None, "", "use --standardize none")])
+
+
 def _standardized(st: tuple, z: torch.Tensor) -> torch.Tensor:
-    """``z`` (n, size) through a standardiser of :meth:`Sampler._standardizer`."""
+    """``z`` (n, size) through a standardiser of :func:`_standardizer`."""
     if st[0] == "none":
         return z
     if st[0] == "scale":
