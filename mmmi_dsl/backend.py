@@ -111,7 +111,9 @@ class Sampler(torch.nn.Module):
         save_latents: also output every latent and target.
         pmi: pairs (a, b) whose exact pointwise MI is added as a column ``pmi:a;b``.
         seed: the dataset seed.
-        chunk_size: samples per deterministic chunk (default: from the model's size).
+        chunk_size: samples per deterministic chunk (default: a power of two with ~CHUNK_FLOATS floats
+            drawn and output, capped by ``flow_rows``, the rows that keep the widest flow call's
+            working set within CHUNK_FLOATS; 1,024 at most).
         uint8_range: (lo, hi): export modalities as 8-bit, ``round(255 clip((x-lo)/(hi-lo), 0, 1))``.
             Lossy and not injective, so the exact MI becomes an upper bound of the data's
             (data processing inequality); the range is fixed, never taken from the batch.
@@ -342,8 +344,8 @@ class Sampler(torch.nn.Module):
         """Per modality: its flow chain, the standardisation applied before it and ``|f^-1(f(z)) - z|``
         (max, mean) on the first latents.
 
-        ``z`` is the standardised latent the flow reads, from chunk 0 (at most ``n`` rows, and at most
-        the flow's ``roundtrip_rows``: 32 for a convolutional CNF).
+        ``z`` is the standardised latent the flow reads for the first samples (:meth:`flow_inputs`; at
+        most ``n`` rows, and at most the flow's ``roundtrip_rows``: 32 for a convolutional CNF).
         """
         return {name: {**{k: r[k] for k in ("chain", "roundtrip_max", "roundtrip_mean")},
                        "standardize": self.standardized_as[name]}

@@ -29,14 +29,15 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, metavar="B",
                    help="tuples per batch in memory, the progress bar's step (default ~32 MiB, or ~64 KiB per file "
-                        "when there are many; a tuple's bytes count its flows' working set)")
+                        "when there are many; where a flow's working set caps the chunk, a tuple's bytes count it)")
     p.add_argument("--shard-size", type=int, metavar="S",
                    help="tuples per shard, the unit a resume keeps (default ~256 MiB, or ~2 MiB per file when there "
-                        "are many; a tuple's bytes count its flows' working set)")
+                        "are many; where a flow's working set caps the chunk, a tuple's bytes count it)")
     p.add_argument("--chunk-size", type=int, metavar="C",
-                   help="tuples per deterministic random chunk, each one flow call (default ~8 M floats of draws, "
-                        "outputs and the widest flow's working set: 1,024 for small models, 32 for fashion_views; "
-                        "part of the seeding, so another chunk size draws other tuples)")
+                   help="tuples per deterministic random chunk, each one flow call (default: a power of two with "
+                        "~8 M floats of draws and outputs, and at most as many rows as keep the widest flow call's "
+                        "working set within ~8 M floats: 1,024 for small models, 32 for fashion_views; part of the "
+                        "seeding, so another chunk size draws other tuples)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--standardize", default="auto", choices=list(STANDARDIZE),
