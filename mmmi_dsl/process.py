@@ -40,9 +40,10 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 128 
 
     A UNet's activations at 32 rows (up to 9.6 MB) are then reused from one network pass to the next.
     By default glibc raises its thresholds only as far as the largest block freed so far and trims at
-    twice that, so a fresh process keeps returning those pages and faulting them in again: 0.9
-    million minor faults for 128 fashion_views tuples at 2 rk4 steps, 31,500 with these settings
-    (docs/benchmarks.md); 145 million and 11 % of the CPU time of a 1,000-tuple ``generate``.
+    twice that, so a fresh process keeps returning those pages and faulting them in again: 1.05
+    million minor faults for 128 fashion_views tuples at 2 rk4 steps, 31,559 with these settings
+    (docs/benchmarks.md); 145 million, with 11 % of its CPU time in the kernel, in a 1,000-tuple
+    ``generate`` before it.
     """
     if not sys.platform.startswith("linux"):
         return False
