@@ -511,6 +511,7 @@ def _standardizer(analysis: Analysis, latent: str, how: str, dtype: torch.dtype,
     inv_sqrt = (v / np.sqrt(w)[None, :]) @ v.T
     return ("whiten-dense", torch.as_tensor(inv_sqrt, dtype=dtype, device=device))
 
+
 def _singular(model: ir.Model, latent: str, why: str, how: str) -> SpecError:
     v = model.variables.get(latent)
     return SpecError([Diagnostic("E0203", f"cannot {how} `{latent}`: {why}",
