@@ -135,6 +135,9 @@ class Sampler(torch.nn.Module):
         self.dtype = dtype
         self.seed = int(seed)
         self.standardize = standardize
+        if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size
+                                       or chunk_size < 1):
+            raise UsageError(f"chunk size must be a whole number of at least 1, got {chunk_size!r}")
         if uint8_range is not None and not uint8_range[0] < uint8_range[1]:
             raise UsageError(f"--uint8 {uint8_range}: the range must be LO,HI with LO < HI")
         self.uint8_range = uint8_range

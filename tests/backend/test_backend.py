@@ -117,6 +117,13 @@ def test_flow_inputs_are_the_rows_a_modality_was_drawn_from_across_chunks(how, d
         s.flow_inputs("x1", 9, 8)
 
 
+@pytest.mark.parametrize("bad", [0, -4, 2.5])
+def test_a_chunk_size_below_one_is_a_usage_error_not_the_default(bad):
+    """``chunk_size=0`` once fell through to the default chunk (``0 or default``); it is refused."""
+    with pytest.raises(UsageError, match="chunk size"):
+        Sampler(load(SPECS / "two_views.mmi", {"d": "3"}), chunk_size=bad)
+
+
 def test_seed_changes_data_and_chunk_seeds_differ():
     model = load(SPECS / "two_views.mmi", {"d": "4"})
     a = Sampler(model, seed=1).sample_range(0, 10)["x1"]
