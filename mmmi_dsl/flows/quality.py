@@ -257,6 +257,10 @@ def run_solve(job: Solve) -> tuple[np.ndarray, float, float]:
 
 
 def _worker_init(threads: int) -> None:
+    """A spawned worker: ``threads`` torch threads, and the console's allocator settings (the same bits)."""
+    from mmmi_dsl.process import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(threads)
 
 
