@@ -203,6 +203,8 @@ class Solve:
     decides it (the weights' bytes, class, solver, guidance, batch, device, the input, and the
     versions of mmmic, torch and torchdiffeq), so an interrupted measurement resumes where it
     stopped. The seconds and evaluations of a cached part are those measured when it was made.
+    ``start``: the first of the class's seeded latents this job takes (rows ``start`` to
+    ``start + rows``), so one class can be made in parts that are cached, and resumed, one by one.
     """
 
     weights: str
@@ -217,9 +219,10 @@ class Solve:
     x: np.ndarray | None = None
     cache: str | None = None
     device: str = "cpu"
+    start: int = 0
 
     def input(self) -> np.ndarray:
-        return self.x if self.inverse else latents(self.seed, self.label, self.rows, self.dim)
+        return self.x if self.inverse else latents(self.seed, self.label, self.start + self.rows, self.dim)[self.start:]
 
     def key(self, data: np.ndarray) -> str:
         import hashlib
@@ -233,6 +236,10 @@ class Solve:
                        __version__, torch.__version__, torchdiffeq.__version__)).encode())
         h.update(np.ascontiguousarray(data).tobytes())
         return h.hexdigest()[:24]
+
+
+#: batches in one cached part of a class's samples (:func:`measure_classes`)
+PART_BATCHES = 8
 
 
 def run_solve(job: Solve) -> tuple[np.ndarray, float, float]:
@@ -282,14 +289,18 @@ def measure_classes(report: Report, weights: Path, dim: int, classifier: Path, r
     """Class consistency and the Fréchet distances into ``report`` (on ``report.device``); returns
     {class: (z, x)} generated."""
     start = time.perf_counter()
-    jobs = [Solve(str(weights), dim, k, solver, report.guidance, report.seed, report.n, batch, cache=cache,
-                  device=report.device) for k in report.classes]
+    part = PART_BATCHES * batch  # a multiple of the batch: the parts' batches are the whole class's
+    jobs = [Solve(str(weights), dim, k, solver, report.guidance, report.seed, min(part, report.n - first), batch,
+                  cache=cache, device=report.device, start=first)
+            for k in report.classes for first in range(0, report.n, part)]
+    done = run_all(jobs, workers)
     judge = load_classifier_model(classifier, report.device)
     generated, feats = {}, []
-    for job, (x, _, _) in zip(jobs, run_all(jobs, workers)):
-        generated[job.label] = (job.input(), x)
+    for k in report.classes:
+        x = np.concatenate([out for job, (out, _, _) in zip(jobs, done) if job.label == k])
+        generated[k] = (latents(report.seed, k, report.n, dim), x)
         pred, f = predict(judge, x)
-        report.consistency.append(float(np.mean(pred == job.label)))
+        report.consistency.append(float(np.mean(pred == k)))
         feats.append(f)
     report.generate_seconds = round(time.perf_counter() - start, 2)
     train, test = reference_data(reference)

@@ -233,6 +233,37 @@ def test_report_is_deterministic_and_checks_its_inputs(tiny_files):
         assess(unet, bad, **kw)
 
 
+def test_a_class_is_made_in_cached_parts_with_the_whole_class_batches(tiny_files, monkeypatch):
+    """Parts of PART_BATCHES batches give the whole class's samples bit for bit, and a rerun after an
+    interruption makes only the parts not yet cached."""
+    import mmmi_dsl.flows.quality as quality
+
+    unet, clf = tiny_files
+    kw = {"classes": [1, 4], "n": 5, "roundtrip_n": 0, "threads": [], "solvers": [Solver("rk4", 2)], "batch": 2}
+    whole = assess(unet, clf, **kw)
+    monkeypatch.setattr(quality, "PART_BATCHES", 1)
+    cache = unet.parent / "parts"
+    made = []
+    real = quality.run_flow
+
+    def counted(flow, x, batch, inverse=False):
+        made.append(len(x))
+        if len(made) == 4:
+            raise KeyboardInterrupt  # interrupted in the fourth part
+        return real(flow, x, batch, inverse)
+
+    monkeypatch.setattr(quality, "run_flow", counted)
+    with pytest.raises(KeyboardInterrupt):
+        assess(unet, clf, **kw, cache=cache)
+    assert made == [2, 2, 1, 2] and len(list(cache.glob("forward-*.npz"))) == 3
+    made.clear()
+    parts = assess(unet, clf, **kw, cache=cache)
+    assert made == [2, 2, 1]  # the second class's three parts only
+    assert (parts.consistency, parts.frechet) == (whole.consistency, whole.frechet)
+    job = quality.Solve(str(unet), 64, 4, Solver("rk4", 2), 0.0, 0, 2, 2, start=3)
+    np.testing.assert_array_equal(job.input(), quality.latents(0, 4, 5, 64)[3:])
+
+
 def test_flow_quality_script_on_the_shipped_digits_flow(tmp_path, tiny_files, capsys):
     """The command on the shipped (MLP) digits weights by name: markdown on stdout, the same as JSON."""
     _, clf = tiny_files
