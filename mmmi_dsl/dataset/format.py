@@ -292,6 +292,19 @@ def identity_difference(old: dict, new: dict) -> str | None:
     return None
 
 
+#: the ``generate`` flag that sets each identity field a user chooses on the command line
+RESUME_FLAGS = {"n": "-n", "seed": "--seed", "chunk_size": "--chunk-size", "shard_size": "--shard-size"}
+
+
+def resume_flags(old: dict, new: dict) -> str | None:
+    """The ``generate`` flags that make ``new`` continue ``old`` (``--chunk-size 1024 --shard-size 288``),
+    or None where the two also differ in a field no flag sets (the spec, its parameters, the flows)."""
+    differ = [key for key in IDENTITY if old.get(key) != new.get(key)]
+    if not differ or any(key not in RESUME_FLAGS for key in differ):
+        return None
+    return " ".join(f"{RESUME_FLAGS[key]} {old[key]}" for key in differ)
+
+
 def first_difference(a, b, path: str) -> tuple[str, object, object]:
     """Descend into dicts and equal-length lists to the first difference (``params.rho``,
     ``fingerprint.learned_flows.x1[0].weights_sha256``)."""

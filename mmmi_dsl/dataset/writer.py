@@ -32,6 +32,7 @@ from mmmi_dsl.dataset.format import (
     manifest_paths,
     npy_header,
     read_manifest,
+    resume_flags,
     shard_count,
     shard_rows,
 )
@@ -119,8 +120,10 @@ def _prepare(out_dir: Path, manifest: dict, job: tuple[int, int], overwrite: boo
         if overwrite and (diff or path.name == manifest_name(job)):
             _remove(out_dir, path, [s for s in old["shards"] if s["index"] % k == i or s["index"] >= n_shards])
         elif diff:
+            flags = resume_flags(old, manifest)
+            continue_it = f"rerun with {flags} to continue it, or " if flags else ""
             raise DatasetError(f"{path} holds a run this one cannot continue: {diff}; "
-                               "choose another directory or overwrite it")
+                               f"{continue_it}choose another directory or overwrite it")
         elif not overwrite:
             keep.update({s["index"]: s for s in old["shards"] if s["index"] % k == i and on_disk(out_dir, s)})
     return keep

@@ -28,6 +28,7 @@ from mmmi_dsl.dataset import (
     verify,
     write_dataset,
 )
+from mmmi_dsl.dataset.format import manifest_paths, read_manifest, resume_flags
 from mmmi_dsl.errors import UsageError
 
 from ..conftest import ROOT
@@ -163,12 +164,17 @@ def test_resume_skips_recorded_shards_and_redoes_a_truncated_one(reference, tmp_
 
 def test_another_runs_directory_is_refused_with_the_field_then_overwritten(reference, tmp_path):
     write(tmp_path)
-    with pytest.raises(DatasetError, match="seed is 7 there, 8 here"):
+    with pytest.raises(DatasetError, match="seed is 7 there, 8 here; rerun with --seed 7 to continue it, or "):
         write(tmp_path, seed=SEED + 1)
     meta = metadata()
     meta["params"] = {**meta["params"], "sigma_x": 0.4}
-    with pytest.raises(DatasetError, match=r"params\.sigma_x is 0.5 there, 0.4 here"):
+    with pytest.raises(DatasetError, match=r"params\.sigma_x is 0.5 there, 0.4 here; choose another directory"):
         write(tmp_path, meta=meta)
+    old = read_manifest(manifest_paths(tmp_path)[0])
+    # the defaults moved (fashion's chunk and shard in session 9): the flags that continue the old run
+    moved = {**old, "chunk_size": 32, "shard_size": 288}
+    assert resume_flags(old, moved) == f"--chunk-size {old['chunk_size']} --shard-size {old['shard_size']}"
+    assert resume_flags(old, {**moved, "spec_sha256": "0" * 64}) is None and resume_flags(old, old) is None
     (tmp_path / "keep.txt").write_text("not the dataset's")
     manifest = write(tmp_path, seed=SEED + 1, overwrite=True)
     assert manifest["seed"] == SEED + 1 and verify(tmp_path).ok
