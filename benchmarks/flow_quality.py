@@ -102,8 +102,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-batch", type=int, default=256)
     p.add_argument("--guidance", type=float, default=0.0)
     p.add_argument("--workers", type=int, default=1, help="processes generating the classes (one thread each)")
-    p.add_argument("--cache", default=None, help="a folder keeping each class's samples as they are made: "
-                                                 "rerunning the same command resumes an interrupted measurement")
+    p.add_argument("--cache", default=None, help="a folder keeping each class's samples, in parts of 8 batches, as "
+                                                 "they are made: rerunning the same command resumes an interrupted "
+                                                 "measurement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the flows and the judge run (cuda: IEEE float32, one process)")

@@ -202,7 +202,8 @@ class Solve:
     With ``cache`` (a folder) the result is kept in a file named by the SHA-256 of everything that
     decides it (the weights' bytes, class, solver, guidance, batch, device, the input, and the
     versions of mmmic, torch and torchdiffeq), so an interrupted measurement resumes where it
-    stopped. The seconds and evaluations of a cached part are those measured when it was made.
+    stopped (on CUDA the key also holds torch's TF32 switches). The seconds and evaluations of a cached
+    part are those measured when it was made.
     ``start``: the first of the class's seeded latents this job takes (rows ``start`` to
     ``start + rows``), so one class can be made in parts that are cached, and resumed, one by one.
     """
@@ -234,6 +235,8 @@ class Solve:
         h = hashlib.sha256(Path(self.weights).read_bytes())
         h.update(repr((self.label, self.solver, self.guidance, self.inverse, data.shape, self.batch, self.device,
                        __version__, torch.__version__, torchdiffeq.__version__)).encode())
+        if torch.device(self.device).type == "cuda":  # TF32 or IEEE float32 (ieee_float32) decide the bits there
+            h.update(repr((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)).encode())
         h.update(np.ascontiguousarray(data).tobytes())
         return h.hexdigest()[:24]
 

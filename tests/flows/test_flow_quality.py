@@ -423,3 +423,22 @@ def test_dataset_roundtrip_script_inverts_every_tuple_of_a_generated_dataset(tmp
         with pytest.raises(SystemExit) as err:
             _script("dataset_roundtrip").main([str(tmp_path / "d"), *bad])
         assert err.value.code == 2
+
+
+def test_the_cache_key_on_cuda_holds_the_tf32_switches(tiny_files):
+    """TF32 convolutions change a CUDA flow's bits, so a cached part made under them is not reused in
+    IEEE float32; the CPU key does not depend on the switches. (No GPU is needed to compute a key.)"""
+    from mmmi_dsl.flows.quality import Solve
+
+    unet, _ = tiny_files
+    keys = {}
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        for tf32 in (False, True):
+            torch.backends.cudnn.allow_tf32 = tf32
+            for device in ("cpu", "cuda"):
+                job = Solve(str(unet), 64, 0, Solver("rk4", 2), 0.0, 0, 2, 2, device=device)
+                keys[tf32, device] = job.key(job.input())
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert keys[False, "cpu"] == keys[True, "cpu"] and keys[False, "cuda"] != keys[True, "cuda"]
