@@ -487,6 +487,8 @@ def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int
 
     start = time.perf_counter()
     device = str(device)
+    if n < 1 or batch < 1 or workers < 1:
+        raise ValueError(f"n, batch and workers must be at least 1 (got {n}, {batch}, {workers})")
     if torch.device(device).type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: torch sees no CUDA device")

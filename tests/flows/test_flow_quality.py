@@ -198,6 +198,8 @@ def test_report_is_deterministic_and_checks_its_inputs(tiny_files):
     assert (a.consistency, a.frechet) == (b.consistency, b.frechet) and not a.roundtrip and not a.throughput
     with pytest.raises(ValueError, match="class 10"):
         assess(unet, clf, **{**kw, "classes": [10]})
+    with pytest.raises(ValueError, match=r"at least 1 \(got 0, 256, 1\)"):
+        assess(unet, clf, **{**kw, "n": 0})
     # two worker processes (one thread each) make the same samples as this process on one thread (each
     # class's latents are seeded apart), on a graded grid too
     graded = {**kw, "classes": [1, 4], "solvers": [Solver("rk4", 3, grid_power=1.5)]}
@@ -295,6 +297,16 @@ def test_flow_quality_solver_arguments():
         script.solver("rk4:28:20")
     with pytest.raises(argparse.ArgumentTypeError, match="same float32 number"):
         script.solver("rk4:28:6")
+
+
+@pytest.mark.parametrize("args", [["-n", "0"], ["--batch", "0"], ["--workers", "0"], ["--roundtrip-n", "-1"],
+                                  ["--threads", "1,0"], ["--gpu-batches", "256,-4"], ["--batch", "2.5"]])
+def test_flow_quality_refuses_counts_out_of_range_where_they_enter(args, capsys):
+    """A count below its least value is a usage error (exit 2) naming the flag, before anything runs."""
+    with pytest.raises(SystemExit) as stop:
+        _script("flow_quality").main(["digits", *args])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {args[0]}" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------- on a device
