@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mmmi_dsl import ir, load  # noqa: E402
+from mmmi_dsl.cli.args import integer  # noqa: E402
 from mmmi_dsl.mi.analysis import Analysis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def latent(model: ir.Model, name: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="d <= 256, no end-to-end runs")
-    ap.add_argument("--repeat", type=int, default=5, help="end-to-end rounds (default 5)")
+    ap.add_argument("--repeat", type=integer(1), default=5, help="end-to-end rounds (default 5)")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")

@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from solver_grid import leading_direction, the_cnf  # noqa: E402
 
+from mmmi_dsl.cli.args import integer  # noqa: E402
 from mmmi_dsl.dataset.format import DatasetError, read_manifest  # noqa: E402
 from mmmi_dsl.dataset.oracle import Recovery  # noqa: E402
 
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset")
     ap.add_argument("modality")
-    ap.add_argument("--batch", type=int, default=50, help="at most this many images per inverse call (a UNet takes 32)")
+    ap.add_argument("--batch", type=integer(1), default=50,
+                    help="at most this many images per inverse call (a UNet takes 32)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if a.batch < 1:

@@ -30,39 +30,12 @@ from pathlib import Path
 import torch
 
 from mmmi_dsl.builtins import weights as weight_files
+from mmmi_dsl.cli.args import integer, integers
 from mmmi_dsl.files import dumps_json, write_atomic
 from mmmi_dsl.flows.quality import Report, Solver, assess
 
 DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_SOLVERS = "default,rk4:16,rk4:64,dopri5"
-
-
-def at_least(least: int):
-    """An argparse type: an integer of at least ``least``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-        return value
-    return parse
-
-
-def ints(text: str, least: int = 0) -> list[int]:
-    """Integers of at least ``least`` separated by commas (``''``: none)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if any(v < least for v in values):
-        raise argparse.ArgumentTypeError(f"every value must be at least {least}, got {text!r}")
-    return values
-
-
-def positive_ints(text: str) -> list[int]:
-    return ints(text, least=1)
 
 
 def solver(text: str) -> Solver | None:
@@ -111,25 +84,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("weights", help="a .safetensors file, or a shipped flow's name (digits, fashion)")
     p.add_argument("--classifier", default=None,
                    help="the judge (default: benchmarks/data/<fashion|digits>-classifier.safetensors by image size)")
-    p.add_argument("--classes", type=ints, default=None, help="classes to measure (default: all)")
-    p.add_argument("-n", type=at_least(1), default=1000, help="generated samples per class (and real images per class)")
-    p.add_argument("--roundtrip-n", type=at_least(0), default=1000, help="latents for the round trip, spread over the "
+    p.add_argument("--classes", type=integers(0), default=None, help="classes to measure (default: all)")
+    p.add_argument("-n", type=integer(1), default=1000, help="generated samples per class (and real images per class)")
+    p.add_argument("--roundtrip-n", type=integer(0), default=1000, help="latents for the round trip, spread over the "
                                                                   "classes (0: skip)")
     p.add_argument("--solvers", type=solvers, default=solvers(DEFAULT_SOLVERS),
                    help=f"ODE solvers for the round trip, the first generates the samples (default {DEFAULT_SOLVERS})")
-    p.add_argument("--threads", type=positive_ints, default=[1, 2], help="thread counts for throughput ('' to skip)")
-    p.add_argument("--gen-threads", type=at_least(1), default=1, help="torch threads for everything but throughput")
-    p.add_argument("--batch", type=at_least(1), default=256, help="rows per flow call")
-    p.add_argument("--throughput-batch", type=at_least(1), default=256)
+    p.add_argument("--threads", type=integers(1), default=[1, 2], help="thread counts for throughput ('' to skip)")
+    p.add_argument("--gen-threads", type=integer(1), default=1, help="torch threads for everything but throughput")
+    p.add_argument("--batch", type=integer(1), default=256, help="rows per flow call")
+    p.add_argument("--throughput-batch", type=integer(1), default=256)
     p.add_argument("--guidance", type=float, default=0.0)
-    p.add_argument("--workers", type=at_least(1), default=1, help="processes generating the classes (one thread each)")
+    p.add_argument("--workers", type=integer(1), default=1, help="processes generating the classes (one thread each)")
     p.add_argument("--cache", default=None, help="a folder keeping each class's samples, in parts of 8 batches, as "
                                                  "they are made: rerunning the same command resumes an interrupted "
                                                  "measurement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the flows and the judge run (cuda: IEEE float32, one process)")
-    p.add_argument("--gpu-batches", type=positive_ints, default=[256, 1024, 4096],
+    p.add_argument("--gpu-batches", type=integers(1), default=[256, 1024, 4096],
                    help="with --device cuda: batch sizes of the GPU throughput ('' to skip; default 256,1024,4096)")
     p.add_argument("--json", default=None, help="write the report here as JSON (after each part)")
     return p

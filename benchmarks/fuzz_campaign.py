@@ -320,15 +320,19 @@ def campaign(n: int, jobs: int, start: int, timeout: float, limit_gib: float, re
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmmi_dsl.cli.args import integer, positive
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=10_000, help="number of inputs (default 10,000)")
-    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)), help="worker processes")
-    p.add_argument("--start", type=int, default=0, help="first seed")
-    p.add_argument("--timeout", type=float, default=20.0, help="seconds per input before it counts as a hang")
+    p.add_argument("--n", type=integer(1), default=10_000, help="number of inputs (default 10,000)")
+    p.add_argument("--jobs", type=integer(1), default=max(1, (os.cpu_count() or 2)), help="worker processes")
+    p.add_argument("--start", type=integer(0), default=0, help="first seed")
+    p.add_argument("--timeout", type=positive, default=20.0, help="seconds per input before it counts as a hang")
     p.add_argument("--mem-gib", type=float, default=6.0, help="address-space limit per worker (0: none)")
-    p.add_argument("--replay", type=int, metavar="SEED", help="run one case and print its input and outcome")
+    p.add_argument("--replay", type=integer(0), metavar="SEED", help="run one case and print its input and outcome")
     p.add_argument("-o", "--output", type=Path, help="write the JSON report here")
     args = p.parse_args(argv)
+    if not 0 <= args.mem_gib < float("inf"):
+        p.error(f"--mem-gib {args.mem_gib}: must be 0 (no limit) or a finite positive number")
     if args.replay is not None:
         _init(0)
         data, command, source = case_input(args.replay)

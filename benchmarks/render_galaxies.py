@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from mmmi_dsl.cli.args import integer
 from mmmi_dsl.errors import UsageError
 from mmmi_dsl.flows import galaxies as G
 
@@ -52,11 +53,11 @@ def preview(path: str, seed: int, columns: int = 8) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-n", type=int, default=1000, help="images to render (half per telescope)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", type=integer(1), default=1000, help="images to render (half per telescope)")
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--out", help="the .npz to write (arrays x, y and the per-image parameters)")
-    p.add_argument("--workers", type=int, default=1, help="processes (the images do not depend on it)")
-    p.add_argument("--chunk", type=int, default=500, help="images per task handed to a worker")
+    p.add_argument("--workers", type=integer(1), default=1, help="processes (the images do not depend on it)")
+    p.add_argument("--chunk", type=integer(1), default=500, help="images per task handed to a worker")
     p.add_argument("--preview", metavar="PNG", help="also draw 8 galaxies through both telescopes")
     a = p.parse_args(argv)
     if not (a.out or a.preview):

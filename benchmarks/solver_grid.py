@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from mmmi_dsl.builtins import weights as weight_files
+from mmmi_dsl.cli.args import integer
 from mmmi_dsl.flows.cnf import CNF
 
 
@@ -90,9 +91,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("weights", nargs="?", default=None)
     ap.add_argument("--spec", default=None, help="measure on this spec's own latents (with --modality)")
     ap.add_argument("--modality", default=None, help="with --spec: the modality whose flow is measured")
-    ap.add_argument("--draws", type=int, default=1000, help="with --spec: tuples drawn to pick the tail from")
+    ap.add_argument("--draws", type=integer(1), default=1000, help="with --spec: tuples drawn to pick the tail from")
     ap.add_argument("--classes", default="7", help="classes, comma-separated")
-    ap.add_argument("-n", type=int, default=32, help="latents per class")
+    ap.add_argument("-n", type=integer(1), default=32, help="latents per class")
     ap.add_argument("--grids", type=grids, default=grids("u32,1.5x28"), help="grids, comma-separated: uN or PxN")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)

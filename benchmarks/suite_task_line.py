@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 import mmmi_dsl as mm
+from mmmi_dsl.cli.args import integer
 from mmmi_dsl.suite import specs_dir
 
 
@@ -20,7 +21,7 @@ def main() -> None:
     p.add_argument("--id")
     p.add_argument("--query")
     p.add_argument("--set", action="append", default=[])
-    p.add_argument("-n", type=int)
+    p.add_argument("-n", type=integer(1))
     args = p.parse_args()
     sets = dict(s.split("=", 1) for s in args.set)
     spec = mm.load(specs_dir() / args.spec, sets)

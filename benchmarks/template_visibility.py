@@ -35,19 +35,23 @@ def positions(text: str) -> list[tuple[float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmmi_dsl.cli.args import integer, positive
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("flow", choices=sorted(SHAPES), help="a shipped image flow")
-    p.add_argument("--class", dest="klass", type=int, default=0)
-    p.add_argument("-n", type=int, default=1000, help="images per position and standardisation")
+    p.add_argument("--class", dest="klass", type=integer(0), default=0)
+    p.add_argument("-n", type=integer(2), default=1000, help="images per position and standardisation")
     p.add_argument("--positions", type=positions, default=None, help="ROW,COL:ROW,COL (1-based pixels)")
-    p.add_argument("--sigma", type=float, default=3.0, help="the blob's width in pixels")
+    p.add_argument("--sigma", type=positive, default=3.0, help="the blob's width in pixels")
     p.add_argument("--rho", type=float, default=3.0, help="the cause's strength along the unit-norm blob")
     p.add_argument("--quantile", type=float, default=0.25)
     p.add_argument("--standardize", default="auto", help="comma-separated: auto, radius, scale, whiten, none")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--figure", default=None)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
+    if not 0 < a.quantile <= 0.5 or a.n * a.quantile < 2:
+        p.error(f"--quantile {a.quantile} of -n {a.n}: needs 0 < quantile <= 0.5 and at least two images per quantile")
     from mmmi_dsl.flows.visibility import measure
 
     shape = SHAPES[a.flow]

@@ -19,25 +19,22 @@ import sys
 
 import torch
 
+from mmmi_dsl.cli.args import integer, integers, positive
 from mmmi_dsl.flows.classifier import KINDS, reference_data, save_classifier, train_classifier
-
-
-def ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", choices=KINDS, default="fashion-mnist")
     p.add_argument("--out", required=True, help="the .safetensors file to write")
-    p.add_argument("--channels", type=ints, default=(16, 32, 64), help="conv widths, one halving each")
-    p.add_argument("--features", type=int, default=128, help="width of the penultimate (feature) layer")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--limit", type=int, default=None, help="train on the first LIMIT images only (quick runs)")
+    p.add_argument("--channels", type=integers(1), default=(16, 32, 64), help="conv widths, one halving each")
+    p.add_argument("--features", type=integer(1), default=128, help="width of the penultimate (feature) layer")
+    p.add_argument("--epochs", type=integer(1), default=5)
+    p.add_argument("--batch-size", type=integer(1), default=128)
+    p.add_argument("--lr", type=positive, default=2e-3)
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--threads", type=integer(1), default=1)
+    p.add_argument("--limit", type=integer(1), default=None, help="train on the first LIMIT images only (quick runs)")
     return p
 
 
@@ -45,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     train, test = reference_data(args.data)
-    model, record = train_classifier(train, test, channels=args.channels, features=args.features,
+    model, record = train_classifier(train, test, channels=tuple(args.channels), features=args.features,
                                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                      limit=args.limit, log=lambda line: print(line, flush=True))
     record["reference"] = args.data

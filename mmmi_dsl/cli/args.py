@@ -20,6 +20,43 @@ def at_least(value: int, minimum: int, flag: str) -> None:
         raise UsageError(f"{flag} must be at least {minimum}")
 
 
+def integer(least: int = 0):
+    """An argparse type: an integer of at least ``least`` (else argparse's usage error, exit 2, naming the flag)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    return parse
+
+
+def integers(least: int = 0):
+    """An argparse type: integers of at least ``least`` separated by commas (``''``: none)."""
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+        if any(v < least for v in values):
+            raise argparse.ArgumentTypeError(f"every value must be at least {least}, got {text!r}")
+        return values
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
 def parse_sets(items: list[str] | None) -> dict[str, str]:
     """``--set NAME=VALUE`` items as a dict (the values are checked by lowering, with positions)."""
     out: dict[str, str] = {}
