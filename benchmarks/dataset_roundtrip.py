@@ -36,8 +36,6 @@ def main(argv: list[str] | None = None) -> dict:
                     help="at most this many images per inverse call (a UNet takes 32)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    if a.batch < 1:
-        ap.error("--batch must be at least 1")
     torch.set_num_threads(1)
     root = Path(a.dataset)
     try:

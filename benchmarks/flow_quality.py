@@ -33,6 +33,7 @@ from mmmi_dsl.builtins import weights as weight_files
 from mmmi_dsl.cli.args import integer, integers
 from mmmi_dsl.files import dumps_json, write_atomic
 from mmmi_dsl.flows.quality import Report, Solver, assess
+from mmmi_dsl.process import keep_freed_memory
 
 DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_SOLVERS = "default,rk4:16,rk4:64,dopri5"
@@ -84,7 +85,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("weights", help="a .safetensors file, or a shipped flow's name (digits, fashion)")
     p.add_argument("--classifier", default=None,
                    help="the judge (default: benchmarks/data/<fashion|digits>-classifier.safetensors by image size)")
-    p.add_argument("--classes", type=integers(0), default=None, help="classes to measure (default: all)")
+    p.add_argument("--classes", type=integers(0, empty=False), default=None,
+                   help="classes to measure (default: all)")
     p.add_argument("-n", type=integer(1), default=1000, help="generated samples per class (and real images per class)")
     p.add_argument("--roundtrip-n", type=integer(0), default=1000, help="latents for the round trip, spread over the "
                                                                   "classes (0: skip)")
@@ -96,10 +98,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-batch", type=integer(1), default=256)
     p.add_argument("--guidance", type=float, default=0.0)
     p.add_argument("--workers", type=integer(1), default=1, help="processes generating the classes (one thread each)")
-    p.add_argument("--cache", default=None, help="a folder keeping each class's samples, in parts of 8 batches, as "
-                                                 "they are made: rerunning the same command resumes an interrupted "
-                                                 "measurement")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None,
+                   help="a folder keeping each class's samples, in parts of 128 rows (whole batches), as they are "
+                        "made: rerunning the same command resumes an interrupted measurement")
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the flows and the judge run (cuda: IEEE float32, one process)")
     p.add_argument("--gpu-batches", type=integers(1), default=[256, 1024, 4096],
@@ -174,6 +176,7 @@ def main(argv: list[str] | None = None) -> Report:
         p.error("--device cuda: torch sees no CUDA device")
     if args.device == "cuda" and args.workers > 1:
         p.error("--workers runs CPU processes; with --device cuda leave it at 1")
+    keep_freed_memory()  # as the console does; the workers and throughput children do it too
     weights = weight_files.shipped(args.weights) if args.weights in weight_files.SHIPPED else Path(args.weights)
     torch.set_num_threads(args.gen_threads)
     chosen = [s or default_solver(args.weights) for s in args.solvers]

@@ -27,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", choices=KINDS, default="fashion-mnist")
     p.add_argument("--out", required=True, help="the .safetensors file to write")
-    p.add_argument("--channels", type=integers(1), default=(16, 32, 64), help="conv widths, one halving each")
+    p.add_argument("--channels", type=integers(1, empty=False), default=(16, 32, 64),
+                   help="conv widths, one halving each")
     p.add_argument("--features", type=integer(1), default=128, help="width of the penultimate (feature) layer")
     p.add_argument("--epochs", type=integer(1), default=5)
     p.add_argument("--batch-size", type=integer(1), default=128)

@@ -33,13 +33,15 @@ def integer(least: int = 0):
     return parse
 
 
-def integers(least: int = 0):
-    """An argparse type: integers of at least ``least`` separated by commas (``''``: none)."""
+def integers(least: int = 0, empty: bool = True):
+    """An argparse type: integers of at least ``least`` separated by commas (``''``: none, if ``empty``)."""
     def parse(text: str) -> list[int]:
         try:
             values = [int(v) for v in text.split(",") if v.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+        if not values and not empty:
+            raise argparse.ArgumentTypeError("expected at least one integer")
         if any(v < least for v in values):
             raise argparse.ArgumentTypeError(f"every value must be at least {least}, got {text!r}")
         return values

@@ -292,17 +292,20 @@ def identity_difference(old: dict, new: dict) -> str | None:
     return None
 
 
-#: the ``generate`` flag that sets each identity field a user chooses on the command line
-RESUME_FLAGS = {"n": "-n", "seed": "--seed", "chunk_size": "--chunk-size", "shard_size": "--shard-size"}
+#: the ``generate`` flags of the identity fields that only say how a run is cut (its tuples and bits
+#: stay those of the spec, seed and n): the default shard size depends on the chunk size, so a resume
+#: names both
+RESUME_FLAGS = {"chunk_size": "--chunk-size", "shard_size": "--shard-size"}
 
 
 def resume_flags(old: dict, new: dict) -> str | None:
     """The ``generate`` flags that make ``new`` continue ``old`` (``--chunk-size 1024 --shard-size 288``),
-    or None where the two also differ in a field no flag sets (the spec, its parameters, the flows)."""
+    or None where they differ in another field too (``-n``, ``--seed``, the spec, its parameters, the
+    flows: another dataset, not a resume)."""
     differ = [key for key in IDENTITY if old.get(key) != new.get(key)]
     if not differ or any(key not in RESUME_FLAGS for key in differ):
         return None
-    return " ".join(f"{RESUME_FLAGS[key]} {old[key]}" for key in differ)
+    return " ".join(f"{flag} {old[key]}" for key, flag in RESUME_FLAGS.items())
 
 
 def first_difference(a, b, path: str) -> tuple[str, object, object]:

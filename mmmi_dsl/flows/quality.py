@@ -197,7 +197,7 @@ def load_classifier_model(path, device: str = "cpu") -> Classifier:
 
 @dataclass(frozen=True, eq=False)
 class Solve:
-    """One class's rows through its flow (``inverse`` False, from its seeded latents) or back (``x``).
+    """Rows of one class through its flow (``inverse`` False, from its seeded latents) or back (``x``).
 
     With ``cache`` (a folder) the result is kept in a file named by the SHA-256 of everything that
     decides it (the weights' bytes, class, solver, guidance, batch, device, the input, and the
@@ -241,8 +241,9 @@ class Solve:
         return h.hexdigest()[:24]
 
 
-#: batches in one cached part of a class's samples (:func:`measure_classes`)
-PART_BATCHES = 8
+#: rows in one cached part of a class's samples, rounded down to whole batches (at least one batch):
+#: :func:`measure_classes`
+PART_ROWS = 128
 
 
 def run_solve(job: Solve) -> tuple[np.ndarray, float, float]:
@@ -292,7 +293,7 @@ def measure_classes(report: Report, weights: Path, dim: int, classifier: Path, r
     """Class consistency and the Fréchet distances into ``report`` (on ``report.device``); returns
     {class: (z, x)} generated."""
     start = time.perf_counter()
-    part = PART_BATCHES * batch  # a multiple of the batch: the parts' batches are the whole class's
+    part = batch * max(1, PART_ROWS // batch)  # whole batches: the parts' batches are the whole class's
     jobs = [Solve(str(weights), dim, k, solver, report.guidance, report.seed, min(part, report.n - first), batch,
                   cache=cache, device=report.device, start=first)
             for k in report.classes for first in range(0, report.n, part)]
@@ -363,9 +364,9 @@ def throughput_child(weights: str, dim: int, label: int, solver: Solver, guidanc
     Runs in a fresh process (spawned) so that its peak memory is its own. The floor is the
     time of ``nfe`` network evaluations on the same batch, each timed alone (median of
     ``floor_evals``, after one warm-up evaluation that also warms the flow): what the ODE solver
-    costs beyond the network is the gap.
+    costs beyond the network is the gap. It keeps freed memory as the console does (:func:`_worker_init`).
     """
-    torch.set_num_threads(threads)
+    _worker_init(threads)
     flow = build(Path(weights), dim, label, solver, guidance)
     z = latents(0, label, batch, dim)
     rss_before = peak_rss_mib()
@@ -487,8 +488,9 @@ def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int
 
     start = time.perf_counter()
     device = str(device)
-    if n < 1 or batch < 1 or workers < 1:
-        raise ValueError(f"n, batch and workers must be at least 1 (got {n}, {batch}, {workers})")
+    if min(n, batch, throughput_batch, workers) < 1 or roundtrip_n < 0:
+        raise ValueError(f"n, batch, throughput_batch and workers must be at least 1 and roundtrip_n at least 0 "
+                         f"(got {n}, {batch}, {throughput_batch}, {workers}, {roundtrip_n})")
     if torch.device(device).type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: torch sees no CUDA device")
@@ -501,7 +503,9 @@ def assess(weights, classifier_path, *, classes: list[int] | None = None, n: int
     if math.prod(model.shape) != info.dim:
         raise ValueError(f"the classifier judges images of {'x'.join(map(str, model.shape))} = "
                          f"{math.prod(model.shape)} values, the flow makes {info.dim}")
-    classes = list(range(info.n_classes)) if classes is None else [int(k) for k in classes]
+    classes = list(range(info.n_classes)) if classes is None else list(dict.fromkeys(int(k) for k in classes))
+    if not classes:
+        raise ValueError("no classes to measure")
     bad = [k for k in classes if not 0 <= k < min(info.n_classes, int(record["config"]["n_classes"]))]
     if bad:
         raise ValueError(f"class {bad[0]} is not one of the flow's and classifier's classes")

@@ -22,6 +22,8 @@ def test_integers_are_comma_separated_and_empty_means_none():
         integers(1)("1,0")
     with pytest.raises(argparse.ArgumentTypeError, match="separated by commas"):
         integers(0)("1;2")
+    with pytest.raises(argparse.ArgumentTypeError, match="at least one integer"):
+        integers(1, empty=False)(" , ")
 
 
 def test_positive_is_a_finite_number_above_zero():

@@ -164,7 +164,7 @@ def test_resume_skips_recorded_shards_and_redoes_a_truncated_one(reference, tmp_
 
 def test_another_runs_directory_is_refused_with_the_field_then_overwritten(reference, tmp_path):
     write(tmp_path)
-    with pytest.raises(DatasetError, match="seed is 7 there, 8 here; rerun with --seed 7 to continue it, or "):
+    with pytest.raises(DatasetError, match="seed is 7 there, 8 here; choose another directory"):
         write(tmp_path, seed=SEED + 1)
     meta = metadata()
     meta["params"] = {**meta["params"], "sigma_x": 0.4}
@@ -172,9 +172,13 @@ def test_another_runs_directory_is_refused_with_the_field_then_overwritten(refer
         write(tmp_path, meta=meta)
     old = read_manifest(manifest_paths(tmp_path)[0])
     # the defaults moved (fashion's chunk and shard in session 9): the flags that continue the old run
-    moved = {**old, "chunk_size": 32, "shard_size": 288}
-    assert resume_flags(old, moved) == f"--chunk-size {old['chunk_size']} --shard-size {old['shard_size']}"
-    assert resume_flags(old, {**moved, "spec_sha256": "0" * 64}) is None and resume_flags(old, old) is None
+    both = f"--chunk-size {old['chunk_size']} --shard-size {old['shard_size']}"
+    # both, even where one differs: the default shard size follows the chunk size
+    for moved in ({"chunk_size": 32, "shard_size": 288}, {"chunk_size": 32}, {"shard_size": 288}):
+        assert resume_flags(old, {**old, **moved}) == both
+    for other in ({"spec_sha256": "0" * 64}, {"n": 2 * N}, {"seed": SEED + 1}):  # another dataset, not a resume
+        assert resume_flags(old, {**old, "chunk_size": 32, **other}) is None
+    assert resume_flags(old, old) is None
     (tmp_path / "keep.txt").write_text("not the dataset's")
     manifest = write(tmp_path, seed=SEED + 1, overwrite=True)
     assert manifest["seed"] == SEED + 1 and verify(tmp_path).ok

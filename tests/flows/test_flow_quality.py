@@ -198,8 +198,12 @@ def test_report_is_deterministic_and_checks_its_inputs(tiny_files):
     assert (a.consistency, a.frechet) == (b.consistency, b.frechet) and not a.roundtrip and not a.throughput
     with pytest.raises(ValueError, match="class 10"):
         assess(unet, clf, **{**kw, "classes": [10]})
-    with pytest.raises(ValueError, match=r"at least 1 \(got 0, 256, 1\)"):
+    with pytest.raises(ValueError, match=r"at least 0 \(got 0, 256, 256, 1, 0\)"):
         assess(unet, clf, **{**kw, "n": 0})
+    with pytest.raises(ValueError, match="no classes"):
+        assess(unet, clf, **{**kw, "classes": []})
+    twice = assess(unet, clf, **{**kw, "classes": [1, 1]})  # a class named twice is measured once
+    assert twice.classes == [1] and twice.consistency == a.consistency and twice.frechet == a.frechet
     # two worker processes (one thread each) make the same samples as this process on one thread (each
     # class's latents are seeded apart), on a graded grid too
     graded = {**kw, "classes": [1, 4], "solvers": [Solver("rk4", 3, grid_power=1.5)]}
@@ -236,14 +240,14 @@ def test_report_is_deterministic_and_checks_its_inputs(tiny_files):
 
 
 def test_a_class_is_made_in_cached_parts_with_the_whole_class_batches(tiny_files, monkeypatch):
-    """Parts of PART_BATCHES batches give the whole class's samples bit for bit, and a rerun after an
-    interruption makes only the parts not yet cached."""
+    """Parts of PART_ROWS rows, in whole batches, give the whole class's samples bit for bit, and a rerun
+    after an interruption makes only the parts not yet cached."""
     import mmmi_dsl.flows.quality as quality
 
     unet, clf = tiny_files
     kw = {"classes": [1, 4], "n": 5, "roundtrip_n": 0, "threads": [], "solvers": [Solver("rk4", 2)], "batch": 2}
     whole = assess(unet, clf, **kw)
-    monkeypatch.setattr(quality, "PART_BATCHES", 1)
+    monkeypatch.setattr(quality, "PART_ROWS", 3)  # rounded down to one batch of 2
     cache = unet.parent / "parts"
     made = []
     real = quality.run_flow
