@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("flow", choices=sorted(SHAPES), help="a shipped image flow")
     p.add_argument("--class", dest="klass", type=integer(0), default=0)
-    p.add_argument("-n", type=integer(2), default=1000, help="images per position and standardisation")
+    p.add_argument("-n", type=integer(1), default=1000, help="images per position and standardisation")
     p.add_argument("--positions", type=positions, default=None, help="ROW,COL:ROW,COL (1-based pixels)")
     p.add_argument("--sigma", type=positive, default=3.0, help="the blob's width in pixels")
     p.add_argument("--rho", type=float, default=3.0, help="the cause's strength along the unit-norm blob")
