@@ -14,12 +14,6 @@ from mmmi_dsl.errors import OverrideError, UsageError
 from mmmi_dsl.mi.targets import number
 
 
-def at_least(value: int, minimum: int, flag: str) -> None:
-    """A usage error unless an integer option is at least ``minimum``."""
-    if value < minimum:
-        raise UsageError(f"{flag} must be at least {minimum}")
-
-
 def integer(least: int = 0):
     """An argparse type: an integer of at least ``least`` (else argparse's usage error, exit 2, naming the flag)."""
     def parse(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmmi_dsl.cli.args import add_spec_options, at_least, check_device, load_spec
+from mmmi_dsl.cli.args import add_spec_options, check_device, integer, load_spec
 from mmmi_dsl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -37,10 +37,10 @@ def add_parsers(sub) -> None:
                    help="repeatable; default: all (gaussian, ksg, dv, mine, nwj, infonce, js, smile)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (variational critics, brute-force KSG)")
-    p.add_argument("--max-samples", type=int, metavar="N", help="use the first N samples")
+    p.add_argument("--max-samples", type=integer(2), metavar="N", help="use the first N samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, metavar="S", help="training steps of the variational critics")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training critics (default 1)")
+    p.add_argument("--max-steps", type=integer(1), metavar="S", help="training steps of the variational critics")
+    p.add_argument("--threads", type=integer(1), default=1, help="torch CPU threads while training critics (default 1)")
     p.set_defaults(run=cmd_estimate)
     p = sub.add_parser("bench-estimators", help="solve a parameter per target MI, generate each dataset, "
                        "run the estimators; table + plot of estimated vs exact MI")
@@ -53,8 +53,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--bracket", metavar="LO,HI", help="where to search the parameter")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (generation and critics)")
     p.add_argument("--seed", type=int, default=0, help="dataset i uses seed + i; the estimators use seed")
-    p.add_argument("--max-steps", type=int, metavar="S", help="training steps of the variational critics")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--max-steps", type=integer(1), metavar="S", help="training steps of the variational critics")
+    p.add_argument("--threads", type=integer(1), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--oracle", action="store_true", help="add a check column: invert the known flows and read "
                    "the recovered latents' MI with the Gaussian plug-in (should match the exact MI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -113,7 +113,6 @@ def cmd_estimate(args) -> int:
     from mmmi_dsl.files import dumps_json
     from mmmi_dsl.report import estimate_json, estimate_table
 
-    at_least(args.threads, 1, "--threads")
     options = {"threads": args.threads}
     if args.max_steps is not None:
         options["max_steps"] = args.max_steps
@@ -121,8 +120,6 @@ def cmd_estimate(args) -> int:
     names = list(args.estimator or ESTIMATORS)
     for name in names:
         get_estimator(name)
-    if args.max_samples is not None:
-        at_least(args.max_samples, 2, "--max-samples")
     groups = parse_groups(args.query)
     if groups is None:
         raise UsageError(f"--query {args.query!r}: give a plain \"I(a; b)\" of two saved variables, or of two "
@@ -168,8 +165,6 @@ def cmd_bench_estimators(args) -> int:
     from mmmi_dsl.benchmark import DEFAULT_ESTIMATORS, default_pair, run_benchmark
     from mmmi_dsl.cli.args import parse_bracket
     from mmmi_dsl.mi.targets import parse_values
-    at_least(args.n, 20, "-n")
-    at_least(args.threads, 1, "--threads")
     configs = [parse_estimator(e) for e in (args.estimator or DEFAULT_ESTIMATORS)]
     targets = parse_values(args.targets, "--targets")
     model = load_spec(args)
@@ -246,7 +241,7 @@ def add_family_flags(p, what: str, query: str, query_help: str) -> None:
     p.add_argument("--targets", required=True, metavar='t1,t2,...|"linspace(a, b, n)"',
                    help=f"{what} of --query (nats unless the query ends in `bits`)")
     p.add_argument("--query", "-q", metavar=query, help=query_help)
-    p.add_argument("-n", type=int, default=10_000, metavar="N", help="tuples per dataset (default 10000)")
+    p.add_argument("-n", type=integer(20), default=10_000, metavar="N", help="tuples per dataset (default 10000)")
 
 
 def add_regression_parser(sub) -> None:
@@ -263,9 +258,9 @@ def add_regression_parser(sub) -> None:
     p.add_argument("--bracket", metavar="LO,HI", help="where to search the parameter")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (generation and training)")
     p.add_argument("--seed", type=int, default=0, help="dataset i uses seed + i; the splits and the net use seed")
-    p.add_argument("--max-steps", type=int, metavar="S", help="training steps of mlp and cnn (default 3000; "
+    p.add_argument("--max-steps", type=integer(1), metavar="S", help="training steps of mlp and cnn (default 3000; "
                    "they stop early on the validation error)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=integer(1), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_spec_options(p)
     p.set_defaults(run=cmd_bench_regression)
@@ -278,10 +273,6 @@ def cmd_bench_regression(args) -> int:
     from mmmi_dsl.regression import REGRESSORS, default_query, run_regression_benchmark
     from mmmi_dsl.report import regression_markdown
 
-    at_least(args.n, 20, "-n")
-    at_least(args.threads, 1, "--threads")
-    if args.max_steps is not None:
-        at_least(args.max_steps, 1, "--max-steps")
     if args.regressor not in REGRESSORS:
         raise UsageError(f"--model {args.regressor!r}: choose one of {', '.join(REGRESSORS)}")
     targets = parse_values(args.targets, "--targets")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmmi_dsl.builtins.flows import STANDARDIZE
-from mmmi_dsl.cli.args import add_spec_options, at_least, check_device, load_spec
+from mmmi_dsl.cli.args import add_spec_options, check_device, integer, load_spec
 from mmmi_dsl.errors import SpecError, UsageError
 
 
@@ -25,7 +25,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("generate", help="generate a dataset: streamed, sharded, resumable")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
-    p.add_argument("-n", type=int, required=True, metavar="N", help="number of tuples")
+    p.add_argument("-n", type=integer(1), required=True, metavar="N", help="number of tuples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, metavar="B",
                    help="tuples per batch in memory, the progress bar's step (default ~32 MiB, or ~64 KiB per file "
@@ -69,12 +69,12 @@ def add_parsers(sub) -> None:
                        "a row per tuple with its target values")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
-    p.add_argument("--rows", type=int, default=8, help="tuples to draw (default 8)")
+    p.add_argument("--rows", type=integer(1), default=8, help="tuples to draw (default 8)")
     p.add_argument("--scale", type=float, default=1.0, help="size of each panel, relative (default 1)")
     p.set_defaults(run=cmd_preview)
     p = sub.add_parser("verify", help="check a dataset's files, checksums and MI statistics")
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("--subsample", type=int, default=None, metavar="M",
+    p.add_argument("--subsample", type=subsample, default=None, metavar="M",
                    help="invert the flows of at most M tuples (default 2000; at least 10): learned image flows "
                         "cost an ODE solve per tuple")
     p.set_defaults(run=cmd_verify)
@@ -119,9 +119,17 @@ def int_or_auto(text: str) -> int | str:
     if text == "auto":
         return text
     try:
-        return int(text)
+        int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of threads or auto, got {text!r}") from None
+    return integer(1)(text)
+
+
+def subsample(text: str) -> int:
+    """``--subsample``: a number of tuples, at least the verifier's minimum."""
+    from mmmi_dsl.dataset.oracle import MIN_SUBSAMPLE
+
+    return integer(MIN_SUBSAMPLE)(text)
 
 
 def _threads(arg: int | str, model) -> int:
@@ -152,9 +160,6 @@ def cmd_generate(args) -> int:
     from mmmi_dsl.dataset import manifest_name, run_to_resume
     from mmmi_dsl.dataset.generate import generate_dataset
 
-    at_least(args.n, 1, "-n")
-    if args.threads != "auto":
-        at_least(args.threads, 1, "--threads")
     model = load_spec(args)
     torch.set_num_threads(_threads(args.threads, model))
     job = _job(args.shard)
@@ -200,7 +205,6 @@ def _recorded(out: Path, job: tuple[int, int]) -> dict[int, dict]:
 
 def cmd_preview(args) -> int:
     from mmmi_dsl.dataset.preview import preview_grid
-    at_least(args.rows, 1, "--rows")
     if not 0.1 <= args.scale <= 20:
         raise UsageError("--scale must be between 0.1 and 20")
     if args.rows > 64:
@@ -212,10 +216,8 @@ def cmd_preview(args) -> int:
 
 def cmd_verify(args) -> int:
     from mmmi_dsl.dataset import verify
-    from mmmi_dsl.dataset.oracle import MIN_SUBSAMPLE, SUBSAMPLE
+    from mmmi_dsl.dataset.oracle import SUBSAMPLE
 
-    if args.subsample is not None:
-        at_least(args.subsample, MIN_SUBSAMPLE, "--subsample")
     report = verify(args.dir, args.subsample or SUBSAMPLE)
     for finding in report.findings:
         print(finding.line())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mmmi_dsl.cli.args import at_least, check_device
+from mmmi_dsl.cli.args import check_device, integer, positive
 from mmmi_dsl.errors import UsageError
 
 
@@ -39,10 +39,10 @@ def add_parsers(sub) -> None:
     run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="an option passed to the estimator (numbers as numbers, true/false; repeatable)")
     run.add_argument("-o", "--output", required=True, metavar="DIR", help="where the results go; a rerun resumes")
-    run.add_argument("--timeout", type=float, default=1800.0, metavar="S",
+    run.add_argument("--timeout", type=positive, default=1800.0, metavar="S",
                      help="seconds an estimate may take per task (default 1800); a task past it is recorded as "
                           "failed")
-    run.add_argument("--threads", type=int, default=1, help="torch CPU threads of the built-in variational "
+    run.add_argument("--threads", type=integer(1), default=1, help="torch CPU threads of the built-in variational "
                      "estimators (default 1)")
     run.set_defaults(run=cmd_run)
 
@@ -53,7 +53,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", type=int, metavar="N", help="tuples per dataset instead of each task's n")
+    p.add_argument("-n", type=integer(20), metavar="N", help="tuples per dataset instead of each task's n")
     p.add_argument("--seeds", metavar="S1,S2,...", help="seeds instead of the suite's (0,1,2)")
     p.add_argument("--cache", metavar="DIR", help="where the datasets go (default: $MMMIC_CACHE, else "
                    "~/.cache/mmmic/suite)")
@@ -87,8 +87,6 @@ def _cache(args) -> Path:
 
 
 def _data_args(args) -> None:
-    if args.n is not None:
-        at_least(args.n, 20, "-n")
     check_device(args.device)
 
 
@@ -190,9 +188,6 @@ def cmd_run(args) -> int:
     from mmmi_dsl.suite.summary import write_outputs
 
     _data_args(args)
-    at_least(args.threads, 1, "--threads")
-    if not args.timeout > 0:
-        raise UsageError("--timeout must be a positive number of seconds")
     estimator = make_estimator(args)
     suite, tasks = _suite_and_tasks(args)
     require_available(tasks)

@@ -137,9 +137,9 @@ def test_linear_reaches_the_bayes_rmse_at_large_n(tmp_path, mmmic):
 @pytest.mark.parametrize("args, message", [
     (["--model", "svm"], "--model 'svm': choose one of cnn, mlp, linear"),
     (["--model", "cnn"], "the cnn regressor needs image-shaped samples"),
-    (["-n", "5"], "-n must be at least 20"),
-    (["--threads", "0"], "--threads must be at least 1"),
-    (["--max-steps", "0"], "--max-steps must be at least 1"),
+    (["-n", "5"], "argument -n: must be at least 20, got 5"),
+    (["--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    (["--max-steps", "0"], "argument --max-steps: must be at least 1, got 0"),
     (["--query", "I(x1; x2)"], "needs a target (the regressed θ) and a modality"),
     (["--query", "I(theta; x9)"], "`x9` is not a modality or target"),
     (["--for", "nope"], "nope"),

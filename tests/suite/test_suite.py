@@ -128,7 +128,7 @@ def test_bad_flags_are_usage_errors(mmmic, mypkg, cache):
                            (["--estimator-cmd", "python est.py"], "{x} and {y}"),
                            (["-e", "gaussian", "--tasks", "nosuch*"], "matches no task"),
                            (["-e", "gaussian", "--seeds", "a"], "--seeds"),
-                           (["-e", "gaussian", "-n", "5"], "-n must be at least 20")]:
+                           (["-e", "gaussian", "-n", "5"], "argument -n: must be at least 20, got 5")]:
         r = mmmic("suite", "run", *base, *flags)
         assert r.code == 2 and message in r.stderr, (flags, r.stderr)
 
