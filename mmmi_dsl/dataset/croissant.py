@@ -17,14 +17,13 @@ same bytes. It is an addition: no other file of the dataset changes.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 from mmmi_dsl.dataset.format import MANIFEST, file_stems
 from mmmi_dsl.dataset.reader import Column, roles, split_rule
 from mmmi_dsl.dataset.safety import is_regular, refuse_link
-from mmmi_dsl.files import dumps_json, write_atomic
+from mmmi_dsl.files import dumps_json, sha256_file, write_atomic
 
 CROISSANT = "croissant.json"
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
@@ -63,15 +62,6 @@ def file_object(rel: str, sha256: str, size: int, encoding: str) -> dict:
     """One ``cr:FileObject``: a file of the dataset by its path relative to the metadata."""
     return {"@type": "cr:FileObject", "@id": rel, "name": rel, "contentUrl": rel, "contentSize": f"{size} B",
             "encodingFormat": encoding, "sha256": sha256}
-
-
-def file_sha256(path: Path) -> str:
-    """A file's sha256, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def field(record: str, column: Column, source: dict, shape: tuple[int, ...] | None = None,
@@ -124,7 +114,7 @@ def _pattern(rel: str) -> str:
 def dataset_croissant(root: Path, manifest: dict) -> dict:
     """The Croissant document of a complete dataset directory (its shard files and manifest)."""
     shards = sorted(manifest["shards"], key=lambda s: s["index"])
-    distribution = [file_object(MANIFEST, file_sha256(root / MANIFEST), (root / MANIFEST).stat().st_size,
+    distribution = [file_object(MANIFEST, sha256_file(root / MANIFEST), (root / MANIFEST).stat().st_size,
                                 "application/json")]
     role = roles(manifest)
     stems = file_stems(manifest["variables"])

@@ -33,11 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from mmmi_dsl.dataset.card import dataset_card, export_croissant
-from mmmi_dsl.dataset.croissant import CROISSANT, dataset_croissant, file_sha256, write_croissant
+from mmmi_dsl.dataset.croissant import CROISSANT, dataset_croissant, write_croissant
 from mmmi_dsl.dataset.format import MANIFEST, DatasetError, file_stems
 from mmmi_dsl.dataset.reader import SPLIT_NAMES, Column, ShardReader, split_indices
 from mmmi_dsl.dataset.safety import WriterLock, nofollow_new, refuse_link, safe_folder
 from mmmi_dsl.errors import UsageError
+from mmmi_dsl.files import sha256_file
 
 FORMATS = ("parquet", "webdataset", "hf")
 INDEX = "sample_index"
@@ -287,7 +288,7 @@ def export(root: str | Path, out: str | Path, to: str, *, images: bool = False,
     card = dataset_card(reader.manifest, plan.columns, result.splits, to, plan.png, plan.lossy, command)
     with _new_file(out / "README.md") as f:
         f.write(card.encode("utf-8"))
-    files = [(rel, file_sha256(out / rel), (out / rel).stat().st_size) for rel in result.files + ["README.md"]]
+    files = [(rel, sha256_file(out / rel), (out / rel).stat().st_size) for rel in result.files + ["README.md"]]
     write_croissant(out, export_croissant(reader.manifest, plan.columns, files, to, plan.png, plan.lossy))
     result.notes += _add_root_croissant(root, reader.manifest)
     return result

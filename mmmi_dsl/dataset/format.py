@@ -279,15 +279,19 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+#: identity fields added after the format: a manifest without one cannot be resumed, and is told why
+RECORDED_LATER = {"fingerprint.learned_flows": "its learned flows' weights and solver",
+                  "fingerprint.files": "the SHA-256 of the files its spec reads"}
+
+
 def identity_difference(old: dict, new: dict) -> str | None:
     """Where two manifests' identities first differ (``seed is 7 there, 8 here``), or None."""
     for key in IDENTITY:
         if old.get(key) != new.get(key):
             where, a, b = first_difference(old.get(key), new.get(key), key)
-            if where == "fingerprint.learned_flows" and a is None:
-                return ("it was written before mmmic recorded its learned flows' weights and solver "
-                        "(fingerprint.learned_flows), so a resume cannot tell whether its images came from the "
-                        "same flows as these")
+            if where in RECORDED_LATER and a is None:
+                return (f"it was written before mmmic recorded {RECORDED_LATER[where]} ({where}), so a resume "
+                        "cannot tell whether its tuples came from the same ones")
             return f"{where} is {short(a)} there, {short(b)} here"
     return None
 

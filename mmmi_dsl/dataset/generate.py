@@ -107,7 +107,13 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
     import torch
 
     from mmmi_dsl.backend import Sampler
+    from mmmi_dsl.dataset.croissant import dataset_croissant, write_croissant
+    from mmmi_dsl.dataset.format import manifest_name
+    from mmmi_dsl.dataset.safety import WriterLock
+    from mmmi_dsl.dataset.spec_files import check_names, copy_spec_files, spec_files
+    from mmmi_dsl.dataset.spec_files import fingerprint as file_fingerprint
     from mmmi_dsl.dataset.writer import write_dataset
+    from mmmi_dsl.lang.lower.scope import spec_folder
     from mmmi_dsl.mi.analysis import default_queries
 
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
@@ -125,14 +131,15 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
     learned = sampler.learned_flows()
     if learned:  # the weights and solver behind the images: a resume with other weights is refused
         fingerprint["learned_flows"] = learned
+    files = spec_files(model, spec_folder(model.source_file))
+    if files:  # the templates, matrices and weights the spec reads: copied beside the manifest (spec_files.py)
+        check_names(files)  # before anything is written
+        fingerprint["files"] = file_fingerprint(files)
     manifest = write_dataset(out, sampler, n, seed=seed, shard_size=shard_size, batch_size=batch_size,
                              metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,
                              job=job, progress=progress, overwrite=overwrite)
-    if manifest["complete"] and job[1] == 1:  # a part's croissant.json is written by merge
-        from mmmi_dsl.dataset.croissant import dataset_croissant, write_croissant
-        from mmmi_dsl.dataset.format import MANIFEST
-        from mmmi_dsl.dataset.safety import WriterLock
-
-        with WriterLock(Path(out), MANIFEST):
+    with WriterLock(Path(out), manifest_name(job)):
+        copy_spec_files(Path(out), files, fingerprint.get("files", {}))
+        if manifest["complete"] and job[1] == 1:  # a part's croissant.json is written by merge
             write_croissant(Path(out), dataset_croissant(Path(out), manifest))
     return manifest

@@ -1,4 +1,4 @@
-"""Joining the part manifests of a split run into ``manifest.json`` (nothing is copied)."""
+"""Joining the part manifests of a split run into ``manifest.json`` (no shard is copied)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Iterable
 
 from mmmi_dsl.dataset.croissant import dataset_croissant, write_croissant
 from mmmi_dsl.dataset.format import MANIFEST, DatasetError, identity_difference, read_manifest, shard_count
-from mmmi_dsl.dataset.safety import WriterLock, refuse_link, remove_stale
+from mmmi_dsl.dataset.safety import WriterLock, is_regular, refuse_link, remove_stale
+from mmmi_dsl.dataset.spec_files import copied, copy_spec_files
 from mmmi_dsl.files import dumps_json, write_atomic
 
 
@@ -17,8 +18,9 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
 
     Args:
         sources: dataset directories (all their ``manifest.part-*-of-*.json``) and/or part
-            manifest files. Nothing is copied: shards in other directories are recorded by
-            paths relative to ``out_dir``.
+            manifest files. No shard is copied: shards in other directories are recorded by
+            paths relative to ``out_dir``. The spec's data files (templates, matrices, weights)
+            are copied into ``out_dir`` where it is not a part's directory.
         out_dir: where ``manifest.json`` goes (default: the first part's directory).
 
     Returns:
@@ -56,9 +58,22 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
             if diff:
                 raise DatasetError(f"{existing} belongs to another dataset: {diff}")
         write_atomic(existing, dumps_json(merged) + "\n")
+        _copy_spec_files(parts, out, first["fingerprint"].get("files", {}))
         if merged["complete"]:
             write_croissant(out, dataset_croissant(out, merged))
     return merged
+
+
+def _copy_spec_files(parts: list[Path], out: Path, recorded: dict) -> None:
+    """The spec's data files (dataset/spec_files.py) into ``out``, from the first part's folder holding each."""
+    if not isinstance(recorded, dict):
+        return  # verify names the bad field
+    sources = {}
+    for name in filter(copied, recorded):
+        found = [p.parent / name for p in parts if is_regular(p.parent / name)]
+        if found and found[0].resolve() != (out / name).resolve():
+            sources[name] = found[0]
+    copy_spec_files(out, sources, recorded)
 
 
 def _part_paths(sources: Iterable[str | Path]) -> list[Path]:

@@ -9,7 +9,7 @@ Files the spec reads (``image("templates/a.png")``, ``.npy`` templates and matri
 flow weights) resolve against the **dataset directory**: the manifest keeps the spec
 file's name but not its folder, and a dataset answers the same wherever it is moved or
 copied, whatever the working directory. A dataset whose spec reads files therefore
-needs them beside ``manifest.json`` (copy ``templates/`` from beside the spec); a
+needs them beside ``manifest.json``: ``generate`` copies them there (dataset/spec_files.py); a
 missing one is E0208 at its line of the recorded spec, outside the directory E0216
 (``allow_paths`` admits it). The exact values recorded in the manifest (``mi``) are
 recomputed: :attr:`DatasetSpec.drift` lists any that the re-lowered spec no longer

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,10 @@ import numpy as np
 
 from mmmi_dsl.dataset.format import FORMAT, MANIFEST, DatasetError, read_manifest, shard_count, shard_rows
 from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, MIN_SUBSAMPLE, SUBSAMPLE, FlowMismatch, Recovery
+from mmmi_dsl.dataset.spec_files import copied, file_problems
 from mmmi_dsl.dataset.stats import MI_BATCHES, batch_moments, covariance, gaussian_mi, plain_pair, plugin_bias
 from mmmi_dsl.dataset.writer import run_to_resume
+from mmmi_dsl.files import sha256_file
 from mmmi_dsl.lang.laws import first_non_gaussian
 
 MAX_PLUGIN_DIM = 512     # p + q above this: no plug-in check
@@ -205,19 +206,17 @@ def _check_files(root: Path, manifest: dict, report: VerifyReport) -> None:
             problem = _file_problem(root / rel, manifest["variables"].get(var), s, var)
             if problem:
                 problems.append(f"{rel}: {problem}")
-    report.fail(problems)
+    recorded = manifest["fingerprint"].get("files", {})
+    spec_problems = file_problems(root, recorded)
+    report.fail(problems + spec_problems)
     if not problems:
         rows = sum(s["n"] for s in manifest["shards"])
         report.add("ok", f"{len(manifest['shards'])} shards, {rows} samples, "
                          f"{len(manifest['variables'])} variables; sizes, headers and sha256 of {count} files match")
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-    return sha.hexdigest()
+    kept = [name for name in recorded if copied(name)] if isinstance(recorded, dict) else []
+    if kept and not spec_problems:
+        report.add("ok", f"the spec's {len(kept)} data file{'s' if len(kept) > 1 else ''} ({', '.join(kept)}) "
+                         "match their sha256")
 
 
 def _file_problem(path: Path, spec: dict | None, shard: dict, var: str) -> str | None:
@@ -242,7 +241,7 @@ def _file_problem(path: Path, spec: dict | None, shard: dict, var: str) -> str |
             return f"header says {dtype}{list(shape)}{order}, expected {spec['dtype']}{list(expected)}"
         if f.tell() + math.prod(shape) * dtype.itemsize != size:
             return f"size {size} bytes does not match its header"
-    if _sha256(path) != shard["sha256"][var]:
+    if sha256_file(path) != shard["sha256"][var]:
         return "sha256 differs from the manifest (corrupted)"
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 
@@ -297,7 +298,8 @@ def test_mi_on_a_dataset_refuses_set_and_a_bad_manifest(tv_dataset, tmp_path, mm
 
 def test_mi_on_a_dataset_reads_the_spec_files_from_the_dataset_directory(tmp_path, mmmic):
     """The spec's relative paths resolve against the dataset directory (not the cwd, not the
-    spec's folder, which the manifest does not record); a missing file is E0208 at its line."""
+    spec's folder, which the manifest does not record; generate copies them there,
+    tests/dataset/test_spec_files.py); a missing file is E0208 at its line."""
     spec_dir = tmp_path / "spec"
     (spec_dir / "data").mkdir(parents=True)
     np.save(spec_dir / "data" / "t.npy", np.array([1.0, 2.0, 0.5]))
@@ -306,6 +308,7 @@ def test_mi_on_a_dataset_reads_the_spec_files_from_the_dataset_directory(tmp_pat
                                       "target theta = u\nflow x = identity(z)\nreport I(theta; x)\n")
     out = tmp_path / "ds"
     assert mmmic("generate", spec_dir / "tpl.mmi", "-o", out, "-n", "16", "--set", "a=0.9", "--no-progress").code == 0
+    shutil.rmtree(out / "data")  # the copy generate kept
     r = mmmic("mi", out, "-q", "I(x; u)")
     assert r.code == 1 and r.stdout == ""
     assert "error[E0208]: file `data/t.npy` not found" in r.stderr

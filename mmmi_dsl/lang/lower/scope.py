@@ -47,6 +47,11 @@ class Declared:
     env: dict[str, int] = field(default_factory=dict)
 
 
+def spec_folder(file: str) -> Path:
+    """The folder a spec's relative file names resolve against by default: its own (the cwd for a string)."""
+    return Path(file).resolve().parent if file != "<string>" else Path.cwd()
+
+
 class Scope:
     """One lowering run's names and values; the passes below extend it."""
 
@@ -56,8 +61,7 @@ class Scope:
         self.allow_paths = allow_paths  # files outside base_dir (absolute, ../, links out) only if True
         self.file = program.file
         self.overrides = dict(overrides or {})
-        self.base_dir = base_dir if base_dir is not None else (
-            Path(program.file).resolve().parent if program.file != "<string>" else Path.cwd())
+        self.base_dir = base_dir if base_dir is not None else spec_folder(program.file)
         self.errors = Collector()
         self.names: dict[str, Declared] = {}
         self.families: dict[str, list[str]] = {}
