@@ -429,12 +429,14 @@ class Model(Node):
     families: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     uniform: dict[str, UniformLaw] = Field(default_factory=dict)
     students: tuple[StudentGroup, ...] = ()
+    files: dict[str, str] = Field(default_factory=dict)  # each data file read: name as the spec gives it -> path
 
     @model_serializer(mode="wrap")
     def _omit_unused_laws(self, handler):
-        """``uniform`` and ``students`` are left out of the JSON when empty: a Gaussian model's IR is unchanged."""
+        """``uniform``, ``students`` and ``files`` are left out of the JSON when empty: a Gaussian model that
+        reads no file has the IR it had before they existed."""
         out = handler(self)
-        for key in ("uniform", "students"):
+        for key in ("uniform", "students", "files"):
             if not out.get(key, True):
                 del out[key]
         return out

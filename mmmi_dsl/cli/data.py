@@ -22,7 +22,8 @@ def _auto_table() -> dict[str, list[str]]:
 
 def add_parsers(sub) -> None:
     """Add this family's subcommands to the ``mmmic`` parser."""
-    p = sub.add_parser("generate", help="generate a dataset: streamed, sharded, resumable")
+    p = sub.add_parser("generate", help="generate a dataset: streamed, sharded, resumable; the files the spec reads "
+                       "(templates, matrices, weights) are copied into it")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     p.add_argument("-n", type=integer(1), required=True, metavar="N", help="number of tuples")

@@ -280,8 +280,11 @@ def read_manifest(path: Path) -> dict:
 
 
 #: identity fields added after the format: a manifest without one cannot be resumed, and is told why
-RECORDED_LATER = {"fingerprint.learned_flows": "its learned flows' weights and solver",
-                  "fingerprint.files": "the SHA-256 of the files its spec reads"}
+RECORDED_LATER = {
+    "fingerprint.learned_flows": ("its learned flows' weights and solver",
+                                  "whether its images came from the same flows as these"),
+    "fingerprint.files": ("the SHA-256 of the files its spec reads",
+                          "whether its tuples came from the same templates, matrices and weights as these")}
 
 
 def identity_difference(old: dict, new: dict) -> str | None:
@@ -290,8 +293,8 @@ def identity_difference(old: dict, new: dict) -> str | None:
         if old.get(key) != new.get(key):
             where, a, b = first_difference(old.get(key), new.get(key), key)
             if where in RECORDED_LATER and a is None:
-                return (f"it was written before mmmic recorded {RECORDED_LATER[where]} ({where}), so a resume "
-                        "cannot tell whether its tuples came from the same ones")
+                recorded, same = RECORDED_LATER[where]
+                return f"it was written before mmmic recorded {recorded} ({where}), so a resume cannot tell {same}"
             return f"{where} is {short(a)} there, {short(b)} here"
     return None
 

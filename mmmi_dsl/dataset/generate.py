@@ -110,10 +110,9 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
     from mmmi_dsl.dataset.croissant import dataset_croissant, write_croissant
     from mmmi_dsl.dataset.format import manifest_name
     from mmmi_dsl.dataset.safety import WriterLock
-    from mmmi_dsl.dataset.spec_files import check_names, copy_spec_files, spec_files
+    from mmmi_dsl.dataset.spec_files import check_destinations, copy_spec_files, spec_files
     from mmmi_dsl.dataset.spec_files import fingerprint as file_fingerprint
     from mmmi_dsl.dataset.writer import write_dataset
-    from mmmi_dsl.lang.lower.scope import spec_folder
     from mmmi_dsl.mi.analysis import default_queries
 
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
@@ -131,9 +130,9 @@ def generate_dataset(model: ir.Model, out: Path, n: int, *, seed: int = 0, devic
     learned = sampler.learned_flows()
     if learned:  # the weights and solver behind the images: a resume with other weights is refused
         fingerprint["learned_flows"] = learned
-    files = spec_files(model, spec_folder(model.source_file))
+    files = spec_files(model)
     if files:  # the templates, matrices and weights the spec reads: copied beside the manifest (spec_files.py)
-        check_names(files)  # before anything is written
+        check_destinations(Path(out), files)  # before anything is written
         fingerprint["files"] = file_fingerprint(files)
     manifest = write_dataset(out, sampler, n, seed=seed, shard_size=shard_size, batch_size=batch_size,
                              metadata=dataset_metadata(model, sampler, results), fingerprint=fingerprint,

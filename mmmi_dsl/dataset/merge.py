@@ -8,8 +8,8 @@ from typing import Iterable
 
 from mmmi_dsl.dataset.croissant import dataset_croissant, write_croissant
 from mmmi_dsl.dataset.format import MANIFEST, DatasetError, identity_difference, read_manifest, shard_count
-from mmmi_dsl.dataset.safety import WriterLock, is_regular, refuse_link, remove_stale
-from mmmi_dsl.dataset.spec_files import copied, copy_spec_files
+from mmmi_dsl.dataset.safety import WriterLock, refuse_link, remove_stale
+from mmmi_dsl.dataset.spec_files import copied_names, copy_spec_files, destination, inside
 from mmmi_dsl.files import dumps_json, write_atomic
 
 
@@ -57,8 +57,8 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
             diff = identity_difference(read_manifest(existing), first)
             if diff:
                 raise DatasetError(f"{existing} belongs to another dataset: {diff}")
+        _copy_spec_files(parts, out, first["fingerprint"].get("files", {}))  # before the manifest names them
         write_atomic(existing, dumps_json(merged) + "\n")
-        _copy_spec_files(parts, out, first["fingerprint"].get("files", {}))
         if merged["complete"]:
             write_croissant(out, dataset_croissant(out, merged))
     return merged
@@ -66,13 +66,11 @@ def merge(sources: Iterable[str | Path], out_dir: str | Path | None = None) -> d
 
 def _copy_spec_files(parts: list[Path], out: Path, recorded: dict) -> None:
     """The spec's data files (dataset/spec_files.py) into ``out``, from the first part's folder holding each."""
-    if not isinstance(recorded, dict):
-        return  # verify names the bad field
     sources = {}
-    for name in filter(copied, recorded):
-        found = [p.parent / name for p in parts if is_regular(p.parent / name)]
-        if found and found[0].resolve() != (out / name).resolve():
-            sources[name] = found[0]
+    for name in copied_names(recorded):  # a bad table is verify's to name
+        found = [path for path in (inside(p.parent, name) for p in parts) if path is not None]
+        if found and found[0].resolve() != (out / destination(name)).resolve():
+            sources[name] = found[0]  # a copy that differs from the record raises in copy_spec_files
     copy_spec_files(out, sources, recorded)
 
 

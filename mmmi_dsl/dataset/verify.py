@@ -14,7 +14,7 @@ import numpy as np
 
 from mmmi_dsl.dataset.format import FORMAT, MANIFEST, DatasetError, read_manifest, shard_count, shard_rows
 from mmmi_dsl.dataset.oracle import DIRECTION_SIGMAS, MIN_SUBSAMPLE, SUBSAMPLE, FlowMismatch, Recovery
-from mmmi_dsl.dataset.spec_files import copied, file_problems
+from mmmi_dsl.dataset.spec_files import copied_names, file_problems
 from mmmi_dsl.dataset.stats import MI_BATCHES, batch_moments, covariance, gaussian_mi, plain_pair, plugin_bias
 from mmmi_dsl.dataset.writer import run_to_resume
 from mmmi_dsl.files import sha256_file
@@ -213,10 +213,11 @@ def _check_files(root: Path, manifest: dict, report: VerifyReport) -> None:
         rows = sum(s["n"] for s in manifest["shards"])
         report.add("ok", f"{len(manifest['shards'])} shards, {rows} samples, "
                          f"{len(manifest['variables'])} variables; sizes, headers and sha256 of {count} files match")
-    kept = [name for name in recorded if copied(name)] if isinstance(recorded, dict) else []
+    kept = copied_names(recorded)
     if kept and not spec_problems:
-        report.add("ok", f"the spec's {len(kept)} data file{'s' if len(kept) > 1 else ''} ({', '.join(kept)}) "
-                         "match their sha256")
+        listed = ", ".join(kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+        report.add("ok", f"the spec's {len(kept)} data file{'s' if len(kept) > 1 else ''} ({listed}): "
+                         "sha256 as recorded")
 
 
 def _file_problem(path: Path, spec: dict | None, shard: dict, var: str) -> str | None:

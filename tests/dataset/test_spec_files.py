@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmmi_dsl import load
+from mmmi_dsl import loads
 from mmmi_dsl.dataset.spec_files import spec_files
 from mmmi_dsl.files import sha256_file
 
@@ -61,13 +61,14 @@ def test_generate_copies_the_files_its_spec_reads_and_the_dataset_answers_anywhe
     want = mi_json(mmmic("mi", spec, "-q", "I(x; u)", "-q", "I(y; theta)", "--json"))
     assert mi_json(mmmic("mi", "moved", "-q", "I(x; u)", "-q", "I(y; theta)", "--json")) == want
     r = mmmic("verify", "moved")
-    assert r.code == 0 and "ok: the spec's 2 data files (data/t.npy, mats/m.npy) match their sha256" in r.stdout
+    assert r.code == 0 and "ok: the spec's 2 data files (data/t.npy, mats/m.npy): sha256 as recorded" in r.stdout
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("change", "data/t.npy: sha256 differs from the manifest"),
-    ("delete", "data/t.npy: missing (the recorded spec reads it"),
-    ("link", "data/t.npy: a symbolic link"),
+    ("change", '"data/t.npy": sha256 differs from the manifest'),
+    ("delete", '"data/t.npy": missing, or reached through a symbolic link'),
+    ("link", '"data/t.npy": missing, or reached through a symbolic link'),
+    ("folder link", '"data/t.npy": missing, or reached through a symbolic link'),
 ])
 def test_verify_checks_the_copies(tmp_path, mmmic, damage, message):
     spec = project(tmp_path)
@@ -79,6 +80,9 @@ def test_verify_checks_the_copies(tmp_path, mmmic, damage, message):
         np.save(copy, np.array([1.0, 2.0, 0.6]))
     elif damage == "link":
         copy.symlink_to(spec.parent / "data" / "t.npy")  # the same bytes, but not a file of the dataset
+    elif damage == "folder link":
+        copy.parent.rmdir()
+        copy.parent.symlink_to(spec.parent / "data", target_is_directory=True)
     r = mmmic("verify", out)
     assert r.code == 1 and f"FAIL: {message}" in r.stdout, r.stdout
 
@@ -127,7 +131,7 @@ def test_a_file_outside_the_spec_folder_is_recorded_not_copied(tmp_path, mmmic):
     assert json.loads((out / "manifest.json").read_text())["fingerprint"]["files"][str(outside)] == sha256_file(outside)
     assert sorted(p.name for p in out.iterdir()) == ["croissant.json", "manifest.json", "mats", "shard-00000"]
     r = mmmic("verify", out)
-    assert r.code == 0 and "the spec's 1 data file (mats/m.npy)" in r.stdout, r.stdout
+    assert r.code == 0 and "the spec's 1 data file (mats/m.npy): sha256 as recorded" in r.stdout, r.stdout
 
 
 def test_merge_into_another_folder_copies_them(tmp_path, mmmic):
@@ -143,10 +147,73 @@ def test_merge_into_another_folder_copies_them(tmp_path, mmmic):
     assert r.code == 0 and "the spec's 2 data files" in r.stdout, r.stdout
 
 
-def test_weights_are_named_as_the_spec_names_them(tmp_path):
-    (tmp_path / "w").mkdir()
-    shutil.copy(DIGITS, tmp_path / "w" / "d.safetensors")
-    (tmp_path / "s.mmi").write_text("proto z : vector[64]\n"
-                                    'flow x = cnf(z, weights = "w/d.safetensors", class = 3) : image[1x8x8]\n')
-    model = load(tmp_path / "s.mmi")
-    assert spec_files(model, tmp_path.resolve()) == {"w/d.safetensors": tmp_path.resolve() / "w" / "d.safetensors"}
+def test_weights_and_a_covariance_are_named_as_the_spec_names_them_whatever_the_base(tmp_path, monkeypatch):
+    """Lowering records every file it reads under the name the spec gives it, so a spec loaded from a
+    string against another folder (``loads(text, base_dir=...)``) names them the same."""
+    (tmp_path / "sp" / "w").mkdir(parents=True)
+    shutil.copy(DIGITS, tmp_path / "sp" / "w" / "d.safetensors")
+    np.save(tmp_path / "sp" / "cov.npy", np.eye(64) * 2.0)
+    text = ('latent z : vector[64] ~ gaussian(cov = npy("cov.npy"))\n'
+            'flow x = cnf(z, weights = "w/./d.safetensors", class = 3) : image[1x8x8]\n')
+    monkeypatch.chdir(tmp_path)
+    model = loads(text, base_dir=Path("sp"))
+    assert spec_files(model) == {"cov.npy": Path("sp") / "cov.npy",
+                                 "w/./d.safetensors": Path("sp") / "w" / "d.safetensors"}
+
+
+def test_a_covariance_file_is_copied_and_a_dotted_name_lands_where_the_recorded_spec_reads_it(tmp_path, mmmic):
+    spec_dir = tmp_path / "spec"
+    (spec_dir / "data").mkdir(parents=True)
+    np.save(spec_dir / "data" / "cov.npy", np.array([[1.0, 0.6], [0.6, 1.0]]))
+    (spec_dir / "s.mmi").write_text('latent a, b ~ gaussian(cov = npy("data/../data/cov.npy"))\n'
+                                    "flow x = identity(a)\nflow y = identity(b)\nreport I(x; y)\n")
+    out = tmp_path / "ds"
+    assert mmmic("generate", spec_dir / "s.mmi", "-o", out, "-n", "200", "--no-progress").code == 0
+    assert (out / "data" / "cov.npy").read_bytes() == (spec_dir / "data" / "cov.npy").read_bytes()
+    r = mmmic("verify", out)
+    assert r.code == 0 and "(data/../data/cov.npy): sha256 as recorded" in r.stdout, r.stdout
+    assert mmmic("mi", out, "-q", "I(x; y)").code == 0
+
+
+def hostile(out: Path, files: dict) -> None:
+    m = json.loads((out / "manifest.json").read_text())
+    m["fingerprint"]["files"] = files
+    (out / "manifest.json").write_text(json.dumps(m))
+
+
+def test_verify_of_a_hostile_file_table_reports_and_reads_nothing_outside(tmp_path, mmmic):
+    spec = project(tmp_path)
+    out = tmp_path / "ds"
+    assert mmmic("generate", spec, "-o", out, "-n", "20", "--no-progress").code == 0
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key").write_text("k")
+    (out / "sec").symlink_to(secret, target_is_directory=True)
+    for files in ({"sec/key": sha256_file(secret / "key")}, {"a\x00b": "0" * 64}, {"x" * 300: "0" * 64}, [1, 2],
+                  {"data/t.npy": 3}):
+        hostile(out, files)
+        r = mmmic("verify", out)
+        assert r.code == 1 and "FAIL" in r.stdout and "Traceback" not in r.stderr, (files, r.stdout, r.stderr)
+    hostile(out, {"../../etc/passwd": "0" * 64, "/etc/passwd": "0" * 64})  # read where they are: not checked here
+    assert mmmic("verify", out).code == 0
+
+
+def test_merge_copies_nothing_through_a_link_nor_a_changed_copy(tmp_path, mmmic):
+    spec = project(tmp_path)
+    parts = [tmp_path / "p0", tmp_path / "p1"]
+    for i, part in enumerate(parts):
+        r = mmmic("generate", spec, "-o", part, "-n", "40", "--shard-size", "8", "--shard", f"{i}/2", "--no-progress")
+        assert r.code == 0, r.stderr
+    for part in parts:
+        np.save(part / "data" / "t.npy", np.array([9.0, 9.0, 9.0]))
+    merged = tmp_path / "merged"
+    r = mmmic("merge", *parts, "-o", merged)
+    assert r.code == 1 and "changed while the dataset was written" in r.stderr and "Traceback" not in r.stderr
+    assert not (merged / "manifest.json").exists() and not (merged / "data" / "t.npy").exists()
+    for part in parts:
+        (part / "data" / "t.npy").unlink()
+        (part / "data" / "t.npy").symlink_to(spec.parent / "data" / "t.npy")
+    assert mmmic("merge", *parts, "-o", merged).code == 0
+    assert not (merged / "data" / "t.npy").exists()  # not taken through the link: verify names it
+    r = mmmic("verify", merged)
+    assert r.code == 1 and 'FAIL: "data/t.npy": missing, or reached through a symbolic link' in r.stdout

@@ -176,6 +176,7 @@ class Constructors(Scope):
         if not full.is_file():
             self.fail("E0208", f"file `{node.value}` not found", node.span, f"looked for {full}",
                       "paths are relative to the spec file's directory")
+        self.files[node.value] = str(full)  # generate keeps a copy with the dataset (dataset/spec_files.py)
         return node.value, full
 
     def template_call(self, call: Call, env, name: str | None = None, span: Span | None = None) -> ir.Template:

@@ -47,11 +47,6 @@ class Declared:
     env: dict[str, int] = field(default_factory=dict)
 
 
-def spec_folder(file: str) -> Path:
-    """The folder a spec's relative file names resolve against by default: its own (the cwd for a string)."""
-    return Path(file).resolve().parent if file != "<string>" else Path.cwd()
-
-
 class Scope:
     """One lowering run's names and values; the passes below extend it."""
 
@@ -61,7 +56,8 @@ class Scope:
         self.allow_paths = allow_paths  # files outside base_dir (absolute, ../, links out) only if True
         self.file = program.file
         self.overrides = dict(overrides or {})
-        self.base_dir = base_dir if base_dir is not None else spec_folder(program.file)
+        self.base_dir = base_dir if base_dir is not None else (
+            Path(program.file).resolve().parent if program.file != "<string>" else Path.cwd())
         self.errors = Collector()
         self.names: dict[str, Declared] = {}
         self.families: dict[str, list[str]] = {}
@@ -70,6 +66,7 @@ class Scope:
         self.params: dict[str, ir.Param] = {}
         self.values: dict[str, float] = {}
         self.templates: dict[str, ir.Template] = {}
+        self.files: dict[str, str] = {}  # each data file read (templates, matrices, weights): given name -> path
         self.matrices: dict[str, ir.Matrix] = {}
         self.protos: dict[str, ir.Proto] = {}
         self.uniform: dict[str, ir.UniformLaw] = {}  # proto n : uniform[lo, hi]

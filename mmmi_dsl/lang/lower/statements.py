@@ -122,7 +122,7 @@ class Lowerer(Covariances, LawLowering):
             variables=variables, flows=flows, labels=labels, reports=tuple(reports),
             solves=tuple(solves), sweeps=tuple(sweeps),
             families={k: tuple(v) for k, v in self.families.items()}, uniform=self.uniform,
-            students=tuple(students))
+            students=tuple(students), files=dict(sorted(self.files.items())))
         check_laws(model, self.errors)  # lang/laws.py: what no closed form covers
         self.errors.raise_if_any({self.file: self.program.text})
         return model
