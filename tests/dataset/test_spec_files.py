@@ -134,12 +134,18 @@ def test_a_file_outside_the_spec_folder_is_recorded_not_copied(tmp_path, mmmic):
     assert r.code == 0 and "the spec's 1 data file (mats/m.npy): sha256 as recorded" in r.stdout, r.stdout
 
 
-def test_merge_into_another_folder_copies_them(tmp_path, mmmic):
+def split_run(tmp_path: Path, mmmic) -> tuple[Path, list[Path]]:
+    """The spec of :func:`project` generated as two jobs into two folders: (spec, [folder, folder])."""
     spec = project(tmp_path)
     parts = [tmp_path / "p0", tmp_path / "p1"]
     for i, part in enumerate(parts):
         r = mmmic("generate", spec, "-o", part, "-n", "40", "--shard-size", "8", "--shard", f"{i}/2", "--no-progress")
         assert r.code == 0, r.stderr
+    return spec, parts
+
+
+def test_merge_into_another_folder_copies_them(tmp_path, mmmic):
+    spec, parts = split_run(tmp_path, mmmic)
     merged = tmp_path / "merged"
     assert mmmic("merge", *parts, "-o", merged).code == 0
     assert (merged / "data" / "t.npy").read_bytes() == (spec.parent / "data" / "t.npy").read_bytes()
@@ -199,11 +205,7 @@ def test_verify_of_a_hostile_file_table_reports_and_reads_nothing_outside(tmp_pa
 
 
 def test_merge_copies_nothing_through_a_link_nor_a_changed_copy(tmp_path, mmmic):
-    spec = project(tmp_path)
-    parts = [tmp_path / "p0", tmp_path / "p1"]
-    for i, part in enumerate(parts):
-        r = mmmic("generate", spec, "-o", part, "-n", "40", "--shard-size", "8", "--shard", f"{i}/2", "--no-progress")
-        assert r.code == 0, r.stderr
+    spec, parts = split_run(tmp_path, mmmic)
     for part in parts:
         np.save(part / "data" / "t.npy", np.array([9.0, 9.0, 9.0]))
     merged = tmp_path / "merged"
