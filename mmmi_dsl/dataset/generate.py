@@ -38,7 +38,8 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
         "model": model.name,
         "spec": spec_text,
         "spec_file": Path(model.source_file).name,
-        "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+        # of the IR's JSON where the text is unknown (a spec given as a string): two such specs never share it
+        "spec_sha256": hashlib.sha256((spec_text or model.model_dump_json()).encode()).hexdigest(),
         "params": {k: p.value for k, p in model.params.items()},
         "dims": {k: d.value for k, d in model.dims.items()},
         "mi": [r.to_json() for r in results if not is_limit(r)],  # MI only: limits are recomputed from the spec

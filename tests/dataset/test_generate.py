@@ -150,3 +150,21 @@ def test_uint8_export_is_opt_in_and_marks_an_upper_bound(tmp_path):
     plain = tmp_path / "p"
     generate(plain, 100)
     assert json.loads((plain / "manifest.json").read_text())["mi_is_upper_bound"] is False
+
+
+def test_specs_given_as_strings_do_not_resume_each_other(tmp_path):
+    """Without a file the manifest has no spec text; its spec_sha256 is then the IR's, so two string specs
+    that differ only in a coefficient are two datasets (before: both hashed the empty text and the second
+    run resumed the first's shards)."""
+    from mmmi_dsl import loads
+    from mmmi_dsl.dataset.format import DatasetError
+    from mmmi_dsl.dataset.generate import generate_dataset
+
+    text = ("proto u : scalar\nproto n : vector[2]\nlatent z = {a} * u * ones(2) + n\ntarget t = u\n"
+            "flow x = identity(z)\n")
+    first = generate_dataset(loads(text.format(a=0.5)), tmp_path / "d", 16, progress=False)
+    other = generate_dataset(loads(text.format(a=0.9)), tmp_path / "other", 16, progress=False)
+    assert first["spec"] == "" and first["spec_sha256"] != other["spec_sha256"]
+    with pytest.raises(DatasetError, match="spec_sha256 is"):
+        generate_dataset(loads(text.format(a=0.9)), tmp_path / "d", 16, progress=False)
+    assert generate_dataset(loads(text.format(a=0.5)), tmp_path / "d", 16, progress=False)["complete"]
