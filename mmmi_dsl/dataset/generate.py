@@ -16,12 +16,11 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
     """What a dataset's manifest records besides its shards (see docs/dataset-format.md)."""
     import torch
 
+    from mmmi_dsl.dataset.recorded import spec_source
     from mmmi_dsl.mi.limits import is_limit
     from mmmi_dsl.version import __version__
 
-    spec_text = ""
-    if model.source_file and Path(model.source_file).is_file():
-        spec_text = Path(model.source_file).read_text(encoding="utf-8")
+    spec_text, spec_file = spec_source(model)  # a dataset's own spec when regenerating from one
     gaussian = {}
     for t in model.targets:
         gaussian[t] = t
@@ -37,7 +36,7 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
     return {
         "model": model.name,
         "spec": spec_text,
-        "spec_file": Path(model.source_file).name,
+        "spec_file": spec_file,
         # of the IR's JSON where the text is unknown (a spec given as a string): two such specs never share it
         "spec_sha256": hashlib.sha256((spec_text or model.model_dump_json()).encode()).hexdigest(),
         "params": {k: p.value for k, p in model.params.items()},

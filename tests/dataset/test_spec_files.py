@@ -219,3 +219,19 @@ def test_merge_copies_nothing_through_a_link_nor_a_changed_copy(tmp_path, mmmic)
     assert not (merged / "data" / "t.npy").exists()  # not taken through the link: verify names it
     r = mmmic("verify", merged)
     assert r.code == 1 and 'FAIL: "data/t.npy": missing, or reached through a symbolic link' in r.stdout
+
+
+def test_a_dataset_generated_from_a_dataset_keeps_its_spec_and_files(tmp_path, mmmic):
+    """`mmmic generate DIR1 -o DIR2` draws from the spec DIR1 records (at its values); DIR2 records that spec's
+    text and name (before: an empty text and the name `manifest.json)`, so DIR2 could not be read back)."""
+    spec = project(tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert mmmic("generate", spec, "-o", first, "-n", "20", "--set", "a=0.9", "--no-progress").code == 0
+    assert mmmic("generate", first, "-o", second, "-n", "200", "--seed", "3", "--no-progress").code == 0
+    a, b = (json.loads((d / "manifest.json").read_text()) for d in (first, second))
+    assert (b["spec"], b["spec_file"], b["spec_sha256"], b["params"]) == (a["spec"], "s.mmi", a["spec_sha256"],
+                                                                          {"a": 0.9})
+    assert b["fingerprint"]["files"] == a["fingerprint"]["files"]
+    assert mmmic("verify", second).code == 0
+    want = mi_json(mmmic("mi", spec, "--set", "a=0.9", "-q", "I(x; u)", "--json"))
+    assert mi_json(mmmic("mi", second, "-q", "I(x; u)", "--json")) == want
