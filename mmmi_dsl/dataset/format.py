@@ -14,13 +14,16 @@ import math
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Iterable
+from typing import TYPE_CHECKING, Annotated, Any, Iterable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from mmmi_dsl.errors import MmmicError, did_you_mean
+
+if TYPE_CHECKING:
+    from mmmi_dsl import ir
 
 FORMAT = "mmmi-dataset/1"
 MANIFEST = "manifest.json"
@@ -349,3 +352,29 @@ def load_arrays(path: str | Path, name: str) -> np.ndarray:
     arrays = [np.load(root / s["files"][name], mmap_mode="r") for s in sorted(manifest["shards"],
                                                                             key=lambda s: s["index"])]
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+# ----------------------------------------------------------------- recorded specs
+
+
+def source_name(manifest: dict, path: Path) -> str:
+    """The file name spans of the recorded spec carry: ``two_views.mmi (in out/tv/manifest.json)``."""
+    return f"{manifest.get('spec_file') or 'spec'} (in {path})"
+
+
+def spec_source(model: ir.Model) -> tuple[str, str]:
+    """The text and file name of ``model``'s spec: its file's; for a spec read back from a dataset
+    (source ``NAME (in DIR/manifest.json)``, :func:`source_name`), the ones that manifest records;
+    ``("", "<string>")`` for a spec given as a string."""
+    source = Path(model.source_file)
+    if model.source_file != "<string>" and source.is_file():
+        return source.read_text(encoding="utf-8"), source.name
+    name, sep, rest = model.source_file.rpartition(" (in ")
+    if sep and rest.endswith(")"):
+        try:
+            manifest = read_manifest(Path(rest[:-1]))
+        except DatasetError:
+            manifest = {}
+        if isinstance(manifest.get("spec"), str):
+            return manifest["spec"], name
+    return "", source.name

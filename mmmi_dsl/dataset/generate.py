@@ -16,7 +16,7 @@ def dataset_metadata(model: ir.Model, sampler, results) -> dict:
     """What a dataset's manifest records besides its shards (see docs/dataset-format.md)."""
     import torch
 
-    from mmmi_dsl.dataset.recorded import spec_source
+    from mmmi_dsl.dataset.format import spec_source
     from mmmi_dsl.mi.limits import is_limit
     from mmmi_dsl.version import __version__
 

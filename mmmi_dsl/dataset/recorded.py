@@ -67,31 +67,6 @@ class DatasetSpec:
     drift: tuple[Drift, ...] = ()
 
 
-def source_name(manifest: dict, path: Path) -> str:
-    """The file name spans of the recorded spec carry: ``two_views.mmi (in out/tv/manifest.json)``."""
-    return f"{manifest.get('spec_file') or 'spec'} (in {path})"
-
-
-def spec_source(model: ir.Model) -> tuple[str, str]:
-    """The text and file name of ``model``'s spec: its file's; for a spec read back from a dataset
-    (source ``NAME (in DIR/manifest.json)``, :func:`source_name`), the ones that manifest records;
-    ``("", "<string>")`` for a spec given as a string."""
-    from mmmi_dsl.dataset.format import DatasetError, read_manifest
-
-    source = Path(model.source_file)
-    if model.source_file != "<string>" and source.is_file():
-        return source.read_text(encoding="utf-8"), source.name
-    name, sep, rest = model.source_file.rpartition(" (in ")
-    if sep and rest.endswith(")"):
-        try:
-            manifest = read_manifest(Path(rest[:-1]))
-        except DatasetError:
-            manifest = {}
-        if isinstance(manifest.get("spec"), str):
-            return manifest["spec"], name
-    return "", source.name
-
-
 def load_dataset_spec(path: str | Path, *, allow_paths: bool = False, check_drift: bool = True) -> DatasetSpec:
     """The spec recorded in the manifest at ``path`` (a dataset directory or its manifest file).
 
@@ -103,7 +78,7 @@ def load_dataset_spec(path: str | Path, *, allow_paths: bool = False, check_drif
             match ``spec_sha256``, or recorded values the spec does not take.
         SpecError: the recorded spec does not lower here (a file it reads is missing: E0208).
     """
-    from mmmi_dsl.dataset.format import MANIFEST, DatasetError, read_manifest
+    from mmmi_dsl.dataset.format import MANIFEST, DatasetError, read_manifest, source_name
 
     if Path(path).is_dir() and manifest_path(path) is None:
         raise DatasetError(f"{path}: no dataset here (no {MANIFEST}); give a directory `mmmic generate` wrote")
