@@ -432,7 +432,7 @@ class Model(Node):
     files: dict[str, str] = Field(default_factory=dict)  # each data file read: name as the spec gives it -> path
 
     @model_serializer(mode="wrap")
-    def _omit_unused_laws(self, handler):
+    def _omit_empty_extras(self, handler):
         """``uniform``, ``students`` and ``files`` are left out of the JSON when empty: a Gaussian model that
         reads no file has the IR it had before they existed."""
         out = handler(self)
